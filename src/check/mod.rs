@@ -1,0 +1,2 @@
+//! Running programs under memcheck and reading what it says.
+pub mod model;

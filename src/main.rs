@@ -1,0 +1,4 @@
+//! `poolgrind`: thin glue; everything lives in the library.
+fn main() {
+    std::process::exit(poolgrind::cli::main());
+}

@@ -1,0 +1,1 @@
+//! Suppression files: parse, format, normalise, generate, merge, find stale entries.
