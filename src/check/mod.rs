@@ -1,2 +1,15 @@
 //! Running programs under memcheck and reading what it says.
+//!
+//! The pieces, in the order data flows through them:
+//!
+//! - [`run`] spawns valgrind (one process, or many with [`batch`]) and collects one
+//!   [`results::ProcessRecord`] per client process, each holding the parsed [`model::Log`];
+//! - [`xml`] is the tolerant reader of valgrind's XML;
+//! - [`frames`] classifies and demangles stack frames (user code, allocator, runtime);
+//! - [`policy`] decides which errors fail the run (leak kinds, `--fail-on`, baseline);
+//! - [`results`] aggregates processes into a [`results::Results`] value, which is also the JSON
+//!   format documented in `docs/json-schema.md`;
+//! - [`report`] renders results (human, JSON, JUnit, SARIF);
+//! - [`exit`] holds the stable exit codes.
 pub mod model;
+pub mod xml;

@@ -1,0 +1,922 @@
+//! The central heap: arenas, pools and the per-class used lists (pymalloc's design), plus the
+//! memcheck-only paths (red-zoned geometry, per-block bitmaps, quarantine).
+//!
+//! Locking: one pthread mutex per size class guards that class's used list and the headers of
+//! its pools; one arena mutex guards the arena table and every arena's free-pool list. Order:
+//! class lock, then arena lock. Thread caches (`tcache`) sit in front and take a class lock only
+//! to refill or flush a batch of blocks.
+
+use core::cell::UnsafeCell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use super::options::{Mode, Options};
+use super::sys;
+use super::track::{self, Tool};
+use super::types::*;
+
+// ---------------------------------------------------------------------------------------------
+// Global configuration, fixed at initialisation.
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+
+/// Whether pools serve small requests (false in `malloc` mode).
+static POOLS_ON: AtomicU8 = AtomicU8::new(0);
+/// Extra bytes between blocks (the memcheck red zone), 0 natively.
+static REDZONE: AtomicUsize = AtomicUsize::new(0);
+/// Whether `live` bitmaps are maintained (memcheck or debug).
+static STRICT: AtomicU8 = AtomicU8::new(0);
+/// Whether debug mode is on.
+static DEBUG: AtomicU8 = AtomicU8::new(0);
+/// Whether thread caches are used (natively, unless disabled).
+static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
+
+static mut OPTIONS: Options = Options::DEFAULT;
+
+/// The options the process runs with.
+pub fn options() -> Options {
+    ensure_init();
+    // SAFETY: written once during initialisation, before READY is published (Release), and read
+    // only after READY was observed (Acquire in ensure_init).
+    unsafe { *(&raw const OPTIONS) }
+}
+
+thread_local! {
+    static IN_INIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Makes sure the allocator is initialised. Returns false only for a re-entrant call made by
+/// the initialising thread itself (e.g. `dlsym` or `pthread_atfork` calling `malloc`); the caller
+/// must then serve the request from the bootstrap buffer.
+#[inline(always)]
+pub fn ensure_init() -> bool {
+    if STATE.load(Ordering::Acquire) == READY {
+        return true;
+    }
+    init_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn init_slow() -> bool {
+    loop {
+        match STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(READY) => return true,
+            Err(_) => {
+                if IN_INIT.with(|f| f.get()) {
+                    return false;
+                }
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+    IN_INIT.with(|f| f.set(true));
+    let opts = Options::from_env();
+    // SAFETY: only the initialising thread writes, before READY is published.
+    unsafe { *(&raw mut OPTIONS) = opts };
+    sys::init();
+    let tool = track::init(opts.valgrind_auto);
+    let pools = opts.mode != Mode::Malloc;
+    POOLS_ON.store(pools as u8, Ordering::Relaxed);
+    if tool == Tool::Memcheck {
+        REDZONE.store(MEMCHECK_REDZONE, Ordering::Relaxed);
+    }
+    STRICT.store((tool == Tool::Memcheck || opts.mode == Mode::Debug) as u8, Ordering::Relaxed);
+    if tool == Tool::Memcheck {
+        EXIT_DRAIN_REGISTERED.store(true, Ordering::Relaxed);
+    }
+    // Under memcheck, debug mode's guards would only duplicate what memcheck reports better.
+    DEBUG.store((opts.mode == Mode::Debug && tool != Tool::Memcheck) as u8, Ordering::Relaxed);
+    TCACHE_ON.store((opts.thread_caches && tool == Tool::None) as u8, Ordering::Relaxed);
+    if pools {
+        arena_table_init();
+    }
+    super::tcache::init();
+    // SAFETY: the handlers are `extern "C"` functions that take only our own mutexes.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    if opts.stats_at_exit {
+        // SAFETY: `print_stats_at_exit` is an `extern "C" fn()` that does not unwind.
+        unsafe { libc::atexit(super::stats::print_stats_at_exit) };
+    }
+    IN_INIT.with(|f| f.set(false));
+    STATE.store(READY, Ordering::Release);
+    true
+}
+
+/// Whether small requests are served from pools.
+#[inline(always)]
+pub fn pools_on() -> bool {
+    POOLS_ON.load(Ordering::Relaxed) != 0
+}
+
+/// Whether per-block `live` bitmaps are kept (memcheck or debug).
+#[inline(always)]
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed) != 0
+}
+
+/// Whether debug mode is on.
+#[inline(always)]
+pub fn debug_mode() -> bool {
+    DEBUG.load(Ordering::Relaxed) != 0
+}
+
+/// Whether thread caches are in use.
+#[inline(always)]
+pub fn tcache_on() -> bool {
+    TCACHE_ON.load(Ordering::Relaxed) != 0
+}
+
+/// Distance between blocks of a class in the geometry the process runs with.
+#[inline(always)]
+pub fn stride(class: usize) -> usize {
+    class_size(class) + REDZONE.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The size classes.
+
+pub(crate) static CLASSES: [ClassState; NB_SMALL_SIZE_CLASSES] =
+    [const { ClassState::new() }; NB_SMALL_SIZE_CLASSES];
+
+pub(crate) static COUNTERS: Counters = Counters::new();
+
+// ---------------------------------------------------------------------------------------------
+// The arena layer (guarded by ARENA_LOCK, except `address` reads and NARENAS).
+
+pub(crate) static ARENA_LOCK: RawMutex = RawMutex::new();
+
+/// The arena table: a reservation of MAX_ARENAS entries (touched as they are used).
+static ARENA_TABLE: AtomicUsize = AtomicUsize::new(0);
+/// Table slots initialised so far (slots `< NARENAS` may be read by `address_in_range`).
+pub(crate) static NARENAS: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) struct ArenaLists {
+    /// Slots without an arena, linked through `nextarena`.
+    unused: *mut ArenaObject,
+    /// Arenas with free pools, sorted by `nfreepools` ascending.
+    usable: *mut ArenaObject,
+    /// `nfp2lasta[n]`: the last arena on `usable` with `n` free pools (pymalloc 3.8's trick to
+    /// keep the list sorted in O(1)).
+    nfp2lasta: [*mut ArenaObject; POOLS_PER_ARENA + 1],
+    /// Arenas alive.
+    live: usize,
+}
+
+struct ArenaCell(UnsafeCell<ArenaLists>);
+// SAFETY: accessed only with ARENA_LOCK held.
+unsafe impl Sync for ArenaCell {}
+
+static ARENAS: ArenaCell = ArenaCell(UnsafeCell::new(ArenaLists {
+    unused: null_mut(),
+    usable: null_mut(),
+    nfp2lasta: [null_mut(); POOLS_PER_ARENA + 1],
+    live: 0,
+}));
+
+fn arena_table_init() {
+    let bytes = MAX_ARENAS * core::mem::size_of::<ArenaObject>();
+    // SAFETY: an anonymous private mapping; no address hint. NORESERVE: only touched pages cost.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p != libc::MAP_FAILED {
+        ARENA_TABLE.store(p as usize, Ordering::Release);
+    }
+}
+
+/// The arena table's base (null if it could not be reserved: pools then stay empty and every
+/// request is served by the system allocator).
+#[inline(always)]
+pub(crate) fn arena_table() -> *mut ArenaObject {
+    ARENA_TABLE.load(Ordering::Acquire) as *mut ArenaObject
+}
+
+/// Maps a new arena and returns its table entry, or null.
+///
+/// # Safety
+/// ARENA_LOCK must be held.
+unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
+    let table = arena_table();
+    if table.is_null() {
+        return null_mut();
+    }
+    if l.unused.is_null() {
+        let n = NARENAS.load(Ordering::Relaxed);
+        if n >= MAX_ARENAS {
+            return null_mut();
+        }
+        // SAFETY: slot n < MAX_ARENAS is inside the reservation; mmap'd pages read as zero,
+        // which is a valid unused ArenaObject (address 0, null links).
+        let slot = unsafe { table.add(n) };
+        l.unused = slot;
+        NARENAS.store(n + 1, Ordering::Release);
+    }
+    let ao = l.unused;
+    let base = arena_memory_alloc();
+    if base.is_null() {
+        return null_mut();
+    }
+    // SAFETY: `ao` is an unused slot of the table; we hold the arena lock.
+    unsafe {
+        l.unused = (*ao).nextarena;
+        (*ao).pool_address = base as usize;
+        (*ao).nfreepools = POOLS_PER_ARENA as u32;
+        (*ao).ntotalpools = POOLS_PER_ARENA as u32;
+        (*ao).freepools = null_mut();
+        (*ao).nextarena = null_mut();
+        (*ao).prevarena = null_mut();
+        (*ao).address.store(base as usize, Ordering::Release);
+    }
+    l.live += 1;
+    Counters::bump(&COUNTERS.arenas_allocated, 1);
+    COUNTERS.arenas_highwater.fetch_max(l.live, Ordering::Relaxed);
+    ao
+}
+
+/// Memory for one arena: mmap natively (memmap2); under memcheck a heap block from the system
+/// allocator, because mmap'd memory is a leak-check root (live blocks in it would make lost
+/// cycles look reachable) while a malloc block that contains mempool chunks is neither a root
+/// nor a leak candidate.
+fn arena_memory_alloc() -> *mut u8 {
+    if track::memcheck() {
+        let p = sys::memalign(POOL_SIZE, ARENA_SIZE);
+        if !p.is_null() {
+            track::noaccess(p, ARENA_SIZE);
+        }
+        return p;
+    }
+    match memmap2::MmapOptions::new().len(ARENA_SIZE).map_anon() {
+        Ok(mut m) => {
+            let p = m.as_mut_ptr();
+            // The mapping lives until `arena_memory_free` unmaps it by address.
+            core::mem::forget(m);
+            p
+        }
+        Err(_) => null_mut(),
+    }
+}
+
+fn arena_memory_free(p: *mut u8) {
+    if track::memcheck() {
+        // SAFETY: under memcheck every arena came from sys::memalign.
+        unsafe { sys::free(p) };
+        return;
+    }
+    // SAFETY: `p` is the start of a live ARENA_SIZE mapping made by arena_memory_alloc (memmap2
+    // has no "from raw" constructor, so the unmapping is done here).
+    unsafe { libc::munmap(p.cast(), ARENA_SIZE) };
+}
+
+/// Index of an arena object in the table.
+fn arena_index(ao: *mut ArenaObject) -> u32 {
+    ((ao as usize - arena_table() as usize) / core::mem::size_of::<ArenaObject>()) as u32
+}
+
+/// Takes an empty pool from the most used arena with free pools (pymalloc's policy).
+///
+/// # Safety
+/// ARENA_LOCK must be held.
+unsafe fn arena_take_pool(l: &mut ArenaLists) -> *mut PoolHeader {
+    if l.usable.is_null() {
+        // SAFETY: forwarded.
+        let ao = unsafe { new_arena(l) };
+        if ao.is_null() {
+            return null_mut();
+        }
+        l.usable = ao;
+        // SAFETY: ao is a live arena.
+        l.nfp2lasta[unsafe { (*ao).nfreepools } as usize] = ao;
+    }
+    let ao = l.usable;
+    // SAFETY: `ao` is the head of the usable list: a live arena with free pools.
+    unsafe {
+        let nf = (*ao).nfreepools as usize;
+        if l.nfp2lasta[nf] == ao {
+            l.nfp2lasta[nf] = null_mut();
+        }
+        if nf > 1 {
+            // ao stays at the head (it had the fewest free pools) and is the last with nf - 1.
+            l.nfp2lasta[nf - 1] = ao;
+        }
+        let pool;
+        if !(*ao).freepools.is_null() {
+            pool = (*ao).freepools;
+            track::open_header(pool.cast());
+            (*ao).freepools = (*pool).nextpool;
+        } else {
+            pool = (*ao).pool_address as *mut PoolHeader;
+            (*ao).pool_address += POOL_SIZE;
+            track::open_header(pool.cast());
+            (*pool).arenaindex = arena_index(ao);
+        }
+        track::close_header(pool.cast());
+        (*ao).nfreepools -= 1;
+        if (*ao).nfreepools == 0 {
+            l.usable = (*ao).nextarena;
+            if !l.usable.is_null() {
+                (*l.usable).prevarena = null_mut();
+            }
+            (*ao).nextarena = null_mut();
+        }
+        pool
+    }
+}
+
+/// Gives an empty pool back to its arena; frees the arena when all its pools are empty (unless
+/// it is the last usable arena: keeping one spare avoids map/unmap thrashing).
+///
+/// # Safety
+/// ARENA_LOCK must be held; `pool` is empty and on no list.
+unsafe fn arena_give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
+    // SAFETY: the pool belongs to a live arena (its header names it); lock held.
+    unsafe {
+        track::open_header(pool.cast());
+        let ao = arena_table().add((*pool).arenaindex as usize);
+        (*pool).nextpool = (*ao).freepools;
+        track::close_header(pool.cast());
+        (*ao).freepools = pool;
+        let nf = (*ao).nfreepools as usize;
+        let lastnf = l.nfp2lasta[nf];
+        if lastnf == ao {
+            let p = (*ao).prevarena;
+            l.nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools as usize == nf { p } else { null_mut() };
+        }
+        let nf = nf + 1;
+        (*ao).nfreepools = nf as u32;
+
+        if nf == (*ao).ntotalpools as usize && (!(*ao).nextarena.is_null() || track::memcheck()) {
+            // Case 1: the arena is empty and another usable arena follows: give it back. (Under
+            // memcheck always: a spare arena with no live chunk would be a leak-check candidate.)
+            if l.nfp2lasta[nf] == ao {
+                l.nfp2lasta[nf] = null_mut();
+            }
+            if (*ao).prevarena.is_null() {
+                l.usable = (*ao).nextarena;
+            } else {
+                (*(*ao).prevarena).nextarena = (*ao).nextarena;
+            }
+            if !(*ao).nextarena.is_null() {
+                (*(*ao).nextarena).prevarena = (*ao).prevarena;
+            }
+            let base = (*ao).address.load(Ordering::Relaxed) as *mut u8;
+            // Zero the address before the memory goes: address_in_range must never match a
+            // range that another allocator may hand out next.
+            (*ao).address.store(0, Ordering::Release);
+            (*ao).nextarena = l.unused;
+            (*ao).prevarena = null_mut();
+            (*ao).freepools = null_mut();
+            l.unused = ao;
+            l.live -= 1;
+            arena_memory_free(base);
+            Counters::bump(&COUNTERS.arenas_freed, 1);
+            return;
+        }
+        if nf == 1 {
+            // Case 2: the arena was full: it goes to the head (fewest free pools).
+            (*ao).nextarena = l.usable;
+            (*ao).prevarena = null_mut();
+            if !l.usable.is_null() {
+                (*l.usable).prevarena = ao;
+            }
+            l.usable = ao;
+            if l.nfp2lasta[1].is_null() {
+                l.nfp2lasta[1] = ao;
+            }
+            return;
+        }
+        if l.nfp2lasta[nf].is_null() {
+            l.nfp2lasta[nf] = ao;
+        }
+        if ao == lastnf {
+            return; // still in order
+        }
+        // Case 3: move ao to just after lastnf (the last arena with nf - 1 free pools).
+        if (*ao).prevarena.is_null() {
+            l.usable = (*ao).nextarena;
+        } else {
+            (*(*ao).prevarena).nextarena = (*ao).nextarena;
+        }
+        if !(*ao).nextarena.is_null() {
+            (*(*ao).nextarena).prevarena = (*ao).prevarena;
+        }
+        (*ao).prevarena = lastnf;
+        (*ao).nextarena = (*lastnf).nextarena;
+        if !(*ao).nextarena.is_null() {
+            (*(*ao).nextarena).prevarena = ao;
+        }
+        (*lastnf).nextarena = ao;
+    }
+}
+
+/// Runs `f` with the arena lists locked.
+pub(crate) fn with_arenas<R>(f: impl FnOnce(&mut ArenaLists) -> R) -> R {
+    let _g = ARENA_LOCK.lock();
+    // SAFETY: the arena lock is held for the lifetime of the reference.
+    f(unsafe { &mut *ARENAS.0.get() })
+}
+
+/// Arenas alive, usable-list order (for the walker): (entry, nfreepools) pairs via callback.
+pub(crate) fn arena_lists_snapshot(mut f: impl FnMut(*mut ArenaObject, bool)) -> (usize, bool) {
+    with_arenas(|l| {
+        let mut ao = l.usable;
+        while !ao.is_null() {
+            f(ao, true);
+            // SAFETY: walking the usable list under the lock.
+            ao = unsafe { (*ao).nextarena };
+        }
+        let mut ok = true;
+        for i in 0..=POOLS_PER_ARENA {
+            let a = l.nfp2lasta[i];
+            // SAFETY: nfp2lasta entries are live arenas.
+            if !a.is_null() && unsafe { (*a).nfreepools } as usize != i {
+                ok = false;
+            }
+        }
+        (l.live, ok)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools of a size class (class lock held).
+
+/// Initialises an empty pool for `class`.
+///
+/// # Safety
+/// The class lock is held and the header is open (memcheck).
+unsafe fn init_pool(pool: *mut PoolHeader, class: usize) {
+    let stride = stride(class);
+    // SAFETY: the pool is ours and empty; the caller holds the class lock.
+    unsafe {
+        (*pool).szidx = class as u32;
+        (*pool).nused = 0;
+        (*pool).stride = stride as u32;
+        (*pool).freeblock = null_mut();
+        (*pool).nextpool = null_mut();
+        (*pool).prevpool = null_mut();
+        (*pool).nextoffset = POOL_HEADER_SIZE as u32;
+        (*pool).maxnextoffset = (POOL_HEADER_SIZE + (PoolHeader::capacity(stride) - 1) * stride) as u32;
+        (*pool).live[0].store(0, Ordering::Relaxed);
+        (*pool).live[1].store(0, Ordering::Relaxed);
+        let cap = PoolHeader::capacity(stride);
+        (*pool).avail = if cap >= STRICT_MAX_BLOCKS {
+            [u64::MAX, u64::MAX]
+        } else if cap > 64 {
+            [u64::MAX, (1u64 << (cap - 64)) - 1]
+        } else if cap == 64 {
+            [u64::MAX, 0]
+        } else {
+            [(1u64 << cap) - 1, 0]
+        };
+    }
+}
+
+/// Whether a pool can hand out another block.
+///
+/// # Safety
+/// Class lock held, header open.
+#[inline(always)]
+unsafe fn pool_has_free(pool: *mut PoolHeader) -> bool {
+    // SAFETY: forwarded.
+    unsafe {
+        if track::memcheck() {
+            (*pool).avail[0] | (*pool).avail[1] != 0
+        } else {
+            !(*pool).freeblock.is_null() || (*pool).nextoffset <= (*pool).maxnextoffset
+        }
+    }
+}
+
+/// Takes one block from a pool with a free block.
+///
+/// # Safety
+/// Class lock held, header open, `pool_has_free(pool)`.
+#[inline(always)]
+unsafe fn pool_take(pool: *mut PoolHeader) -> *mut u8 {
+    // SAFETY: forwarded; blocks are inside the pool.
+    unsafe {
+        (*pool).nused += 1;
+        if track::memcheck() {
+            // Lowest available bit: no link words inside free blocks, so freed memory stays
+            // NOACCESS and no request is needed to read a free list.
+            let w = if (*pool).avail[0] != 0 { 0 } else { 1 };
+            let bit = (*pool).avail[w].trailing_zeros() as usize;
+            (*pool).avail[w] &= !(1u64 << bit);
+            let i = w * 64 + bit;
+            return PoolHeader::first_block(pool).add(i * (*pool).stride as usize);
+        }
+        let b = (*pool).freeblock;
+        if !b.is_null() {
+            (*pool).freeblock = *b.cast::<*mut u8>();
+            return b;
+        }
+        let b = pool.cast::<u8>().add((*pool).nextoffset as usize);
+        (*pool).nextoffset += (*pool).stride;
+        b
+    }
+}
+
+/// Puts one block back into its pool.
+///
+/// # Safety
+/// Class lock held, header open, `b` a block of `pool` that is out (not available).
+#[inline(always)]
+unsafe fn pool_put(pool: *mut PoolHeader, b: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*pool).nused -= 1;
+        if track::memcheck() {
+            let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
+            (*pool).avail[i / 64] |= 1u64 << (i % 64);
+            return;
+        }
+        *b.cast::<*mut u8>() = (*pool).freeblock;
+        (*pool).freeblock = b;
+    }
+}
+
+/// Unlinks a pool from its class's used list.
+///
+/// # Safety
+/// Class lock held; header of `pool` open; pool on the list.
+unsafe fn unlink_used(cls: &ClassState, pool: *mut PoolHeader) {
+    // SAFETY: list manipulation under the class lock; neighbours' headers opened around writes.
+    unsafe {
+        let next = (*pool).nextpool;
+        let prev = (*pool).prevpool;
+        if prev.is_null() {
+            *cls.used.get() = next;
+        } else {
+            track::open_header(prev.cast());
+            (*prev).nextpool = next;
+            track::close_header(prev.cast());
+        }
+        if !next.is_null() {
+            track::open_header(next.cast());
+            (*next).prevpool = prev;
+            track::close_header(next.cast());
+        }
+        (*pool).nextpool = null_mut();
+        (*pool).prevpool = null_mut();
+    }
+}
+
+/// Links a pool at the head of its class's used list.
+///
+/// # Safety
+/// Class lock held; header of `pool` open; pool on no list.
+unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader) {
+    // SAFETY: as unlink_used.
+    unsafe {
+        let head = *cls.used.get();
+        (*pool).prevpool = null_mut();
+        (*pool).nextpool = head;
+        if !head.is_null() {
+            track::open_header(head.cast());
+            (*head).prevpool = pool;
+            track::close_header(head.cast());
+        }
+        *cls.used.get() = pool;
+    }
+}
+
+/// Takes up to `n` blocks of `class`, linked through their first word (natively) and returns
+/// (head, count). Under memcheck `n` must be 1 and the block is returned unlinked.
+pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
+    let cls = &CLASSES[class];
+    let _g = cls.lock.lock();
+    let mut head: *mut u8 = null_mut();
+    let mut got = 0;
+    while got < n {
+        // SAFETY: class lock held for every header and list access below.
+        unsafe {
+            let mut pool = *cls.used.get();
+            if pool.is_null() {
+                pool = with_arenas(|l| arena_take_pool(l));
+                if pool.is_null() {
+                    break;
+                }
+                track::open_header(pool.cast());
+                init_pool(pool, class);
+                link_used(cls, pool);
+                *cls.pools.get() += 1;
+                *cls.capacity.get() += PoolHeader::capacity(stride(class));
+            } else {
+                track::open_header(pool.cast());
+            }
+            let b = pool_take(pool);
+            if !pool_has_free(pool) {
+                unlink_used(cls, pool);
+            }
+            track::close_header(pool.cast());
+            if !track::memcheck() {
+                *b.cast::<*mut u8>() = head;
+            }
+            head = b;
+            got += 1;
+        }
+    }
+    // SAFETY: lock held.
+    unsafe { *cls.nused.get() += got };
+    (head, got)
+}
+
+/// Gives back a chain of `n` blocks of `class` linked through their first word (or, when
+/// `n == 1`, one block whose first word is not read).
+///
+/// # Safety
+/// Every block is a block of `class` that is out of its pool and no longer used by anyone.
+pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
+    let cls = &CLASSES[class];
+    let _g = cls.lock.lock();
+    let cap = PoolHeader::capacity(stride(class));
+    for i in 0..n {
+        let b = chain;
+        if i + 1 < n {
+            // SAFETY: blocks of a chain are linked through their first word.
+            chain = unsafe { *b.cast::<*mut u8>() };
+        }
+        let pool = PoolHeader::of(b);
+        // SAFETY: class lock held; b belongs to `pool`.
+        unsafe {
+            track::open_header(pool.cast());
+            let was_full = !pool_has_free(pool);
+            pool_put(pool, b);
+            if (*pool).nused == 0 {
+                if !was_full {
+                    unlink_used(cls, pool);
+                }
+                track::close_header(pool.cast());
+                *cls.pools.get() -= 1;
+                *cls.capacity.get() -= cap;
+                with_arenas(|l| arena_give_pool(l, pool));
+            } else {
+                if was_full {
+                    link_used(cls, pool);
+                }
+                track::close_header(pool.cast());
+            }
+        }
+    }
+    // SAFETY: lock held.
+    unsafe { *cls.nused.get() -= n };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict geometries: the `live` bitmap (memcheck and debug).
+
+/// Marks a block handed out to the program.
+///
+/// # Safety
+/// `b` is a block of a live pool of this process.
+pub(crate) unsafe fn mark_live(b: *const u8) {
+    let pool = PoolHeader::of(b);
+    // SAFETY: the header is ours; `live` is atomic, so no lock is needed (debug mode frees from
+    // many threads). Under memcheck the header is opened around the access.
+    unsafe {
+        track::open_header(pool.cast());
+        let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
+        (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+        track::close_header(pool.cast());
+    }
+}
+
+/// Clears a block's live bit; false if it was not set (double or invalid free), or if `b` is
+/// not a block boundary of its pool.
+///
+/// # Safety
+/// `b` lies in a live pool of this process.
+pub(crate) unsafe fn clear_live(b: *const u8) -> bool {
+    let pool = PoolHeader::of(b);
+    // SAFETY: as mark_live.
+    unsafe {
+        track::open_header(pool.cast());
+        let stride = (*pool).stride as usize;
+        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
+        let ok = if off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
+            false
+        } else {
+            let i = off / stride;
+            let bit = 1u64 << (i % 64);
+            (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+        };
+        track::close_header(pool.cast());
+        ok
+    }
+}
+
+/// Size class recorded in the header of the pool that contains `p`.
+///
+/// # Safety
+/// `p` lies in a pool of this process (checked with `address_in_range`).
+pub(crate) unsafe fn pool_class(p: *const u8) -> usize {
+    let pool = PoolHeader::of(p);
+    // SAFETY: the pool is ours and in use (it holds the live block p).
+    unsafe {
+        track::open_header(pool.cast());
+        let c = (*pool).szidx as usize;
+        track::close_header(pool.cast());
+        c
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memcheck: allocation and free through the quarantine.
+
+struct Quarantine {
+    lock: RawMutex,
+    ring: UnsafeCell<*mut *mut u8>,
+    head: UnsafeCell<usize>,
+    len: UnsafeCell<usize>,
+    bytes: UnsafeCell<usize>,
+}
+// SAFETY: the cells are accessed with `lock` held.
+unsafe impl Sync for Quarantine {}
+
+const QUARANTINE_SLOTS: usize = 1 << 16;
+
+static QUARANTINE: Quarantine = Quarantine {
+    lock: RawMutex::new(),
+    ring: UnsafeCell::new(null_mut()),
+    head: UnsafeCell::new(0),
+    len: UnsafeCell::new(0),
+    bytes: UnsafeCell::new(0),
+};
+
+/// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
+/// `size` bytes; the rest of the stride stays NOACCESS.
+pub(crate) fn memcheck_alloc(class: usize, size: usize) -> *mut u8 {
+    let (b, n) = central_alloc(class, 1);
+    if n == 0 {
+        return null_mut();
+    }
+    // SAFETY: b is a block of a live pool, now out.
+    unsafe { mark_live(b) };
+    track::block_alloc(b, size);
+    b
+}
+
+/// Frees a block under memcheck. Returns false (and changes nothing) for a double or invalid
+/// free, after memcheck has reported it.
+///
+/// # Safety
+/// `b` lies in a pool of this process.
+pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
+    // SAFETY: forwarded.
+    if !unsafe { clear_live(b) } {
+        // Not a live block: let memcheck report the invalid free with the user's stack, and keep
+        // the block off every list (a block listed twice would be handed out twice).
+        track::block_free(b);
+        return false;
+    }
+    track::block_free(b);
+    let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) { 0 } else { options().quarantine_bytes };
+    let q = &QUARANTINE;
+    let _g = q.lock.lock();
+    // SAFETY: quarantine lock held.
+    unsafe {
+        if (*q.ring.get()).is_null() && limit > 0 {
+            *q.ring.get() = map_ring();
+        }
+        let ring = *q.ring.get();
+        if ring.is_null() || limit == 0 {
+            central_free(class, b, 1);
+            return true;
+        }
+        if *q.len.get() == QUARANTINE_SLOTS {
+            evict_one(ring, q);
+        }
+        let tail = (*q.head.get() + *q.len.get()) % QUARANTINE_SLOTS;
+        *ring.add(tail) = b;
+        *q.len.get() += 1;
+        *q.bytes.get() += class_size(class);
+        while *q.bytes.get() > limit && *q.len.get() > 0 {
+            evict_one(ring, q);
+        }
+        COUNTERS.quarantined.store(*q.len.get(), Ordering::Relaxed);
+    }
+    true
+}
+
+/// The quarantine ring: an anonymous mapping, not a heap block, so that it never shows up in
+/// memcheck's leak summary as "still reachable". As a mapping it is a leak-check root, which is
+/// harmless because it only ever points at freed chunks (evicted slots are cleared).
+fn map_ring() -> *mut *mut u8 {
+    let bytes = QUARANTINE_SLOTS * core::mem::size_of::<*mut u8>();
+    // SAFETY: anonymous private mapping, no hint.
+    let p = unsafe {
+        libc::mmap(null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if p == libc::MAP_FAILED { null_mut() } else { p.cast() }
+}
+
+static EXIT_DRAIN_REGISTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs after the program's `atexit` handlers (a `.fini_array` entry of this object), just
+/// before memcheck's leak check.
+extern "C" fn exit_drain() {
+    if EXIT_DRAIN_REGISTERED.load(Ordering::Relaxed) {
+        memcheck_exit_drain();
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static EXIT_DRAIN: extern "C" fn() = exit_drain;
+
+static QUARANTINE_DRAINED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// At exit under memcheck: empty the quarantine and stop using it, so that pools and arenas
+/// holding only freed blocks are given back before memcheck's leak check (an arena with no live
+/// chunk would otherwise be reported as a still-reachable heap block of 256 KiB).
+pub(crate) fn memcheck_exit_drain() {
+    if !track::memcheck() {
+        return;
+    }
+    QUARANTINE_DRAINED.store(true, Ordering::Relaxed);
+    let q = &QUARANTINE;
+    let _g = q.lock.lock();
+    // SAFETY: quarantine lock held.
+    unsafe {
+        let ring = *q.ring.get();
+        while !ring.is_null() && *q.len.get() > 0 {
+            evict_one(ring, q);
+        }
+    }
+    COUNTERS.quarantined.store(0, Ordering::Relaxed);
+}
+
+/// Moves the oldest quarantined block back to its pool.
+///
+/// # Safety
+/// Quarantine lock held, ring non-empty.
+unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
+    // SAFETY: forwarded.
+    unsafe {
+        let h = *q.head.get();
+        let b = *ring.add(h);
+        // Clear the slot: the ring lives in a heap block memcheck scans, and a stale pointer to
+        // a block handed out again would make a later leak of it look reachable.
+        *ring.add(h) = null_mut();
+        *q.head.get() = (h + 1) % QUARANTINE_SLOTS;
+        *q.len.get() -= 1;
+        let class = pool_class(b);
+        *q.bytes.get() -= class_size(class);
+        central_free(class, b, 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fork(): hold every allocator lock across it, so the child inherits consistent lists.
+
+extern "C" fn fork_prepare() {
+    super::tcache::lock_registry();
+    for c in &CLASSES {
+        // SAFETY: unlocked in fork_parent / fork_child by this same thread.
+        unsafe { c.lock.raw_lock() };
+    }
+    // SAFETY: as above.
+    unsafe {
+        ARENA_LOCK.raw_lock();
+        QUARANTINE.lock.raw_lock();
+    }
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: this thread took every lock in fork_prepare.
+    unsafe {
+        QUARANTINE.lock.force_unlock();
+        ARENA_LOCK.force_unlock();
+        for c in &CLASSES {
+            c.lock.force_unlock();
+        }
+    }
+    super::tcache::unlock_registry();
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: the child has a single thread, which took every lock in fork_prepare; the
+    // mutexes are re-initialised rather than unlocked, which is valid for any owner state.
+    unsafe {
+        QUARANTINE.lock.reinit();
+        ARENA_LOCK.reinit();
+        for c in &CLASSES {
+            c.lock.reinit();
+        }
+    }
+    super::tcache::after_fork_child();
+}

@@ -1,0 +1,153 @@
+//! Statistics: a snapshot per size class and for the arenas, and the table that
+//! `POOLGRIND_STATS=1` prints at exit (the analogue of `sys._debugmallocstats()`).
+
+use core::fmt::{self, Write};
+use core::sync::atomic::Ordering;
+
+use super::heap::{self, CLASSES, COUNTERS};
+use super::tcache;
+use super::types::*;
+
+/// One size class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Block size of the class.
+    pub size: usize,
+    /// Pools currently serving the class.
+    pub pools: usize,
+    /// Blocks handed out to the program.
+    pub in_use: usize,
+    /// Blocks in thread caches (free, but not in pools).
+    pub cached: usize,
+    /// Free blocks in the class's pools (including never-used ones).
+    pub free: usize,
+}
+
+/// A snapshot of the allocator.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Per size class, index = class.
+    pub classes: [ClassStats; NB_SMALL_SIZE_CLASSES],
+    /// Arenas created since start.
+    pub arenas_allocated: usize,
+    /// Arenas given back to the OS.
+    pub arenas_freed: usize,
+    /// Arenas alive now.
+    pub arenas_live: usize,
+    /// Most arenas alive at once.
+    pub arenas_highwater: usize,
+    /// Bytes of arena memory taken from the OS and not given back.
+    pub bytes_from_os: usize,
+    /// Requests served by the system allocator.
+    pub system_allocs: usize,
+    /// Blocks waiting in the memcheck quarantine.
+    pub quarantined: usize,
+    /// Threads with an active cache.
+    pub thread_caches: usize,
+}
+
+/// Takes a snapshot (each class lock is taken briefly; thread-cache counts are racy by nature).
+pub fn stats() -> Stats {
+    heap::ensure_init();
+    let mut s = Stats::default();
+    let cached = tcache::cached_blocks();
+    for (c, cls) in CLASSES.iter().enumerate() {
+        let _g = cls.lock.lock();
+        // SAFETY: class lock held.
+        let (pools, cap, nused) = unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        s.classes[c] = ClassStats {
+            size: class_size(c),
+            pools,
+            in_use: nused.saturating_sub(cached[c]),
+            cached: cached[c],
+            free: cap - nused,
+        };
+    }
+    s.arenas_allocated = COUNTERS.arenas_allocated.load(Ordering::Relaxed);
+    s.arenas_freed = COUNTERS.arenas_freed.load(Ordering::Relaxed);
+    s.arenas_live = s.arenas_allocated - s.arenas_freed;
+    s.arenas_highwater = COUNTERS.arenas_highwater.load(Ordering::Relaxed);
+    s.bytes_from_os = s.arenas_live * ARENA_SIZE;
+    s.system_allocs = COUNTERS.system_allocs.load(Ordering::Relaxed);
+    s.quarantined = COUNTERS.quarantined.load(Ordering::Relaxed);
+    s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
+    s
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "poolgrind: small block allocator statistics")?;
+        writeln!(f, "class   size   pools     in use     cached       free")?;
+        for (c, k) in self.classes.iter().enumerate() {
+            if k.pools == 0 && k.cached == 0 {
+                continue;
+            }
+            writeln!(f, "{c:5} {:6} {:7} {:10} {:10} {:10}", k.size, k.pools, k.in_use, k.cached, k.free)?;
+        }
+        writeln!(
+            f,
+            "arenas: {} allocated, {} freed, {} live, {} high water; {} bytes from the OS",
+            self.arenas_allocated, self.arenas_freed, self.arenas_live, self.arenas_highwater, self.bytes_from_os
+        )?;
+        writeln!(
+            f,
+            "system allocator requests: {}; quarantined blocks: {}; thread caches: {}",
+            self.system_allocs, self.quarantined, self.thread_caches
+        )
+    }
+}
+
+/// `atexit` handler installed when `POOLGRIND_STATS=1`.
+pub extern "C" fn print_stats_at_exit() {
+    let s = stats();
+    let mut w = StackWriter::<512>::new();
+    let _ = write!(w, "{s}");
+    w.write_stderr();
+}
+
+/// A `fmt::Write` into a stack buffer that spills to stderr when full: formatting without
+/// allocating (the allocator must never allocate through itself).
+pub struct StackWriter<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackWriter<N> {
+    /// Empty.
+    pub const fn new() -> Self {
+        StackWriter { buf: [0; N], len: 0 }
+    }
+
+    /// Writes what is buffered to file descriptor 2.
+    pub fn write_stderr(&mut self) {
+        let mut off = 0;
+        while off < self.len {
+            // SAFETY: buf[off..len] is initialised; fd 2 may be closed, then write fails harmlessly.
+            let n = unsafe { libc::write(2, self.buf.as_ptr().add(off).cast(), self.len - off) };
+            if n <= 0 {
+                break;
+            }
+            off += n as usize;
+        }
+        self.len = 0;
+    }
+}
+
+impl<const N: usize> Default for StackWriter<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Write for StackWriter<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == N {
+                self.write_stderr();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! Per-thread block caches: the lock-free fast path in front of the central heap.
+//!
+//! Each thread has one singly linked list of free blocks per size class ("bin"). `alloc` pops,
+//! `free` pushes, neither takes a lock nor touches a pool header. An empty bin is refilled with a
+//! batch from the central heap under that class's lock; a bin over its limit gives half back.
+//! A block freed by another thread than the one that allocated it simply joins the freeing
+//! thread's cache: cross-thread frees are as cheap as local ones and never serialise threads.
+//!
+//! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
+//! cache dead, so frees that happen later in that thread's teardown go straight to the central
+//! heap and nothing is leaked. Caches register in a list so that `stats()` can count the blocks
+//! they hold; the list is the only state shared between caches (taken only on thread start/exit
+//! and by `stats`).
+//!
+//! Caches are never used under Valgrind (memcheck needs every free to reach the quarantine;
+//! helgrind and DRD need every hand-over to go through a mutex they understand).
+
+use core::cell::UnsafeCell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::heap;
+use super::types::*;
+
+const FRESH: u8 = 0;
+const ACTIVE: u8 = 1;
+/// Registering (re-entrant calls during registration bypass the cache) or dead (thread exiting).
+const BYPASS: u8 = 2;
+
+struct Bin {
+    head: *mut u8,
+    /// Read by `stats` from other threads (relaxed), written only by the owner.
+    count: AtomicU32,
+}
+
+/// One thread's cache.
+pub struct TCache {
+    bins: [Bin; NB_SMALL_SIZE_CLASSES],
+    state: u8,
+    next: *mut TCache,
+    prev: *mut TCache,
+}
+
+thread_local! {
+    static TC: UnsafeCell<TCache> = const {
+        UnsafeCell::new(TCache {
+            bins: [const { Bin { head: null_mut(), count: AtomicU32::new(0) } }; NB_SMALL_SIZE_CLASSES],
+            state: FRESH,
+            next: null_mut(),
+            prev: null_mut(),
+        })
+    };
+}
+
+/// Most blocks a bin holds before it gives half back: 16 KiB worth, between 16 and 256 blocks.
+#[inline(always)]
+const fn bin_limit(class: usize) -> u32 {
+    let n = (16 << 10) / class_size(class);
+    if n < 16 {
+        16
+    } else if n > 256 {
+        256
+    } else {
+        n as u32
+    }
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+static REGISTRY: RawMutex = RawMutex::new();
+struct Head(UnsafeCell<*mut TCache>);
+// SAFETY: accessed with REGISTRY held.
+unsafe impl Sync for Head {}
+static CACHES: Head = Head(UnsafeCell::new(null_mut()));
+
+/// Creates the pthread key whose destructor flushes a thread's cache. Called from `heap::init`.
+pub fn init() {
+    if !heap::tcache_on() {
+        return;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+        KEY.store(key, Ordering::Release);
+    }
+}
+
+/// Pops a block of `class` from this thread's cache, refilling it if needed. Null means "use
+/// the central heap directly" (cache dead or being set up) or out of memory.
+#[inline(always)]
+pub fn alloc(class: usize) -> *mut u8 {
+    TC.with(|tc| {
+        // SAFETY: the cache is this thread's; no reference to it escapes this closure.
+        let tc = unsafe { &mut *tc.get() };
+        let bin = &mut tc.bins[class];
+        let b = bin.head;
+        if !b.is_null() {
+            // SAFETY: cached blocks are free blocks linked through their first word.
+            bin.head = unsafe { *b.cast::<*mut u8>() };
+            bin.count.store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            return b;
+        }
+        refill(tc, class)
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
+    if tc.state != ACTIVE && !activate(tc) {
+        return central_one(class);
+    }
+    let want = (bin_limit(class) / 2) as usize;
+    let (chain, got) = heap::central_alloc(class, want);
+    if got == 0 {
+        return null_mut();
+    }
+    // Keep the first block for the caller, cache the rest.
+    // SAFETY: the chain is `got` blocks linked through their first word.
+    let rest = if got > 1 { unsafe { *chain.cast::<*mut u8>() } } else { null_mut() };
+    let bin = &mut tc.bins[class];
+    bin.head = rest;
+    bin.count.store(got as u32 - 1, Ordering::Relaxed);
+    chain
+}
+
+fn central_one(class: usize) -> *mut u8 {
+    let (b, got) = heap::central_alloc(class, 1);
+    if got == 0 {
+        null_mut()
+    } else {
+        b
+    }
+}
+
+/// Pushes a free block of `class` into this thread's cache.
+///
+/// # Safety
+/// `b` is a block of `class` that nobody uses any more.
+#[inline(always)]
+pub unsafe fn free(b: *mut u8, class: usize) {
+    TC.with(|tc| {
+        // SAFETY: the cache is this thread's.
+        let tc = unsafe { &mut *tc.get() };
+        if tc.state != ACTIVE {
+            // SAFETY: forwarded.
+            return unsafe { free_slow(tc, b, class) };
+        }
+        let bin = &mut tc.bins[class];
+        // SAFETY: the block is free; its first word becomes the link.
+        unsafe { *b.cast::<*mut u8>() = bin.head };
+        bin.head = b;
+        let n = bin.count.load(Ordering::Relaxed) + 1;
+        bin.count.store(n, Ordering::Relaxed);
+        if n > bin_limit(class) {
+            flush(bin, class, (n / 2) as usize);
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(tc: &mut TCache, b: *mut u8, class: usize) {
+    if tc.state == FRESH && activate(tc) {
+        // SAFETY: forwarded.
+        return unsafe { free(b, class) };
+    }
+    // SAFETY: forwarded; a single block.
+    unsafe { heap::central_free(class, b, 1) };
+}
+
+/// Gives the first `n` blocks of a bin back to the central heap.
+#[cold]
+#[inline(never)]
+fn flush(bin: &mut Bin, class: usize, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let chain = bin.head;
+    let mut last = chain;
+    for _ in 1..n {
+        // SAFETY: the bin holds at least n linked blocks.
+        last = unsafe { *last.cast::<*mut u8>() };
+    }
+    // SAFETY: `last` is the n-th block; what follows it stays cached.
+    bin.head = unsafe { *last.cast::<*mut u8>() };
+    bin.count.store(bin.count.load(Ordering::Relaxed) - n as u32, Ordering::Relaxed);
+    // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
+    unsafe { heap::central_free(class, chain, n) };
+}
+
+/// Registers the cache (destructor and stats list). False if that is impossible here (no key).
+fn activate(tc: &mut TCache) -> bool {
+    if tc.state != FRESH {
+        return false;
+    }
+    let key = KEY.load(Ordering::Acquire);
+    if key == u32::MAX {
+        return false;
+    }
+    tc.state = BYPASS; // re-entrant allocations from pthread_setspecific go to the central heap
+    // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
+    if unsafe { libc::pthread_setspecific(key, (tc as *mut TCache).cast()) } != 0 {
+        return false;
+    }
+    {
+        let _g = REGISTRY.lock();
+        // SAFETY: registry lock held; `tc` lives until thread_exit unlinks it.
+        unsafe {
+            tc.prev = null_mut();
+            tc.next = *CACHES.0.get();
+            if !tc.next.is_null() {
+                (*tc.next).prev = tc;
+            }
+            *CACHES.0.get() = tc;
+        }
+    }
+    heap::COUNTERS.thread_caches.fetch_add(1, Ordering::Relaxed);
+    tc.state = ACTIVE;
+    true
+}
+
+extern "C" fn thread_exit(p: *mut libc::c_void) {
+    // SAFETY: the value set in `activate` is this thread's cache, still alive during key
+    // destructors (TLS is freed after them).
+    let tc = unsafe { &mut *p.cast::<TCache>() };
+    tc.state = BYPASS;
+    for class in 0..NB_SMALL_SIZE_CLASSES {
+        let n = tc.bins[class].count.load(Ordering::Relaxed) as usize;
+        flush(&mut tc.bins[class], class, n);
+    }
+    let _g = REGISTRY.lock();
+    // SAFETY: registry lock held; unlink this cache.
+    unsafe {
+        if tc.prev.is_null() {
+            *CACHES.0.get() = tc.next;
+        } else {
+            (*tc.prev).next = tc.next;
+        }
+        if !tc.next.is_null() {
+            (*tc.next).prev = tc.prev;
+        }
+    }
+    heap::COUNTERS.thread_caches.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Blocks held in all thread caches, per class (racy snapshot, for statistics).
+pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
+    let mut out = [0usize; NB_SMALL_SIZE_CLASSES];
+    let _g = REGISTRY.lock();
+    // SAFETY: registry lock held: every listed cache is alive (unlinked before its thread ends).
+    unsafe {
+        let mut tc = *CACHES.0.get();
+        while !tc.is_null() {
+            for (o, bin) in out.iter_mut().zip((*tc).bins.iter()) {
+                *o += bin.count.load(Ordering::Relaxed) as usize;
+            }
+            tc = (*tc).next;
+        }
+    }
+    out
+}
+
+/// Gives every block of the calling thread's cache back to the central heap (tests use this
+/// to reach a state where pool counts are exact).
+pub fn flush_current_thread() {
+    TC.with(|tc| {
+        // SAFETY: this thread's cache.
+        let tc = unsafe { &mut *tc.get() };
+        for class in 0..NB_SMALL_SIZE_CLASSES {
+            let n = tc.bins[class].count.load(Ordering::Relaxed) as usize;
+            flush(&mut tc.bins[class], class, n);
+        }
+    })
+}
+
+pub(crate) fn lock_registry() {
+    // SAFETY: unlocked in unlock_registry / after_fork_child by the same thread.
+    unsafe { REGISTRY.raw_lock() };
+}
+
+pub(crate) fn unlock_registry() {
+    // SAFETY: locked by lock_registry on this thread.
+    unsafe { REGISTRY.force_unlock() };
+}
+
+/// In a fork child only the forking thread exists: the list keeps only its cache (the blocks in
+/// other threads' caches are lost to the child, as with glibc's tcache).
+pub(crate) fn after_fork_child() {
+    // SAFETY: single-threaded child; re-initialising the mutex is valid whoever held it.
+    unsafe { REGISTRY.reinit() };
+    TC.with(|tc| {
+        // SAFETY: this thread's cache; no other thread exists.
+        let tc = unsafe { &mut *tc.get() };
+        // SAFETY: as above.
+        unsafe {
+            if tc.state == ACTIVE {
+                tc.next = null_mut();
+                tc.prev = null_mut();
+                *CACHES.0.get() = tc;
+            } else {
+                *CACHES.0.get() = null_mut();
+            }
+        }
+        heap::COUNTERS.thread_caches.store((tc.state == ACTIVE) as u32, Ordering::Relaxed);
+    });
+}

@@ -1,0 +1,298 @@
+//! The data-structure hub: every constant, struct and invariant of the allocator lives here.
+//!
+//! The other modules of `alloc` stay terse; when they say "the invariants", they mean the ones
+//! written next to the fields below, and [`crate::alloc::debug::check_heap`] checks every one
+//! of them.
+//!
+//! # Tunable settings (and why they are what they are)
+//!
+//! | constant                  | value     | invariant / reason                                        |
+//! |---------------------------|-----------|-----------------------------------------------------------|
+//! | [`ALIGNMENT`]             | 16        | `max_align_t` on x86-64; every pool block is 16-aligned    |
+//! | [`SMALL_REQUEST_THRESHOLD`] | 512     | `ALIGNMENT <= SMALL_REQUEST_THRESHOLD <= 512` (pymalloc's) |
+//! | [`NB_SMALL_SIZE_CLASSES`] | 32        | `SMALL_REQUEST_THRESHOLD / ALIGNMENT`                      |
+//! | [`POOL_SIZE`]             | 4096      | one system page: `address_in_range` reads the page it is in |
+//! | [`ARENA_SIZE`]            | 256 KiB   | a multiple of `POOL_SIZE`; 64 pools                        |
+//! | [`POOL_HEADER_SIZE`]      | 80        | `size_of::<PoolHeader>()`, a multiple of `ALIGNMENT`       |
+//! | [`MEMCHECK_REDZONE`]      | 16        | gap after every block, under memcheck only                 |
+//! | [`MAX_ARENAS`]            | 2^18      | 64 GiB of small objects; the table is reserved, not touched |
+
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Alignment of every pool block (and the spacing of size classes).
+pub const ALIGNMENT: usize = 16;
+/// log2 of [`ALIGNMENT`].
+pub const ALIGNMENT_SHIFT: usize = 4;
+/// Requests up to this many bytes (and alignment up to [`ALIGNMENT`]) are served from pools.
+pub const SMALL_REQUEST_THRESHOLD: usize = 512;
+/// Number of size classes: 16, 32, … 512 bytes.
+pub const NB_SMALL_SIZE_CLASSES: usize = SMALL_REQUEST_THRESHOLD / ALIGNMENT;
+/// A pool is one 4 KiB page.
+pub const POOL_SIZE: usize = 4096;
+/// Mask that rounds a block address down to its pool.
+pub const POOL_MASK: usize = !(POOL_SIZE - 1);
+/// An arena is 256 KiB: 64 pools.
+pub const ARENA_SIZE: usize = 256 << 10;
+/// Pools per arena (arenas are page aligned, so none is lost to alignment).
+pub const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
+/// Bytes at the start of every pool taken by its [`PoolHeader`].
+pub const POOL_HEADER_SIZE: usize = core::mem::size_of::<PoolHeader>();
+/// Red zone after every block under memcheck, so an overflow into a live neighbour is reported.
+pub const MEMCHECK_REDZONE: usize = 16;
+/// Capacity of the arena table (reserved address space, touched only as arenas are created).
+pub const MAX_ARENAS: usize = 1 << 18;
+/// Most blocks a pool can hold in the "strict" geometries (memcheck red zones, debug guards),
+/// where per-block bitmaps are kept: `(POOL_SIZE - POOL_HEADER_SIZE) / 32 < 128`.
+pub const STRICT_MAX_BLOCKS: usize = 128;
+
+const _: () = assert!(POOL_HEADER_SIZE % ALIGNMENT == 0);
+const _: () = assert!(ALIGNMENT <= SMALL_REQUEST_THRESHOLD && SMALL_REQUEST_THRESHOLD <= 512);
+const _: () = assert!(ARENA_SIZE % POOL_SIZE == 0);
+const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (2 * ALIGNMENT) <= STRICT_MAX_BLOCKS);
+
+/// Size class of a request: `(size - 1) / 16`, with `size == 0` in class 0.
+#[inline(always)]
+pub const fn size_class(size: usize) -> usize {
+    size.saturating_sub(1) >> ALIGNMENT_SHIFT
+}
+
+/// Block size of a size class, without red zones: `(class + 1) * 16`.
+#[inline(always)]
+pub const fn class_size(class: usize) -> usize {
+    (class + 1) << ALIGNMENT_SHIFT
+}
+
+/// The header at the start of every pool.
+///
+/// A pool is in exactly one of three states (pymalloc's):
+/// - **used**: `0 < nused` and at least one block can still be handed out; the pool is on its size
+///   class's `used` list ([`ClassState::used`]).
+/// - **full**: every block is out (`nused == capacity`); the pool is on no list.
+/// - **empty**: `nused == 0`; the pool is on its arena's `freepools` list and `szidx` is stale.
+///
+/// Invariants (checked by the walker):
+/// - `arenaindex` is the index in the arena table of the arena this pool lies in. It sits at
+///   offset 0 because [`crate::alloc::raw::address_in_range`] reads exactly those 4 bytes of
+///   *any* page, ours or not.
+/// - `stride == class_size(szidx) + red zone` for the geometry the process runs with.
+/// - native geometry: `nused + |freeblock list| + (maxnextoffset - nextoffset) / stride + 1
+///   == capacity` when `nextoffset <= maxnextoffset`, and every free-list entry is a block
+///   boundary of this pool.
+/// - memcheck geometry: the free list and virgin offsets are unused; `avail` has a bit per
+///   block that may be handed out and `nused + popcount(avail) == capacity`.
+/// - strict geometries (memcheck, debug): bit `i` of `live` is set iff block `i` is handed out to
+///   the program (not free, not cached, not quarantined). A free of a block whose bit is clear
+///   is a double or invalid free.
+#[repr(C)]
+pub struct PoolHeader {
+    /// Index of this pool's arena in the arena table (offset 0, 4 bytes: see above).
+    pub arenaindex: u32,
+    /// Size class of the blocks (meaningful while the pool is used or full).
+    pub szidx: u32,
+    /// Blocks not available to hand out: with the program, in thread caches or in quarantine.
+    pub nused: u32,
+    /// Distance between consecutive blocks.
+    pub stride: u32,
+    /// Offset of the next never-used ("virgin") block.
+    pub nextoffset: u32,
+    /// Largest valid `nextoffset`.
+    pub maxnextoffset: u32,
+    /// Singly linked list of free blocks, linked through their first word.
+    pub freeblock: *mut u8,
+    /// Next pool on the class's used list, or on the arena's freepools list.
+    pub nextpool: *mut PoolHeader,
+    /// Previous pool on the class's used list.
+    pub prevpool: *mut PoolHeader,
+    /// Strict geometries: blocks handed out to the program.
+    pub live: [AtomicU64; 2],
+    /// Memcheck geometry: blocks that may be handed out.
+    pub avail: [u64; 2],
+}
+
+impl PoolHeader {
+    /// Address of the first block.
+    #[inline(always)]
+    pub fn first_block(pool: *mut PoolHeader) -> *mut u8 {
+        pool.cast::<u8>().wrapping_add(POOL_HEADER_SIZE)
+    }
+
+    /// Number of blocks a pool of `stride` holds.
+    #[inline(always)]
+    pub const fn capacity(stride: usize) -> usize {
+        (POOL_SIZE - POOL_HEADER_SIZE) / stride
+    }
+
+    /// Index of `block` within `pool` (it must be a block boundary).
+    #[inline(always)]
+    pub fn block_index(pool: *mut PoolHeader, stride: usize, block: *const u8) -> usize {
+        (block as usize - Self::first_block(pool) as usize) / stride
+    }
+
+    /// The pool that contains `p`.
+    #[inline(always)]
+    pub fn of(p: *const u8) -> *mut PoolHeader {
+        (p as usize & POOL_MASK) as *mut PoolHeader
+    }
+}
+
+/// One entry of the arena table (pymalloc's `arena_object`).
+///
+/// Invariants:
+/// - `address == 0` iff the slot holds no arena; such slots are on the `unused` list, linked
+///   through `nextarena`.
+/// - a slot with an arena is on the `usable` list iff `nfreepools > 0`; that list is sorted by
+///   `nfreepools` ascending, so the most used arenas are allocated from first and the least used
+///   ones get the chance to drain and be returned to the OS.
+/// - `nfreepools == |freepools| + (address + ARENA_SIZE - pool_address) / POOL_SIZE`.
+/// - `address` is written under the arena lock and read without it by `address_in_range`
+///   (Acquire/Release): it is zeroed *before* the memory is given back.
+#[repr(C)]
+pub struct ArenaObject {
+    /// Base address of the arena, or 0.
+    pub address: AtomicUsize,
+    /// Next never-carved pool.
+    pub pool_address: usize,
+    /// Pools that are empty (carved or not).
+    pub nfreepools: u32,
+    /// Pools in the arena.
+    pub ntotalpools: u32,
+    /// Empty carved pools, linked through `PoolHeader::nextpool`.
+    pub freepools: *mut PoolHeader,
+    /// Next arena on the usable or unused list.
+    pub nextarena: *mut ArenaObject,
+    /// Previous arena on the usable list.
+    pub prevarena: *mut ArenaObject,
+}
+
+/// The global state of one size class. Everything but the atomic counters is guarded by `lock`.
+///
+/// Invariants: `used` lists exactly the pools of this class in the *used* state;
+/// `pools` counts the pools of this class (used or full), `capacity` their blocks and
+/// `nused` the sum of their `nused`.
+#[repr(C, align(64))]
+pub struct ClassState {
+    /// Guards the fields below and every pool header of this class.
+    pub lock: RawMutex,
+    /// Head of the used-pool list (null when empty).
+    pub used: UnsafeCell<*mut PoolHeader>,
+    /// Pools of this class.
+    pub pools: UnsafeCell<usize>,
+    /// Blocks in those pools.
+    pub capacity: UnsafeCell<usize>,
+    /// Blocks out of those pools (with the program, cached or quarantined).
+    pub nused: UnsafeCell<usize>,
+}
+
+// SAFETY: every non-atomic field is accessed only with `lock` held.
+unsafe impl Sync for ClassState {}
+
+impl ClassState {
+    /// A class with no pools.
+    pub const fn new() -> Self {
+        ClassState {
+            lock: RawMutex::new(),
+            used: UnsafeCell::new(ptr::null_mut()),
+            pools: UnsafeCell::new(0),
+            capacity: UnsafeCell::new(0),
+            nused: UnsafeCell::new(0),
+        }
+    }
+}
+
+/// Counters kept without a lock (relaxed atomics; read by `stats`).
+pub struct Counters {
+    /// Arenas ever created.
+    pub arenas_allocated: AtomicUsize,
+    /// Arenas given back.
+    pub arenas_freed: AtomicUsize,
+    /// Most arenas alive at once.
+    pub arenas_highwater: AtomicUsize,
+    /// Requests served by the system allocator (too large, over-aligned, or `malloc` mode).
+    pub system_allocs: AtomicUsize,
+    /// Blocks held in quarantine (memcheck only).
+    pub quarantined: AtomicUsize,
+    /// Thread caches alive.
+    pub thread_caches: AtomicU32,
+}
+
+impl Counters {
+    /// All zero.
+    pub const fn new() -> Self {
+        Counters {
+            arenas_allocated: AtomicUsize::new(0),
+            arenas_freed: AtomicUsize::new(0),
+            arenas_highwater: AtomicUsize::new(0),
+            system_allocs: AtomicUsize::new(0),
+            quarantined: AtomicUsize::new(0),
+            thread_caches: AtomicU32::new(0),
+        }
+    }
+
+    /// Relaxed increment.
+    #[inline]
+    pub fn bump(c: &AtomicUsize, by: usize) {
+        c.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// A pthread mutex: futex-fast when uncontended, never allocates, and understood by helgrind and
+/// DRD (a spin lock on atomics would make every recycled block look like a data race to them).
+pub struct RawMutex(UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: a pthread mutex is made to be shared between threads.
+unsafe impl Sync for RawMutex {}
+
+impl RawMutex {
+    /// An unlocked mutex (static initialiser, no call needed).
+    pub const fn new() -> Self {
+        RawMutex(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
+    }
+
+    /// Locks; the guard unlocks.
+    #[inline]
+    pub fn lock(&self) -> MutexGuard<'_> {
+        // SAFETY: the mutex is initialised (static initialiser) and lives as long as `self`.
+        unsafe { libc::pthread_mutex_lock(self.0.get()) };
+        MutexGuard(self)
+    }
+
+    /// Locks without a guard (fork handlers).
+    ///
+    /// # Safety
+    /// The caller must call [`RawMutex::force_unlock`] exactly once later, on the same thread.
+    pub unsafe fn raw_lock(&self) {
+        // SAFETY: as in `lock`.
+        unsafe { libc::pthread_mutex_lock(self.0.get()) };
+    }
+
+    /// Unlocks a mutex locked by [`RawMutex::raw_lock`].
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock.
+    pub unsafe fn force_unlock(&self) {
+        // SAFETY: the caller holds the lock.
+        unsafe { libc::pthread_mutex_unlock(self.0.get()) };
+    }
+
+    /// Re-initialises the mutex to unlocked (in a fork child, where the holder may not exist).
+    ///
+    /// # Safety
+    /// No other thread may use the mutex (true in a fork child).
+    pub unsafe fn reinit(&self) {
+        // SAFETY: no concurrent use; writing the static initialiser is what pthread allows.
+        unsafe { ptr::write(self.0.get(), libc::PTHREAD_MUTEX_INITIALIZER) };
+    }
+}
+
+/// Unlocks on drop.
+pub struct MutexGuard<'a>(&'a RawMutex);
+
+impl Drop for MutexGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { libc::pthread_mutex_unlock((self.0).0.get()) };
+    }
+}
