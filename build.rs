@@ -31,5 +31,8 @@ fn main() {
     for name in ALIASES {
         println!("cargo::rustc-cdylib-link-arg=-Wl,--defsym={name}=poolgrind_{name}");
     }
-    println!("cargo::rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
+    println!(
+        "cargo::rustc-cdylib-link-arg=-Wl,--version-script={}",
+        script.display()
+    );
 }

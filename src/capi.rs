@@ -59,7 +59,11 @@ pub unsafe extern "C" fn poolgrind_realloc(p: *mut c_void, size: usize) -> *mut 
 /// # Safety
 /// As [`poolgrind_realloc`].
 #[no_mangle]
-pub unsafe extern "C" fn poolgrind_reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn poolgrind_reallocarray(
+    p: *mut c_void,
+    n: usize,
+    size: usize,
+) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: forwarded.
         Some(total) => unsafe { poolgrind_realloc(p, total) },
@@ -118,7 +122,11 @@ pub extern "C" fn poolgrind_aligned_alloc(align: usize, size: usize) -> *mut c_v
 /// # Safety
 /// `out` must be valid for a pointer write.
 #[no_mangle]
-pub unsafe extern "C" fn poolgrind_posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+pub unsafe extern "C" fn poolgrind_posix_memalign(
+    out: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> i32 {
     if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
         return libc::EINVAL;
     }

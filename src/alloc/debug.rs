@@ -18,8 +18,8 @@ use core::sync::atomic::Ordering;
 
 use super::heap::{self, CLASSES};
 use super::stats::StackWriter;
-use super::types::*;
 use super::track;
+use super::types::*;
 
 pub use super::tcache::flush_current_thread;
 
@@ -58,7 +58,11 @@ pub unsafe fn on_free(p: *mut u8, class: usize) -> *mut u8 {
     // it is a block boundary before anything else is read.
     unsafe {
         if PoolHeader::of(b) != PoolHeader::of(p) || !heap::clear_live(b) {
-            fail(p, "double free or free of a pointer that is not a live block", None);
+            fail(
+                p,
+                "double free or free of a pointer that is not a live block",
+                None,
+            );
         }
         let size = b.cast::<u64>().read() as usize;
         let cap = class_size(class);
@@ -67,12 +71,20 @@ pub unsafe fn on_free(p: *mut u8, class: usize) -> *mut u8 {
         }
         for i in 0..GUARD {
             if *b.add(8 + i) != FORBIDDEN {
-                fail(p, "buffer underflow: guard byte before the block overwritten", Some(i as isize - GUARD as isize));
+                fail(
+                    p,
+                    "buffer underflow: guard byte before the block overwritten",
+                    Some(i as isize - GUARD as isize),
+                );
             }
         }
         for i in 0..GUARD {
             if *p.add(size + i) != FORBIDDEN {
-                fail(p, "buffer overflow: guard byte after the block overwritten", Some((size + i) as isize));
+                fail(
+                    p,
+                    "buffer overflow: guard byte after the block overwritten",
+                    Some((size + i) as isize),
+                );
             }
         }
         b.write_bytes(DEAD, cap);
@@ -147,7 +159,10 @@ impl Write for WalkError {
 
 impl WalkError {
     fn new(args: core::fmt::Arguments<'_>) -> Self {
-        let mut e = WalkError { buf: [0; 240], len: 0 };
+        let mut e = WalkError {
+            buf: [0; 240],
+            len: 0,
+        };
         let _ = e.write_fmt(args);
         e
     }
@@ -177,16 +192,34 @@ fn walk() -> Result<HeapReport, WalkError> {
             // SAFETY: pools on a used list are live pools of this process.
             let (szidx, back, next, nused, stride) = unsafe {
                 track::open_header(pool.cast());
-                let v = ((*pool).szidx, (*pool).prevpool, (*pool).nextpool, (*pool).nused, (*pool).stride);
+                let v = (
+                    (*pool).szidx,
+                    (*pool).prevpool,
+                    (*pool).nextpool,
+                    (*pool).nused,
+                    (*pool).stride,
+                );
                 track::close_header(pool.cast());
                 v
             };
-            ensure!(szidx as usize == c, "pool {pool:p} on class {c}'s used list has szidx {szidx}");
-            ensure!(back == prev, "pool {pool:p}: prevpool {back:p}, expected {prev:p}");
+            ensure!(
+                szidx as usize == c,
+                "pool {pool:p} on class {c}'s used list has szidx {szidx}"
+            );
+            ensure!(
+                back == prev,
+                "pool {pool:p}: prevpool {back:p}, expected {prev:p}"
+            );
             ensure!(nused > 0, "pool {pool:p} on the used list is empty");
-            ensure!((nused as usize) < PoolHeader::capacity(stride as usize), "pool {pool:p} on the used list is full");
+            ensure!(
+                (nused as usize) < PoolHeader::capacity(stride as usize),
+                "pool {pool:p} on the used list is full"
+            );
             on_used_list[c] += 1;
-            ensure!(on_used_list[c] <= narenas * POOLS_PER_ARENA, "class {c}: used list has a cycle");
+            ensure!(
+                on_used_list[c] <= narenas * POOLS_PER_ARENA,
+                "class {c}: used list has a cycle"
+            );
             prev = pool;
             pool = next;
         }
@@ -203,15 +236,24 @@ fn walk() -> Result<HeapReport, WalkError> {
                 continue;
             }
             live += 1;
-            ensure!(base % POOL_SIZE == 0, "arena {i} at {base:#x} is not page aligned");
+            ensure!(
+                base % POOL_SIZE == 0,
+                "arena {i} at {base:#x} is not page aligned"
+            );
             let carved = (ao.pool_address - base) / POOL_SIZE;
-            ensure!(carved <= POOLS_PER_ARENA, "arena {i}: pool_address beyond the arena");
+            ensure!(
+                carved <= POOLS_PER_ARENA,
+                "arena {i}: pool_address beyond the arena"
+            );
             let mut free = [false; POOLS_PER_ARENA];
             let mut nfree = 0;
             let mut fp = ao.freepools;
             while !fp.is_null() {
                 let k = (fp as usize).wrapping_sub(base) / POOL_SIZE;
-                ensure!(k < carved && (fp as usize) % POOL_SIZE == 0, "arena {i}: free pool {fp:p} outside its carved pools");
+                ensure!(
+                    k < carved && (fp as usize) % POOL_SIZE == 0,
+                    "arena {i}: free pool {fp:p} outside its carved pools"
+                );
                 ensure!(!free[k], "arena {i}: pool {k} twice on the free-pool list");
                 free[k] = true;
                 nfree += 1;
@@ -225,7 +267,10 @@ fn walk() -> Result<HeapReport, WalkError> {
             }
             ensure!(
                 ao.nfreepools as usize == nfree + POOLS_PER_ARENA - carved,
-                "arena {i}: nfreepools {} but {} free + {} uncarved", ao.nfreepools, nfree, POOLS_PER_ARENA - carved
+                "arena {i}: nfreepools {} but {} free + {} uncarved",
+                ao.nfreepools,
+                nfree,
+                POOLS_PER_ARENA - carved
             );
             for k in 0..carved {
                 let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
@@ -252,16 +297,28 @@ fn walk() -> Result<HeapReport, WalkError> {
         last = nf;
         usable_count += 1;
     });
-    ensure!(bad.is_none(), "usable arena list not sorted by free pools (saw {bad:?} after {last})");
-    ensure!(nfp_ok, "nfp2lasta names an arena with another free-pool count");
-    ensure!(live2 == live, "arena count {live2} but {live} arenas in the table");
+    ensure!(
+        bad.is_none(),
+        "usable arena list not sorted by free pools (saw {bad:?} after {last})"
+    );
+    ensure!(
+        nfp_ok,
+        "nfp2lasta names an arena with another free-pool count"
+    );
+    ensure!(
+        live2 == live,
+        "arena count {live2} but {live} arenas in the table"
+    );
 
     for (c, cls) in CLASSES.iter().enumerate() {
         // SAFETY: class locks held.
-        let (pools, cap, nused) = unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        let (pools, cap, nused) =
+            unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
         ensure!(
             (pools, cap, nused) == per_class[c],
-            "class {c}: counters (pools, capacity, nused) = {:?}, walk found {:?}", (pools, cap, nused), per_class[c]
+            "class {c}: counters (pools, capacity, nused) = {:?}, walk found {:?}",
+            (pools, cap, nused),
+            per_class[c]
         );
         report.pools += pools;
         report.blocks_out += nused;
@@ -278,17 +335,30 @@ fn check_pool(
 ) -> Result<(), WalkError> {
     // SAFETY: the header is open and the pool belongs to a live arena; locks held.
     let h = unsafe { &*pool };
-    ensure!(h.arenaindex as usize == arena, "pool {pool:p}: arenaindex {} in arena {arena}", h.arenaindex);
+    ensure!(
+        h.arenaindex as usize == arena,
+        "pool {pool:p}: arenaindex {} in arena {arena}",
+        h.arenaindex
+    );
     if is_free {
         return Ok(());
     }
     let c = h.szidx as usize;
-    ensure!(c < NB_SMALL_SIZE_CLASSES, "pool {pool:p}: size class {c} out of range");
+    ensure!(
+        c < NB_SMALL_SIZE_CLASSES,
+        "pool {pool:p}: size class {c} out of range"
+    );
     let stride = h.stride as usize;
-    ensure!(stride == heap::stride(c), "pool {pool:p}: stride {stride} for class {c}");
+    ensure!(
+        stride == heap::stride(c),
+        "pool {pool:p}: stride {stride} for class {c}"
+    );
     let cap = PoolHeader::capacity(stride);
     let nused = h.nused as usize;
-    ensure!(nused > 0 && nused <= cap, "pool {pool:p}: nused {nused} of {cap} in a pool in use");
+    ensure!(
+        nused > 0 && nused <= cap,
+        "pool {pool:p}: nused {nused} of {cap} in a pool in use"
+    );
     let free = if track::memcheck() {
         (h.avail[0].count_ones() + h.avail[1].count_ones()) as usize
     } else {
@@ -297,7 +367,10 @@ fn check_pool(
         let first = PoolHeader::first_block(pool) as usize;
         while !b.is_null() {
             let off = (b as usize).wrapping_sub(first);
-            ensure!(off % stride == 0 && off / stride < cap, "pool {pool:p}: free block {b:p} is not a block of the pool");
+            ensure!(
+                off % stride == 0 && off / stride < cap,
+                "pool {pool:p}: free block {b:p} is not a block of the pool"
+            );
             n += 1;
             ensure!(n <= cap, "pool {pool:p}: free list has a cycle");
             // SAFETY: free blocks are linked through their first word.
@@ -310,10 +383,17 @@ fn check_pool(
         };
         n + virgin
     };
-    ensure!(nused + free == cap, "pool {pool:p}: {nused} used + {free} free != capacity {cap}");
+    ensure!(
+        nused + free == cap,
+        "pool {pool:p}: {nused} used + {free} free != capacity {cap}"
+    );
     if heap::strict() {
-        let live = (h.live[0].load(Ordering::Relaxed).count_ones() + h.live[1].load(Ordering::Relaxed).count_ones()) as usize;
-        ensure!(live <= nused, "pool {pool:p}: {live} live blocks but nused {nused}");
+        let live = (h.live[0].load(Ordering::Relaxed).count_ones()
+            + h.live[1].load(Ordering::Relaxed).count_ones()) as usize;
+        ensure!(
+            live <= nused,
+            "pool {pool:p}: {live} live blocks but nused {nused}"
+        );
     }
     per_class[c].0 += 1;
     per_class[c].1 += cap;

@@ -24,7 +24,11 @@ pub fn class_for(size: usize) -> Option<usize> {
     if !heap::pools_on() {
         return None;
     }
-    let need = if heap::debug_mode() { size.checked_add(DEBUG_OVERHEAD)? } else { size };
+    let need = if heap::debug_mode() {
+        size.checked_add(DEBUG_OVERHEAD)?
+    } else {
+        size
+    };
     if need <= SMALL_REQUEST_THRESHOLD {
         Some(size_class(need))
     } else {
@@ -51,7 +55,11 @@ fn small_alloc_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     let b = if track::memcheck() {
         heap::memcheck_alloc(class, size)
     } else if heap::debug_mode() {
-        let b = if heap::tcache_on() { tcache::alloc(class) } else { heap::central_alloc(class, 1).0 };
+        let b = if heap::tcache_on() {
+            tcache::alloc(class)
+        } else {
+            heap::central_alloc(class, 1).0
+        };
         if b.is_null() {
             return null_mut();
         }
@@ -131,7 +139,9 @@ pub fn resize_in_place(class: usize, new_class: Option<usize>) -> bool {
 
 /// Allocates from the system allocator (large or over-aligned requests, `malloc` mode).
 pub fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    COUNTERS.system_allocs.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    COUNTERS
+        .system_allocs
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     if align <= ALIGNMENT {
         if zeroed {
             sys::calloc(1, size)

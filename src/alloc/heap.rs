@@ -87,13 +87,22 @@ fn init_slow() -> bool {
     if tool == Tool::Memcheck {
         REDZONE.store(MEMCHECK_REDZONE, Ordering::Relaxed);
     }
-    STRICT.store((tool == Tool::Memcheck || opts.mode == Mode::Debug) as u8, Ordering::Relaxed);
+    STRICT.store(
+        (tool == Tool::Memcheck || opts.mode == Mode::Debug) as u8,
+        Ordering::Relaxed,
+    );
     if tool == Tool::Memcheck {
         EXIT_DRAIN_REGISTERED.store(true, Ordering::Relaxed);
     }
     // Under memcheck, debug mode's guards would only duplicate what memcheck reports better.
-    DEBUG.store((opts.mode == Mode::Debug && tool != Tool::Memcheck) as u8, Ordering::Relaxed);
-    TCACHE_ON.store((opts.thread_caches && tool == Tool::None) as u8, Ordering::Relaxed);
+    DEBUG.store(
+        (opts.mode == Mode::Debug && tool != Tool::Memcheck) as u8,
+        Ordering::Relaxed,
+    );
+    TCACHE_ON.store(
+        (opts.thread_caches && tool == Tool::None) as u8,
+        Ordering::Relaxed,
+    );
     if pools {
         arena_table_init();
     }
@@ -243,7 +252,9 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
     }
     l.live += 1;
     Counters::bump(&COUNTERS.arenas_allocated, 1);
-    COUNTERS.arenas_highwater.fetch_max(l.live, Ordering::Relaxed);
+    COUNTERS
+        .arenas_highwater
+        .fetch_max(l.live, Ordering::Relaxed);
     ao
 }
 
@@ -255,7 +266,7 @@ fn arena_memory_alloc() -> *mut u8 {
     if track::memcheck() {
         let p = sys::memalign(POOL_SIZE, ARENA_SIZE);
         if !p.is_null() {
-            track::noaccess(p, ARENA_SIZE);
+            track::arena_created(p, ARENA_SIZE);
         }
         return p;
     }
@@ -353,7 +364,11 @@ unsafe fn arena_give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
         let lastnf = l.nfp2lasta[nf];
         if lastnf == ao {
             let p = (*ao).prevarena;
-            l.nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools as usize == nf { p } else { null_mut() };
+            l.nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools as usize == nf {
+                p
+            } else {
+                null_mut()
+            };
         }
         let nf = nf + 1;
         (*ao).nfreepools = nf as u32;
@@ -468,7 +483,8 @@ unsafe fn init_pool(pool: *mut PoolHeader, class: usize) {
         (*pool).nextpool = null_mut();
         (*pool).prevpool = null_mut();
         (*pool).nextoffset = POOL_HEADER_SIZE as u32;
-        (*pool).maxnextoffset = (POOL_HEADER_SIZE + (PoolHeader::capacity(stride) - 1) * stride) as u32;
+        (*pool).maxnextoffset =
+            (POOL_HEADER_SIZE + (PoolHeader::capacity(stride) - 1) * stride) as u32;
         (*pool).live[0].store(0, Ordering::Relaxed);
         (*pool).live[1].store(0, Ordering::Relaxed);
         let cap = PoolHeader::capacity(stride);
@@ -783,7 +799,11 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
         return false;
     }
     track::block_free(b);
-    let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) { 0 } else { options().quarantine_bytes };
+    let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) {
+        0
+    } else {
+        options().quarantine_bytes
+    };
     let q = &QUARANTINE;
     let _g = q.lock.lock();
     // SAFETY: quarantine lock held.
@@ -818,13 +838,24 @@ fn map_ring() -> *mut *mut u8 {
     let bytes = QUARANTINE_SLOTS * core::mem::size_of::<*mut u8>();
     // SAFETY: anonymous private mapping, no hint.
     let p = unsafe {
-        libc::mmap(null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
-    if p == libc::MAP_FAILED { null_mut() } else { p.cast() }
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
 }
 
-static EXIT_DRAIN_REGISTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static EXIT_DRAIN_REGISTERED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// Runs after the program's `atexit` handlers (a `.fini_array` entry of this object), just
 /// before memcheck's leak check.
@@ -838,7 +869,8 @@ extern "C" fn exit_drain() {
 #[link_section = ".fini_array"]
 static EXIT_DRAIN: extern "C" fn() = exit_drain;
 
-static QUARANTINE_DRAINED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static QUARANTINE_DRAINED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// At exit under memcheck: empty the quarantine and stop using it, so that pools and arenas
 /// holding only freed blocks are given back before memcheck's leak check (an arena with no live

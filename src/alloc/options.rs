@@ -50,11 +50,31 @@ pub struct OptionSpec {
 
 /// The table (kept in the order of the module documentation).
 pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { env: c"POOLGRIND_MODE", values: "pool|malloc|debug", default: "pool" },
-    OptionSpec { env: c"POOLGRIND_STATS", values: "0|1", default: "0" },
-    OptionSpec { env: c"POOLGRIND_TCACHE", values: "0|1", default: "1" },
-    OptionSpec { env: c"POOLGRIND_VALGRIND", values: "auto|off", default: "auto" },
-    OptionSpec { env: c"POOLGRIND_QUARANTINE", values: "bytes", default: "4194304" },
+    OptionSpec {
+        env: c"POOLGRIND_MODE",
+        values: "pool|malloc|debug",
+        default: "pool",
+    },
+    OptionSpec {
+        env: c"POOLGRIND_STATS",
+        values: "0|1",
+        default: "0",
+    },
+    OptionSpec {
+        env: c"POOLGRIND_TCACHE",
+        values: "0|1",
+        default: "1",
+    },
+    OptionSpec {
+        env: c"POOLGRIND_VALGRIND",
+        values: "auto|off",
+        default: "auto",
+    },
+    OptionSpec {
+        env: c"POOLGRIND_QUARANTINE",
+        values: "bytes",
+        default: "4194304",
+    },
 ];
 
 impl Options {

@@ -33,7 +33,11 @@ pub fn address_in_range(p: *const u8) -> bool {
         return false;
     }
     // SAFETY: idx < NARENAS: the slot is inside the table and initialised.
-    let base = unsafe { (*heap::arena_table().add(idx)).address.load(Ordering::Acquire) };
+    let base = unsafe {
+        (*heap::arena_table().add(idx))
+            .address
+            .load(Ordering::Acquire)
+    };
     base != 0 && (p as usize).wrapping_sub(base) < ARENA_SIZE
 }
 

@@ -54,7 +54,8 @@ pub fn stats() -> Stats {
     for (c, cls) in CLASSES.iter().enumerate() {
         let _g = cls.lock.lock();
         // SAFETY: class lock held.
-        let (pools, cap, nused) = unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        let (pools, cap, nused) =
+            unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
         s.classes[c] = ClassStats {
             size: class_size(c),
             pools,
@@ -82,12 +83,20 @@ impl fmt::Display for Stats {
             if k.pools == 0 && k.cached == 0 {
                 continue;
             }
-            writeln!(f, "{c:5} {:6} {:7} {:10} {:10} {:10}", k.size, k.pools, k.in_use, k.cached, k.free)?;
+            writeln!(
+                f,
+                "{c:5} {:6} {:7} {:10} {:10} {:10}",
+                k.size, k.pools, k.in_use, k.cached, k.free
+            )?;
         }
         writeln!(
             f,
             "arenas: {} allocated, {} freed, {} live, {} high water; {} bytes from the OS",
-            self.arenas_allocated, self.arenas_freed, self.arenas_live, self.arenas_highwater, self.bytes_from_os
+            self.arenas_allocated,
+            self.arenas_freed,
+            self.arenas_live,
+            self.arenas_highwater,
+            self.bytes_from_os
         )?;
         writeln!(
             f,
@@ -115,7 +124,10 @@ pub struct StackWriter<const N: usize> {
 impl<const N: usize> StackWriter<N> {
     /// Empty.
     pub const fn new() -> Self {
-        StackWriter { buf: [0; N], len: 0 }
+        StackWriter {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     /// Writes what is buffered to file descriptor 2.

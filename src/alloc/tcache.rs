@@ -96,7 +96,8 @@ pub fn alloc(class: usize) -> *mut u8 {
         if !b.is_null() {
             // SAFETY: cached blocks are free blocks linked through their first word.
             bin.head = unsafe { *b.cast::<*mut u8>() };
-            bin.count.store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            bin.count
+                .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
             return b;
         }
         refill(tc, class)
@@ -116,7 +117,11 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
     }
     // Keep the first block for the caller, cache the rest.
     // SAFETY: the chain is `got` blocks linked through their first word.
-    let rest = if got > 1 { unsafe { *chain.cast::<*mut u8>() } } else { null_mut() };
+    let rest = if got > 1 {
+        unsafe { *chain.cast::<*mut u8>() }
+    } else {
+        null_mut()
+    };
     let bin = &mut tc.bins[class];
     bin.head = rest;
     bin.count.store(got as u32 - 1, Ordering::Relaxed);
@@ -183,7 +188,10 @@ fn flush(bin: &mut Bin, class: usize, n: usize) {
     }
     // SAFETY: `last` is the n-th block; what follows it stays cached.
     bin.head = unsafe { *last.cast::<*mut u8>() };
-    bin.count.store(bin.count.load(Ordering::Relaxed) - n as u32, Ordering::Relaxed);
+    bin.count.store(
+        bin.count.load(Ordering::Relaxed) - n as u32,
+        Ordering::Relaxed,
+    );
     // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
     unsafe { heap::central_free(class, chain, n) };
 }
@@ -198,7 +206,7 @@ fn activate(tc: &mut TCache) -> bool {
         return false;
     }
     tc.state = BYPASS; // re-entrant allocations from pthread_setspecific go to the central heap
-    // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
+                       // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
     if unsafe { libc::pthread_setspecific(key, (tc as *mut TCache).cast()) } != 0 {
         return false;
     }
@@ -301,6 +309,8 @@ pub(crate) fn after_fork_child() {
                 *CACHES.0.get() = null_mut();
             }
         }
-        heap::COUNTERS.thread_caches.store((tc.state == ACTIVE) as u32, Ordering::Relaxed);
+        heap::COUNTERS
+            .thread_caches
+            .store((tc.state == ACTIVE) as u32, Ordering::Relaxed);
     });
 }

@@ -51,10 +51,16 @@ pub fn init(enabled: bool) -> Tool {
         // GET_VBITS answers 1 only when memcheck handles it; other tools leave the default 0.
         let probe = 0u8;
         let mut vbits = [0u8; 1];
-        let is_memcheck =
-            crabgrind::memcheck::vbits((&raw const probe).cast(), &mut vbits).is_ok();
+        let is_memcheck = crabgrind::memcheck::vbits((&raw const probe).cast(), &mut vbits).is_ok();
         if is_memcheck {
-            crabgrind::valgrind::create_mempool((&raw const ANCHOR).cast(), 0, false, None);
+            // The pool's red zone lets memcheck describe an address just past a live block as
+            // "0 bytes after a block of size N alloc'd" (the allocator keeps that gap NOACCESS).
+            crabgrind::valgrind::create_mempool(
+                (&raw const ANCHOR).cast(),
+                super::types::MEMCHECK_REDZONE,
+                false,
+                None,
+            );
             TOOL.store(T_MEMCHECK, Ordering::Relaxed);
             return Tool::Memcheck;
         }
@@ -96,6 +102,21 @@ pub fn noaccess(p: *const u8, n: usize) {
     let _ = (p, n);
 }
 
+/// A fresh arena taken from the system allocator under memcheck: NOACCESS, and shrunk to 1
+/// bytes in memcheck's books (RESIZEINPLACE), so that memcheck's address descriptions, which
+/// look at malloc'd blocks before freed ones, never name the 256 KiB arena instead of the freed
+/// or live pool block an error is really about. The memory stays allocated; `free` of the arena
+/// later releases all of it.
+#[inline]
+pub fn arena_created(p: *const u8, n: usize) {
+    #[cfg(feature = "valgrind")]
+    if memcheck() {
+        mark(p, n, MemState::NoAccess);
+        crabgrind::valgrind::resizeinplace_block(p.cast(), n, 1, 0);
+    }
+    let _ = (p, n);
+}
+
 /// Makes a pool header readable and writable by the allocator.
 #[inline]
 pub fn open_header(h: *const u8) {
@@ -122,7 +143,9 @@ pub fn close_header(h: *const u8) {
 pub fn block_alloc(p: *const u8, size: usize) {
     #[cfg(feature = "valgrind")]
     match TOOL.load(Ordering::Relaxed) {
-        T_MEMCHECK => crabgrind::valgrind::mempool_alloc((&raw const ANCHOR).cast(), p.cast(), size),
+        T_MEMCHECK => {
+            crabgrind::valgrind::mempool_alloc((&raw const ANCHOR).cast(), p.cast(), size)
+        }
         T_OTHER => recycled(p, size),
         _ => {}
     }

@@ -1,0 +1,2 @@
+//! The deliberate-bug corpus on the system allocator (the parity reference).
+include!("corpus/scenarios.rs");
