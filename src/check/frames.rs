@@ -127,10 +127,17 @@ pub fn strip_hash(name: &str) -> &str {
 fn std_crate_of(frame: &Frame) -> Option<(String, String)> {
     let dir = frame.dir.as_deref().unwrap_or("");
     let file = frame.file.as_deref().unwrap_or("");
-    let full = if dir.is_empty() { file.to_string() } else { format!("{dir}/{file}") };
+    let full = if dir.is_empty() {
+        file.to_string()
+    } else {
+        format!("{dir}/{file}")
+    };
     let rest = if let Some(pos) = full.find("/library/") {
         let before = &full[..pos];
-        if !(before.starts_with("/rustc/") || before.ends_with("/rust") || before.contains("rustlib")) {
+        if !(before.starts_with("/rustc/")
+            || before.ends_with("/rust")
+            || before.contains("rustlib"))
+        {
             return None;
         }
         &full[pos + "/library/".len()..]
@@ -176,10 +183,22 @@ pub fn classify(frame: &Frame) -> FrameClass {
         return FrameClass::Harness;
     }
     if name.contains("__rust_begin_short_backtrace") {
-        return if name.contains("test::") { FrameClass::Harness } else { FrameClass::Runtime };
+        return if name.contains("test::") {
+            FrameClass::Harness
+        } else {
+            FrameClass::Runtime
+        };
     }
-    const RUNTIME_PREFIXES: &[&str] =
-        &["std::", "core::", "alloc::", "<std::", "<core::", "<alloc::", "__rust_", "rust_panic"];
+    const RUNTIME_PREFIXES: &[&str] = &[
+        "std::",
+        "core::",
+        "alloc::",
+        "<std::",
+        "<core::",
+        "<alloc::",
+        "__rust_",
+        "rust_panic",
+    ];
     if RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return FrameClass::Runtime;
     }
@@ -187,7 +206,10 @@ pub fn classify(frame: &Frame) -> FrameClass {
         return FrameClass::Runtime;
     }
     let libname = file_name;
-    if libname.starts_with("ld-linux") || libname.starts_with("libc.so") || libname.starts_with("libc-") {
+    if libname.starts_with("ld-linux")
+        || libname.starts_with("libc.so")
+        || libname.starts_with("libc-")
+    {
         return FrameClass::Runtime;
     }
     if frame.func.is_none() && frame.file.is_none() && !obj.is_empty() {
@@ -209,19 +231,28 @@ pub fn first_user_frame(stack: &[Frame]) -> Option<usize> {
 /// between the error and that trampoline is the test function (`crate::tests::leaks` or its
 /// closure). The crate name is dropped because libtest's names start at the module.
 pub fn test_name_from_stack(stack: &[Frame]) -> Option<String> {
-    let names: Vec<String> =
-        stack.iter().map(|f| f.func.as_deref().map(display_name).unwrap_or_default()).collect();
+    let names: Vec<String> = stack
+        .iter()
+        .map(|f| f.func.as_deref().map(display_name).unwrap_or_default())
+        .collect();
     let harness_at = (0..stack.len()).find(|&i| {
         names[i].contains("__rust_begin_short_backtrace")
             && (names[i].contains("test::")
-                || stack[i + 1..].iter().take(8).any(|f| classify(f) == FrameClass::Harness))
+                || stack[i + 1..]
+                    .iter()
+                    .take(8)
+                    .any(|f| classify(f) == FrameClass::Harness))
     })?;
-    let test_frame = (0..harness_at).rev().find(|&i| classify(&stack[i]) == FrameClass::User)?;
+    let test_frame = (0..harness_at)
+        .rev()
+        .find(|&i| classify(&stack[i]) == FrameClass::User)?;
     let mut name = names[test_frame].as_str();
     loop {
-        let trimmed = name
-            .strip_suffix("::{{closure}}")
-            .or_else(|| name.rsplit_once("::{closure#").filter(|(_, r)| r.ends_with('}')).map(|(l, _)| l));
+        let trimmed = name.strip_suffix("::{{closure}}").or_else(|| {
+            name.rsplit_once("::{closure#")
+                .filter(|(_, r)| r.ends_with('}'))
+                .map(|(l, _)| l)
+        });
         match trimmed {
             Some(t) => name = t,
             None => break,
@@ -259,8 +290,12 @@ pub const FINGERPRINT_FRAMES: usize = 3;
 /// (falling back to the first non-allocator frames when there is no user frame).
 pub fn fingerprint_key(err: &VgError) -> String {
     let mut parts = vec![err.kind.clone()];
-    let user: Vec<&Frame> =
-        err.stack.iter().filter(|f| classify(f) == FrameClass::User).take(FINGERPRINT_FRAMES).collect();
+    let user: Vec<&Frame> = err
+        .stack
+        .iter()
+        .filter(|f| classify(f) == FrameClass::User)
+        .take(FINGERPRINT_FRAMES)
+        .collect();
     let chosen: Vec<&Frame> = if user.is_empty() {
         err.stack
             .iter()
@@ -318,10 +353,19 @@ mod tests {
 
     #[test]
     fn demangles_and_strips_hashes() {
-        assert_eq!(display_name("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"), "core::ptr::drop_in_place");
-        assert_eq!(display_name("leaky::tests::leaks::h0123456789abcdef"), "leaky::tests::leaks");
+        assert_eq!(
+            display_name("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"),
+            "core::ptr::drop_in_place"
+        );
+        assert_eq!(
+            display_name("leaky::tests::leaks::h0123456789abcdef"),
+            "leaky::tests::leaks"
+        );
         assert_eq!(display_name("main"), "main");
-        assert_eq!(normalise_name("a::{impl#12}::b::{closure#0}"), "a::{impl}::b::{closure}");
+        assert_eq!(
+            normalise_name("a::{impl#12}::b::{closure#0}"),
+            "a::{impl}::b::{closure}"
+        );
     }
 
     #[test]
@@ -330,7 +374,11 @@ mod tests {
         assert_eq!(classify(&f), FrameClass::Allocator);
         let f = frame("{closure#0}", "/rustc/abc/library/std/src/thread", "mod.rs");
         assert_eq!(classify(&f), FrameClass::Runtime);
-        let f = frame("core::ops::function::FnOnce::call_once", "/rustc/abc", "library/core/src/ops/function.rs");
+        let f = frame(
+            "core::ops::function::FnOnce::call_once",
+            "/rustc/abc",
+            "library/core/src/ops/function.rs",
+        );
         assert_eq!(classify(&f), FrameClass::Runtime);
         let f = frame("leaky::tests::leaks", "/src", "lib.rs");
         assert_eq!(classify(&f), FrameClass::User);
@@ -338,7 +386,10 @@ mod tests {
 
     #[test]
     fn binary_names_lose_cargo_hashes() {
-        assert_eq!(binary_display_name("/t/debug/deps/leaky-0123456789abcdef"), "leaky");
+        assert_eq!(
+            binary_display_name("/t/debug/deps/leaky-0123456789abcdef"),
+            "leaky"
+        );
         assert_eq!(binary_display_name("./my-tool"), "my-tool");
     }
 }

@@ -11,5 +11,10 @@
 //!   format documented in `docs/json-schema.md`;
 //! - [`report`] renders results (human, JSON, JUnit, SARIF);
 //! - [`exit`] holds the stable exit codes.
+pub mod exit;
+pub mod frames;
 pub mod model;
+pub mod policy;
+pub mod report;
+pub mod results;
 pub mod xml;

@@ -26,9 +26,7 @@ use std::path::Path;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::model::{
-    Aux, Completeness, FatalSignal, Frame, GeneratedSupp, Log, SuppFrame, VgError,
-};
+use super::model::{Aux, Completeness, FatalSignal, Frame, GeneratedSupp, Log, SuppFrame, VgError};
 
 /// Why a log could not be read at all (content problems are never errors: see the module docs).
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +45,10 @@ pub enum XmlError {
 /// Reads one valgrind XML log from a file. See [`parse_reader`] for what is tolerated.
 pub fn parse_file(path: impl AsRef<Path>) -> Result<Log, XmlError> {
     let path = path.as_ref();
-    let io_err = |source| XmlError::Io { path: path.display().to_string(), source };
+    let io_err = |source| XmlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let file = File::open(path).map_err(io_err)?;
     parse_reader(BufReader::new(file)).map_err(io_err)
 }
@@ -80,9 +81,14 @@ pub fn parse_bytes(bytes: &[u8]) -> Log {
 
 /// Parses a number the way valgrind may print it: `1234`, `1,234`, ` 1 234 `, `0x1F` (hex).
 pub fn parse_number(text: &str) -> Option<u64> {
-    let cleaned: String =
-        text.chars().filter(|c| !matches!(c, ',' | '_' | ' ' | '\t' | '\n' | '\r')).collect();
-    if let Some(hex) = cleaned.strip_prefix("0x").or_else(|| cleaned.strip_prefix("0X")) {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !matches!(c, ',' | '_' | ' ' | '\t' | '\n' | '\r'))
+        .collect();
+    if let Some(hex) = cleaned
+        .strip_prefix("0x")
+        .or_else(|| cleaned.strip_prefix("0X"))
+    {
         return u64::from_str_radix(hex, 16).ok();
     }
     cleaned.parse().ok()
@@ -95,7 +101,9 @@ fn parse_u32(text: &str) -> Option<u32> {
 fn parse_i32(text: &str) -> Option<i32> {
     let t = text.trim();
     if let Some(neg) = t.strip_prefix('-') {
-        return parse_number(neg).and_then(|n| i32::try_from(n).ok()).map(|n| -n);
+        return parse_number(neg)
+            .and_then(|n| i32::try_from(n).ok())
+            .map(|n| -n);
     }
     parse_number(t).and_then(|n| i32::try_from(n).ok())
 }
@@ -109,7 +117,11 @@ struct LineCounter<R> {
 
 impl<R: BufRead> LineCounter<R> {
     fn new(inner: R) -> Self {
-        LineCounter { inner, offset: 0, newlines: Vec::new() }
+        LineCounter {
+            inner,
+            offset: 0,
+            newlines: Vec::new(),
+        }
     }
 
     /// 1-based line of a byte offset.
@@ -215,6 +227,7 @@ const KNOWN_IGNORED: &[&str] = &[
     "pid",
     "ppid",
     "valgrindoutput",
+    "error",
     "logfilequalifier",
     "var",
     "value",
@@ -286,7 +299,9 @@ impl Parser {
                     self.text_str(&resolved, pos);
                 }
                 Ok(Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_)) => {}
-                Err(quick_xml::Error::Io(e)) => return Err(io::Error::new(e.kind(), e.to_string())),
+                Err(quick_xml::Error::Io(e)) => {
+                    return Err(io::Error::new(e.kind(), e.to_string()))
+                }
                 Err(e) => {
                     let at = reader.error_position();
                     let eof = matches!(e, quick_xml::Error::Syntax(_));
@@ -323,18 +338,36 @@ impl Parser {
         if self.path.is_empty() || self.closed_root {
             if !s.trim().is_empty() {
                 if !self.junk {
-                    let what = if self.closed_root { "after </valgrindoutput>" } else { "outside the document" };
+                    let what = if self.closed_root {
+                        "after </valgrindoutput>"
+                    } else {
+                        "outside the document"
+                    };
                     self.note(pos, format!("junk text {what}"));
                 }
                 self.junk = true;
             }
             return;
         }
+        if self.path.len() == 1 && !s.trim().is_empty() {
+            // Text directly inside <valgrindoutput>: valgrind's own text output or a client's.
+            if !self.junk {
+                self.note(
+                    pos,
+                    "text between elements (valgrind or the program wrote into the log)".into(),
+                );
+            }
+            self.junk = true;
+            return;
+        }
         self.text.push_str(s);
     }
 
     fn parent(&self) -> Option<&str> {
-        self.path.len().checked_sub(2).map(|i| self.path[i].as_str())
+        self.path
+            .len()
+            .checked_sub(2)
+            .map(|i| self.path[i].as_str())
     }
 
     fn in_path(&self, name: &str) -> bool {
@@ -345,7 +378,10 @@ impl Parser {
         self.text.clear();
         if self.closed_root {
             if !self.junk {
-                self.note(pos, format!("junk element <{name}> after </valgrindoutput>"));
+                self.note(
+                    pos,
+                    format!("junk element <{name}> after </valgrindoutput>"),
+                );
             }
             self.junk = true;
         }
@@ -373,7 +409,9 @@ impl Parser {
                 let target = if self.fatal.is_some() && self.in_path("fatal_signal") {
                     StackTarget::Fatal
                 } else if let Some(err) = self.error.as_ref().filter(|_| self.in_path("error")) {
-                    if parent.as_deref() == Some("origin") || !err.aux.is_empty() || !err.stack.is_empty()
+                    if parent.as_deref() == Some("origin")
+                        || !err.aux.is_empty()
+                        || !err.stack.is_empty()
                     {
                         StackTarget::ErrorAux
                     } else {
@@ -475,7 +513,10 @@ impl Parser {
                         if let Some(e) = self.error.as_mut() {
                             match e.aux.last_mut() {
                                 Some(a) if a.stack.is_empty() => a.stack = stack,
-                                _ => e.aux.push(Aux { what: String::new(), stack }),
+                                _ => e.aux.push(Aux {
+                                    what: String::new(),
+                                    stack,
+                                }),
                             }
                         }
                     }
@@ -500,7 +541,9 @@ impl Parser {
                     }
                 }
             }
-            "protocolversion" if parent == "valgrindoutput" => self.log.protocol_version = parse_u32(t),
+            "protocolversion" if parent == "valgrindoutput" => {
+                self.log.protocol_version = parse_u32(t)
+            }
             "protocoltool" if parent == "valgrindoutput" => self.log.tool = Some(t.to_string()),
             "pid" if parent == "valgrindoutput" => self.log.pid = parse_u32(t),
             "ppid" if parent == "valgrindoutput" => self.log.ppid = parse_u32(t),
@@ -514,7 +557,9 @@ impl Parser {
             "sname" if in_supp => set(&mut self.supp, |s| s.name = t.to_string()),
             "skind" if in_supp => set(&mut self.supp, |s| s.kind = t.to_string()),
             "skaux" if in_supp => set(&mut self.supp, |s| s.aux = Some(t.to_string())),
-            "rawtext" if in_supp => set(&mut self.supp, |s| s.raw = text.trim_matches('\n').to_string()),
+            "rawtext" if in_supp => set(&mut self.supp, |s| {
+                s.raw = text.trim_matches('\n').to_string()
+            }),
             "suppression" => {
                 if let Some(s) = self.supp.take() {
                     if in_error {
@@ -528,7 +573,9 @@ impl Parser {
                 }
             }
             // Fatal signal.
-            "tid" if in_fatal && parent == "fatal_signal" => set(&mut self.fatal, |f| f.tid = parse_u32(t)),
+            "tid" if in_fatal && parent == "fatal_signal" => {
+                set(&mut self.fatal, |f| f.tid = parse_u32(t))
+            }
             "signo" if in_fatal => set(&mut self.fatal, |f| f.signo = parse_i32(t)),
             "signame" if in_fatal => set(&mut self.fatal, |f| f.signame = Some(t.to_string())),
             "sicode" if in_fatal => set(&mut self.fatal, |f| f.sicode = parse_i32(t)),
@@ -536,25 +583,50 @@ impl Parser {
             "siaddr" if in_fatal => set(&mut self.fatal, |f| f.siaddr = Some(t.to_string())),
             "fatal_signal" => self.log.fatal_signal = self.fatal.take(),
             // Error parts.
-            "unique" if in_error && parent == "error" => set(&mut self.error, |e| e.unique = t.to_string()),
-            "tid" if in_error && parent == "error" => set(&mut self.error, |e| e.tid = parse_u32(t)),
-            "threadname" if in_error => set(&mut self.error, |e| e.thread_name = Some(t.to_string())),
-            "kind" if in_error && parent == "error" => set(&mut self.error, |e| e.kind = t.to_string()),
-            "what" if in_error && parent == "error" => set(&mut self.error, |e| e.what = t.to_string()),
-            "text" if in_error && parent == "xwhat" => set(&mut self.error, |e| e.what = t.to_string()),
-            "leakedbytes" if in_error => set(&mut self.error, |e| e.leaked_bytes = parse_number(t)),
-            "leakedblocks" if in_error => set(&mut self.error, |e| e.leaked_blocks = parse_number(t)),
-            "auxwhat" if in_error && parent == "error" => {
-                set(&mut self.error, |e| e.aux.push(Aux { what: t.to_string(), stack: Vec::new() }))
+            "unique" if in_error && parent == "error" => {
+                set(&mut self.error, |e| e.unique = t.to_string())
             }
+            "tid" if in_error && parent == "error" => {
+                set(&mut self.error, |e| e.tid = parse_u32(t))
+            }
+            "threadname" if in_error => {
+                set(&mut self.error, |e| e.thread_name = Some(t.to_string()))
+            }
+            "kind" if in_error && parent == "error" => {
+                set(&mut self.error, |e| e.kind = t.to_string())
+            }
+            "what" if in_error && parent == "error" => {
+                set(&mut self.error, |e| e.what = t.to_string())
+            }
+            "text" if in_error && parent == "xwhat" => {
+                set(&mut self.error, |e| e.what = t.to_string())
+            }
+            "leakedbytes" if in_error => set(&mut self.error, |e| e.leaked_bytes = parse_number(t)),
+            "leakedblocks" if in_error => {
+                set(&mut self.error, |e| e.leaked_blocks = parse_number(t))
+            }
+            "auxwhat" if in_error && parent == "error" => set(&mut self.error, |e| {
+                e.aux.push(Aux {
+                    what: t.to_string(),
+                    stack: Vec::new(),
+                })
+            }),
             "text" if in_error && parent == "xauxwhat" => self.aux_text = Some(t.to_string()),
             "xauxwhat" if in_error => {
                 let what = self.aux_text.take().unwrap_or_default();
-                set(&mut self.error, |e| e.aux.push(Aux { what, stack: Vec::new() }));
+                set(&mut self.error, |e| {
+                    e.aux.push(Aux {
+                        what,
+                        stack: Vec::new(),
+                    })
+                });
             }
-            "what" if in_error && parent == "origin" => {
-                set(&mut self.error, |e| e.aux.push(Aux { what: t.to_string(), stack: Vec::new() }))
-            }
+            "what" if in_error && parent == "origin" => set(&mut self.error, |e| {
+                e.aux.push(Aux {
+                    what: t.to_string(),
+                    stack: Vec::new(),
+                })
+            }),
             "error" if parent == "valgrindoutput" => {
                 if let Some(e) = self.error.take() {
                     self.log.errors.push(e);
@@ -578,9 +650,17 @@ impl Parser {
                 };
                 self.notes.push((end, msg));
             } else {
-                self.notes.push((end, "no <valgrindoutput> document found".to_string()));
+                self.notes
+                    .push((end, "no <valgrindoutput> document found".to_string()));
             }
             // Keep a half-read error if we know at least what kind it was.
+            if let Some(f) = self
+                .frame
+                .take()
+                .filter(|f| f.ip.is_some() || f.obj.is_some())
+            {
+                self.stack.push(f);
+            }
             if let Some(mut e) = self.error.take().filter(|e| !e.kind.is_empty()) {
                 if e.stack.is_empty() && !self.stack.is_empty() {
                     e.stack = std::mem::take(&mut self.stack);
@@ -601,8 +681,11 @@ impl Parser {
         } else {
             Completeness::Complete
         };
-        self.log.notes =
-            self.notes.iter().map(|(off, msg)| format!("line {}: {msg}", lines.line_of(*off))).collect();
+        self.log.notes = self
+            .notes
+            .iter()
+            .map(|(off, msg)| format!("line {}: {msg}", lines.line_of(*off)))
+            .collect();
         self.log
     }
 }

@@ -1,0 +1,603 @@
+//! Aggregated results of one or many memcheck runs: the value every reporter renders, and
+//! the JSON format (`--format json`, `report --merge`) documented in `docs/json-schema.md`.
+//!
+//! Flow: the runner produces one [`ProcessRecord`] per program it started (with the parsed logs of
+//! that program and of its children); [`Results::build`] flattens them into one entry per client
+//! process and one entry per error, attributes errors to binaries and tests, computes fingerprints
+//! and applies the [`Policy`]. [`Results::merge`] combines results read back from JSON (CI shards)
+//! and re-applies a policy.
+
+use serde::{Deserialize, Serialize};
+
+use super::exit;
+use super::frames::{self, FrameClass};
+use super::model::{Completeness, Frame, Log, VgError};
+use super::policy::{Policy, Verdict};
+
+/// Version of the JSON results format; bumped only on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One program the runner started (before aggregation).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    /// The command as started (`argv[0]` is the executable).
+    pub argv: Vec<String>,
+    /// The test this process ran, when known from its arguments (nextest: `--exact NAME`).
+    pub test: Option<String>,
+    /// Exit status, if it exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal that ended it, if any (valgrind re-raises the client's fatal signal).
+    pub signal: Option<i32>,
+    /// Killed by `--timeout`.
+    pub timed_out: bool,
+    /// Not run: matched `--skip` or outside `--partition`.
+    pub skipped: bool,
+    /// Wall-clock time in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// PID of the spawned process (valgrind runs the client in the same process).
+    pub pid: Option<u32>,
+    /// XML files written for this process and its children.
+    pub xml_files: Vec<String>,
+    /// The parsed logs, in the order of `xml_files` (not serialised: re-read from the files).
+    #[serde(skip)]
+    pub logs: Vec<Log>,
+    /// A problem that kept valgrind from producing a log (failed to start, unreadable XML).
+    pub setup_error: Option<String>,
+}
+
+impl ProcessRecord {
+    /// A record for a saved log (`poolgrind report LOG.xml`): the exit status is unknown, so only
+    /// what the log says (errors, fatal signal, completeness) is reported.
+    pub fn from_saved_log(xml_file: &str, log: Log) -> ProcessRecord {
+        ProcessRecord {
+            argv: log.argv.clone(),
+            pid: log.pid,
+            xml_files: vec![xml_file.to_string()],
+            logs: vec![log],
+            ..ProcessRecord::default()
+        }
+    }
+}
+
+/// How a client process ended, as far as the logs and the runner know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStatus {
+    /// A complete log.
+    Complete,
+    /// The log ends early: valgrind crashed or was killed.
+    Truncated,
+    /// The log contains bytes that are not XML.
+    Junk,
+    /// No log was written (valgrind did not start, or the process was skipped).
+    Missing,
+}
+
+/// A frame in the results.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameResult {
+    /// Function name for display: Rust names demangled without hash.
+    pub function: Option<String>,
+    /// The name exactly as valgrind gave it, when different from `function`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_function: Option<String>,
+    /// Source path (`dir/file` when valgrind gives both).
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+    /// Object (executable or shared library).
+    pub object: Option<String>,
+    /// Instruction pointer.
+    pub ip: Option<String>,
+    /// What kind of code this is.
+    pub class: Option<FrameClass>,
+}
+
+impl FrameResult {
+    /// Converts a parsed frame.
+    pub fn from_frame(f: &Frame) -> FrameResult {
+        let function = f.func.as_deref().map(frames::display_name);
+        let raw_function = f.func.clone().filter(|raw| Some(raw) != function.as_ref());
+        let file = match (&f.dir, &f.file) {
+            (Some(dir), Some(file)) if !file.starts_with('/') => Some(format!("{dir}/{file}")),
+            (_, Some(file)) => Some(file.clone()),
+            _ => None,
+        };
+        FrameResult {
+            function,
+            raw_function,
+            file,
+            line: f.line,
+            object: f.obj.clone(),
+            ip: f.ip.clone(),
+            class: Some(frames::classify(f)),
+        }
+    }
+
+    /// Class, computed as `User` when absent (results written by a future version).
+    pub fn class(&self) -> FrameClass {
+        self.class.unwrap_or(FrameClass::User)
+    }
+}
+
+/// An auxiliary description of an error ("Address 0x… is 0 bytes after a block of size 16 alloc'd").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxResult {
+    /// Text.
+    pub what: String,
+    /// Its stack, if any.
+    pub frames: Vec<FrameResult>,
+}
+
+/// A fatal signal in the results.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalResult {
+    /// Signal number.
+    pub signo: Option<i32>,
+    /// Signal name.
+    pub signame: Option<String>,
+    /// Event description (protocol 5+ or derived).
+    pub event: Option<String>,
+    /// Faulting address.
+    pub siaddr: Option<String>,
+    /// Stack at the signal.
+    pub frames: Vec<FrameResult>,
+}
+
+/// One client process in the results.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessResult {
+    /// Binary display name (cargo's `-<hash>` suffix removed).
+    pub binary: String,
+    /// Client command line (from the log, else as started).
+    pub argv: Vec<String>,
+    /// Test this process ran, when known from its arguments.
+    pub test: Option<String>,
+    /// PID (from the log).
+    pub pid: Option<u32>,
+    /// Parent PID (from the log).
+    pub ppid: Option<u32>,
+    /// Exit status (only known for the process the runner started).
+    pub exit_code: Option<i32>,
+    /// Terminating signal number, from the runner or the log's `<fatal_signal>`.
+    pub signal: Option<i32>,
+    /// Killed by `--timeout`.
+    pub timed_out: bool,
+    /// Not run (skip list or partition).
+    pub skipped: bool,
+    /// State of the log.
+    pub log: Option<LogStatus>,
+    /// XML file, if known.
+    pub xml_file: Option<String>,
+    /// `<fatal_signal>` details.
+    pub fatal_signal: Option<SignalResult>,
+    /// Parser notes and setup errors.
+    pub notes: Vec<String>,
+    /// Wall-clock milliseconds (of the started program).
+    pub duration_ms: Option<u64>,
+}
+
+impl ProcessResult {
+    /// The program failed on its own: non-zero exit, signal or timeout.
+    pub fn program_failed(&self) -> bool {
+        !self.skipped
+            && (self.exit_code.is_some_and(|c| c != 0)
+                || self.signal.is_some()
+                || self.fatal_signal.is_some()
+                || self.timed_out)
+    }
+
+    /// Valgrind did not produce a complete log (and it was not killed by our timeout).
+    pub fn valgrind_failed(&self) -> bool {
+        !self.skipped
+            && !self.timed_out
+            && matches!(
+                self.log,
+                Some(LogStatus::Truncated | LogStatus::Junk | LogStatus::Missing) | None
+            )
+    }
+
+    /// `binary` or `binary › test`.
+    pub fn label(&self) -> String {
+        let binary = if self.binary.is_empty() {
+            "(unknown program)"
+        } else {
+            &self.binary
+        };
+        match &self.test {
+            Some(t) => format!("{binary} › {t}"),
+            None => binary.to_string(),
+        }
+    }
+}
+
+/// How an error's test was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestSource {
+    /// The process ran exactly one test (nextest, or `--exact`).
+    Process,
+    /// The error's stack passes through a test function.
+    Stack,
+}
+
+/// One error in the results (one per error per process; de-duplication is a display step).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResult {
+    /// Index into [`Results::processes`].
+    pub process: usize,
+    /// Binary display name.
+    pub binary: String,
+    /// Test, when it could be attributed.
+    pub test: Option<String>,
+    /// How the test was found.
+    pub test_source: Option<TestSource>,
+    /// Memcheck's kind, verbatim.
+    pub kind: String,
+    /// Memcheck's description.
+    pub what: String,
+    /// Leaked bytes (leak kinds).
+    pub bytes: Option<u64>,
+    /// Leaked blocks (leak kinds).
+    pub blocks: Option<u64>,
+    /// Occurrences in its process (from `<errorcounts>`; 1 for leaks).
+    pub count: u64,
+    /// Thread name, if valgrind gave one.
+    pub thread: Option<String>,
+    /// Main stack, innermost first.
+    pub frames: Vec<FrameResult>,
+    /// Index into `frames` of the first user frame.
+    pub user_frame: Option<usize>,
+    /// Auxiliary descriptions and stacks.
+    pub aux: Vec<AuxResult>,
+    /// The suppression text valgrind generated (`--gen-suppressions=all`).
+    pub suppression: Option<String>,
+    /// Stable fingerprint id (16 hex digits).
+    pub fingerprint: String,
+    /// The readable key the fingerprint is made from.
+    pub fingerprint_key: String,
+    /// What the policy says.
+    pub verdict: Verdict,
+}
+
+/// Totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Client processes (including skipped ones).
+    pub processes: usize,
+    /// Processes skipped.
+    pub skipped: usize,
+    /// Processes that failed on their own.
+    pub programs_failed: usize,
+    /// Processes whose log is missing, truncated or junk.
+    pub valgrind_failed: usize,
+    /// Errors that fail (sum of counts).
+    pub failing: u64,
+    /// Distinct failing errors (by fingerprint).
+    pub failing_distinct: usize,
+    /// Errors known in the baseline.
+    pub baselined: u64,
+    /// Errors not selected by the policy.
+    pub ignored: u64,
+    /// Bytes in failing leaks.
+    pub failing_leaked_bytes: u64,
+    /// The exit code this result maps to (see `docs/exit-codes.md`).
+    pub exit_code: i32,
+    /// One-line verdict.
+    pub verdict: String,
+}
+
+/// Everything a report shows; serialised as the JSON format.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Results {
+    /// Always `poolgrind-results`.
+    pub schema: String,
+    /// [`SCHEMA_VERSION`].
+    pub version: u32,
+    /// The policy applied, in words.
+    pub policy: String,
+    /// Totals and verdict.
+    pub summary: Summary,
+    /// Client processes.
+    pub processes: Vec<ProcessResult>,
+    /// Errors, in process order then log order.
+    pub errors: Vec<ErrorResult>,
+}
+
+/// The test an argv runs when it names exactly one (`--exact NAME`, as nextest passes it).
+pub fn test_from_argv(argv: &[String]) -> Option<String> {
+    if !argv.iter().any(|a| a == "--exact") {
+        return None;
+    }
+    const TAKES_VALUE: &[&str] = &[
+        "--test-threads",
+        "--format",
+        "--skip",
+        "-Z",
+        "--logfile",
+        "--color",
+        "--shuffle-seed",
+        "--report-time",
+    ];
+    let mut args = argv.iter().skip(1);
+    let mut names = Vec::new();
+    while let Some(a) = args.next() {
+        if TAKES_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            names.push(a.clone());
+        }
+    }
+    (names.len() == 1).then(|| names.remove(0))
+}
+
+fn stack_results(stack: &[Frame]) -> Vec<FrameResult> {
+    stack.iter().map(FrameResult::from_frame).collect()
+}
+
+fn error_result(
+    err: &VgError,
+    process: usize,
+    proc_: &ProcessResult,
+    counts: &[(String, u64)],
+    policy: &Policy,
+) -> ErrorResult {
+    let fingerprint_key = frames::fingerprint_key(err);
+    let fingerprint = frames::fingerprint_id(&fingerprint_key);
+    let (test, test_source) = match (&proc_.test, frames::test_name_from_stack(&err.stack)) {
+        (Some(t), _) => (Some(t.clone()), Some(TestSource::Process)),
+        (None, Some(t)) => (Some(t), Some(TestSource::Stack)),
+        (None, None) => (None, None),
+    };
+    let count = counts
+        .iter()
+        .find(|(u, _)| *u == err.unique)
+        .map(|(_, c)| *c)
+        .filter(|c| *c > 0)
+        .unwrap_or(1);
+    ErrorResult {
+        process,
+        binary: proc_.binary.clone(),
+        test,
+        test_source,
+        kind: err.kind.clone(),
+        what: err.what.clone(),
+        bytes: err.leaked_bytes,
+        blocks: err.leaked_blocks,
+        count,
+        thread: err.thread_name.clone(),
+        frames: stack_results(&err.stack),
+        user_frame: frames::first_user_frame(&err.stack),
+        aux: err
+            .aux
+            .iter()
+            .map(|a| AuxResult {
+                what: a.what.clone(),
+                frames: stack_results(&a.stack),
+            })
+            .collect(),
+        suppression: err
+            .suppression
+            .as_ref()
+            .map(|s| s.raw.clone())
+            .filter(|r| !r.is_empty()),
+        verdict: policy.verdict(&err.kind, &fingerprint),
+        fingerprint,
+        fingerprint_key,
+    }
+}
+
+impl Results {
+    /// Aggregates process records under a policy.
+    pub fn build(records: &[ProcessRecord], policy: &Policy) -> Results {
+        let mut processes = Vec::new();
+        let mut errors = Vec::new();
+        for rec in records {
+            let started_test = rec.test.clone().or_else(|| test_from_argv(&rec.argv));
+            let base = ProcessResult {
+                binary: rec
+                    .argv
+                    .first()
+                    .map(|a| frames::binary_display_name(a))
+                    .unwrap_or_default(),
+                argv: rec.argv.clone(),
+                test: started_test.clone(),
+                skipped: rec.skipped,
+                duration_ms: rec.duration_ms,
+                notes: rec.setup_error.iter().cloned().collect(),
+                ..ProcessResult::default()
+            };
+            if rec.logs.is_empty() {
+                processes.push(ProcessResult {
+                    exit_code: rec.exit_code,
+                    signal: rec.signal,
+                    timed_out: rec.timed_out,
+                    log: Some(LogStatus::Missing).filter(|_| !rec.skipped),
+                    xml_file: rec.xml_files.first().cloned(),
+                    ..base
+                });
+                continue;
+            }
+            // The root log is the one of the process the runner started (same pid), else the first.
+            let root = rec
+                .logs
+                .iter()
+                .position(|l| l.pid.is_some() && l.pid == rec.pid)
+                .unwrap_or(0);
+            for (i, log) in rec.logs.iter().enumerate() {
+                let is_root = i == root;
+                let argv = if log.argv.is_empty() {
+                    rec.argv.clone()
+                } else {
+                    log.argv.clone()
+                };
+                let test = if is_root {
+                    started_test.clone()
+                } else {
+                    test_from_argv(&argv)
+                };
+                let mut notes = if is_root {
+                    base.notes.clone()
+                } else {
+                    Vec::new()
+                };
+                notes.extend(log.notes.iter().cloned());
+                let fatal = log.fatal_signal.as_ref().map(|f| SignalResult {
+                    signo: f.signo,
+                    signame: f.signame.clone(),
+                    event: f.event.clone(),
+                    siaddr: f.siaddr.clone(),
+                    frames: stack_results(&f.stack),
+                });
+                let status = match log.completeness {
+                    Completeness::Complete => LogStatus::Complete,
+                    Completeness::Truncated => LogStatus::Truncated,
+                    Completeness::Junk => LogStatus::Junk,
+                };
+                let proc_ = ProcessResult {
+                    binary: argv
+                        .first()
+                        .map(|a| frames::binary_display_name(a))
+                        .unwrap_or_default(),
+                    argv,
+                    test,
+                    pid: log.pid,
+                    ppid: log.ppid,
+                    exit_code: if is_root { rec.exit_code } else { None },
+                    signal: if is_root {
+                        rec.signal
+                    } else {
+                        fatal.as_ref().and_then(|f| f.signo)
+                    },
+                    timed_out: is_root && rec.timed_out,
+                    skipped: false,
+                    log: Some(status),
+                    xml_file: rec.xml_files.get(i).cloned(),
+                    fatal_signal: fatal,
+                    notes,
+                    duration_ms: if is_root { rec.duration_ms } else { None },
+                };
+                let index = processes.len();
+                for err in &log.errors {
+                    errors.push(error_result(err, index, &proc_, &log.error_counts, policy));
+                }
+                processes.push(proc_);
+            }
+        }
+        let mut results = Results {
+            schema: "poolgrind-results".into(),
+            version: SCHEMA_VERSION,
+            policy: policy.describe(),
+            summary: Summary::default(),
+            processes,
+            errors,
+        };
+        results.summarise();
+        results
+    }
+
+    /// Combines results (e.g. CI shards read back from JSON) and re-applies `policy`.
+    pub fn merge(parts: Vec<Results>, policy: &Policy) -> Results {
+        let mut processes = Vec::new();
+        let mut errors = Vec::new();
+        for part in parts {
+            let offset = processes.len();
+            processes.extend(part.processes);
+            for mut e in part.errors {
+                e.process += offset;
+                e.verdict = policy.verdict(&e.kind, &e.fingerprint);
+                errors.push(e);
+            }
+        }
+        let mut results = Results {
+            schema: "poolgrind-results".into(),
+            version: SCHEMA_VERSION,
+            policy: policy.describe(),
+            summary: Summary::default(),
+            processes,
+            errors,
+        };
+        results.summarise();
+        results
+    }
+
+    /// Recomputes [`Results::summary`] from processes and errors.
+    pub fn summarise(&mut self) {
+        let mut s = Summary {
+            processes: self.processes.len(),
+            ..Summary::default()
+        };
+        let mut distinct = std::collections::BTreeSet::new();
+        for p in &self.processes {
+            s.skipped += usize::from(p.skipped);
+            s.programs_failed += usize::from(p.program_failed());
+            s.valgrind_failed += usize::from(p.valgrind_failed());
+        }
+        for e in &self.errors {
+            match e.verdict {
+                Verdict::Fail => {
+                    s.failing += e.count;
+                    distinct.insert(e.fingerprint.as_str());
+                    s.failing_leaked_bytes += e.bytes.unwrap_or(0);
+                }
+                Verdict::Baselined => s.baselined += e.count,
+                Verdict::Ignored => s.ignored += e.count,
+            }
+        }
+        s.failing_distinct = distinct.len();
+        s.exit_code = exit::combine(s.failing > 0, s.valgrind_failed > 0, s.programs_failed > 0);
+        s.verdict = match s.exit_code {
+            exit::SUCCESS => "passed: no memory errors".to_string(),
+            exit::MEMORY_ERRORS => format!(
+                "FAILED: {} memory error{} ({} distinct)",
+                s.failing,
+                if s.failing == 1 { "" } else { "s" },
+                s.failing_distinct
+            ),
+            exit::VALGRIND_FAILED => format!(
+                "FAILED: valgrind crashed / log truncated in {} process{}",
+                s.valgrind_failed,
+                if s.valgrind_failed == 1 { "" } else { "es" }
+            ),
+            _ => format!(
+                "FAILED: {} program{} failed on {} own (no memory errors)",
+                s.programs_failed,
+                if s.programs_failed == 1 { "" } else { "s" },
+                if s.programs_failed == 1 {
+                    "its"
+                } else {
+                    "their"
+                }
+            ),
+        };
+        self.summary = s;
+    }
+
+    /// Removes run-specific values (durations, pids, instruction pointers are kept) so that two
+    /// runs of the same programs compare equal; used by snapshot tests.
+    pub fn without_timings(mut self) -> Results {
+        for p in &mut self.processes {
+            p.duration_ms = None;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nextest_argv_names_the_test() {
+        let argv: Vec<String> = ["bin", "--exact", "tests::leaks", "--nocapture"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(test_from_argv(&argv).as_deref(), Some("tests::leaks"));
+        let argv: Vec<String> = ["bin", "tests::leaks", "--exact", "--test-threads", "1"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(test_from_argv(&argv).as_deref(), Some("tests::leaks"));
+        let argv: Vec<String> = ["bin", "--test-threads", "1"].map(String::from).to_vec();
+        assert_eq!(test_from_argv(&argv), None);
+    }
+}
