@@ -261,7 +261,8 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
 /// Memory for one arena: mmap natively (memmap2); under memcheck a heap block from the system
 /// allocator, because mmap'd memory is a leak-check root (live blocks in it would make lost
 /// cycles look reachable) while a malloc block that contains mempool chunks is neither a root
-/// nor a leak candidate.
+/// nor a leak candidate. Never inlined: `supp/poolgrind.supp` names it.
+#[inline(never)]
 fn arena_memory_alloc() -> *mut u8 {
     if track::memcheck() {
         let p = sys::memalign(POOL_SIZE, ARENA_SIZE);

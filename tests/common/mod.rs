@@ -1,0 +1,139 @@
+//! Shared helpers for the real-valgrind tests: find the built artefacts, run a program under a
+//! Valgrind tool with XML output, and read the log with poolgrind's own parser.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use poolgrind::check::model::{Log, VgError};
+
+/// `target/<profile>/` of this test build.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The preload library built alongside the tests.
+pub fn preload_lib() -> PathBuf {
+    let p = target_dir().join("libpoolgrind.so");
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// An example binary (built by `cargo test`).
+pub fn example(name: &str) -> PathBuf {
+    let p = target_dir().join("examples").join(name);
+    assert!(
+        p.exists(),
+        "{} not built (cargo test builds examples)",
+        p.display()
+    );
+    p
+}
+
+/// Compiles a C file of `tests/corpus` once per test process into a temp dir.
+pub fn build_c(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(format!("{name}.c"));
+    let out_dir = target_dir().join("corpus-c");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(format!("{name}-{}", std::process::id()));
+    if !out.exists() {
+        let st = Command::new("cc")
+            .args(["-g", "-O0", "-w", "-pthread", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc");
+        assert!(st.success(), "cc failed on {}", src.display());
+    }
+    out
+}
+
+/// One run under Valgrind.
+pub struct Run {
+    pub log: Log,
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+/// Runs `prog args` under `valgrind --tool=<tool>` with XML output and no suppression file.
+pub fn valgrind(tool: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("vg.xml");
+    let mut cmd = Command::new("valgrind");
+    cmd.arg(format!("--tool={tool}"))
+        .arg("--xml=yes")
+        .arg(format!("--xml-file={}", xml.display()))
+        .args(["--num-callers=40", "--error-limit=no"]);
+    if tool == "memcheck" {
+        cmd.args(["--leak-check=full", "--show-leak-kinds=all"]);
+    }
+    cmd.arg(prog).args(args);
+    cmd.env_remove("LD_PRELOAD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("valgrind runs");
+    let log = poolgrind::check::xml::parse_file(&xml).expect("valgrind wrote its XML log");
+    Run {
+        log,
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether any frame of the error's main stack names a function containing `needle`.
+pub fn on_stack(e: &VgError, needle: &str) -> bool {
+    e.stack
+        .iter()
+        .any(|f| f.func.as_deref().is_some_and(|n| n.contains(needle)))
+}
+
+/// Under memcheck each arena that still holds a live block at exit is a 1-byte heap block in
+/// memcheck's books (see `track::arena_created`), reported as still reachable from the arena
+/// table; `supp/poolgrind.supp` suppresses it. It is the allocator's bookkeeping, not a verdict
+/// on the program.
+pub fn is_arena_bookkeeping(e: &VgError) -> bool {
+    e.kind == "Leak_StillReachable"
+        && on_stack(e, "arena_memory_alloc")
+        && e.leaked_bytes.unwrap_or(0) <= 64
+}
+
+/// The errors whose stack names `needle`, as (kind, leaked bytes, leaked blocks), sorted.
+pub fn verdicts(log: &Log, needle: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
+    let mut v: Vec<_> = log
+        .errors
+        .iter()
+        .filter(|e| on_stack(e, needle) && !is_arena_bookkeeping(e))
+        .map(|e| (e.kind.clone(), e.leaked_bytes, e.leaked_blocks))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Errors that make a run unclean: everything but still-reachable leaks and, for the allocator's
+/// own bookkeeping, nothing at all is excused.
+pub fn bad_errors(log: &Log) -> Vec<&VgError> {
+    log.errors
+        .iter()
+        .filter(|e| e.kind != "Leak_StillReachable")
+        .collect()
+}
+
+/// A readable dump of a log's errors, for assertion messages.
+pub fn dump(log: &Log) -> String {
+    let mut s = String::new();
+    for e in &log.errors {
+        s.push_str(&format!("{} {}\n", e.kind, e.what));
+        for f in e.stack.iter().take(12) {
+            s.push_str(&format!("    {}\n", f.func.as_deref().unwrap_or("???")));
+        }
+    }
+    s
+}

@@ -1,0 +1,91 @@
+/* The deliberate-bug corpus in C, run with libpoolgrind.so preloaded (and without it, for
+ * parity). Each scenario is a noinline function named bug_* so tests find it on the stack.
+ * Usage: bugs <scenario>. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOINLINE __attribute__((noinline))
+struct node { struct node *next; long pad[3]; };
+static void *volatile sink;
+static void *keep;
+
+NOINLINE static void bug_leak_one(void) { char *p = malloc(40); p[0] = 1; sink = 0; }
+NOINLINE static void bug_leak_list(void) {
+    struct node *h = NULL;
+    for (int i = 0; i < 5; i++) { struct node *n = malloc(sizeof *n); n->next = h; h = n; }
+}
+NOINLINE static void bug_leak_cycle(void) {
+    struct node *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    a->next = b; b->next = a;
+}
+NOINLINE static void bug_uaf_read(void) {
+    volatile char *p = malloc(32); p[0] = 1; free((void *)p); sink = (void *)(long)p[0];
+}
+NOINLINE static void bug_uaf_write(void) { volatile char *p = malloc(32); free((void *)p); p[1] = 2; }
+NOINLINE static void bug_uaf_after_same_size_realloc(void) {
+    volatile char *a = malloc(48); a[0] = 1; free((void *)a);
+    char *b = malloc(48); memset(b, 2, 48);
+    sink = (void *)(long)a[0];
+    free(b);
+}
+NOINLINE static void bug_overflow_small(void) { volatile char *p = malloc(20); p[20] = 1; free((void *)p); }
+NOINLINE static void bug_overflow_exact_neighbour(void) {
+    volatile char *p = malloc(32); char *q = malloc(32);
+    p[32] = 1; free(q); free((void *)p);
+}
+NOINLINE static void bug_double_free(void) { void *p = malloc(40); free(p); sink = p; free(sink); }
+NOINLINE static void bug_branch_on_fresh(void) {
+    char *p = malloc(24); if (p[3] == 42) puts("forty-two"); free(p);
+}
+NOINLINE static void bug_branch_on_recycled(void) {
+    for (int r = 0; r < 3; r++) {
+        void *v[2000];
+        for (int i = 0; i < 2000; i++) { v[i] = malloc(64); memset(v[i], 42, 64); }
+        for (int i = 0; i < 2000; i++) free(v[i]);
+    }
+    char *p = malloc(64); if (p[5] == 42) puts("recycled forty-two"); free(p);
+}
+NOINLINE static void bug_stale_after_realloc(void) {
+    volatile char *p = malloc(16); memset((void *)p, 3, 16);
+    char *q = realloc((void *)p, 4000);
+    sink = (void *)(long)p[0];
+    free(q);
+}
+NOINLINE static void bug_still_reachable(void) { keep = malloc(56); }
+NOINLINE static void clean_program(void) {
+    /* Small and large blocks; realloc chains; many large blocks freed through the preload, so
+     * address_in_range reads memory that belongs to the system allocator. */
+    void *big[300];
+    for (int i = 0; i < 300; i++) { big[i] = malloc(600 + i * 37); memset(big[i], i, 600 + i * 37); }
+    for (int i = 0; i < 300; i++) free(big[i]);
+    char *s = NULL;
+    for (int i = 1; i < 2000; i++) { s = realloc(s, i); s[i - 1] = (char)i; }
+    free(s);
+    void *small[5000];
+    for (int i = 0; i < 5000; i++) small[i] = calloc(1, i % 512);
+    for (int i = 4999; i >= 0; i--) free(small[i]);
+    void *a = NULL;
+    if (posix_memalign(&a, 64, 100) == 0) free(a);
+    free(aligned_alloc(32, 64));
+    free(strdup("poolgrind"));
+}
+
+struct scenario { const char *name; void (*f)(void); };
+static const struct scenario scenarios[] = {
+    {"leak_one", bug_leak_one}, {"leak_list", bug_leak_list}, {"leak_cycle", bug_leak_cycle},
+    {"uaf_read", bug_uaf_read}, {"uaf_write", bug_uaf_write},
+    {"uaf_after_same_size_realloc", bug_uaf_after_same_size_realloc},
+    {"overflow_small", bug_overflow_small}, {"overflow_exact_neighbour", bug_overflow_exact_neighbour},
+    {"double_free", bug_double_free}, {"branch_on_fresh", bug_branch_on_fresh},
+    {"branch_on_recycled", bug_branch_on_recycled}, {"stale_after_realloc", bug_stale_after_realloc},
+    {"still_reachable", bug_still_reachable}, {"clean", clean_program},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++)
+        if (strcmp(argv[1], scenarios[i].name) == 0) { scenarios[i].f(); return 0; }
+    fprintf(stderr, "unknown scenario %s\n", argv[1]);
+    return 2;
+}
