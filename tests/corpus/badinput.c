@@ -1,0 +1,38 @@
+/* The malloc family's edge cases through the preload: each check prints what failed. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "FAILED: %s (line %d)\n", #cond, __LINE__); failures++; } } while (0)
+
+int main(void) {
+    errno = 0; CHECK(malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(calloc(SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    void *p = malloc(10);
+    errno = 0; CHECK(reallocarray(p, SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    CHECK(realloc(p, 0) == NULL); /* glibc: frees p */
+    free(NULL);
+    void *z = malloc(0); CHECK(z != NULL); free(z);
+    void *a = NULL;
+    CHECK(posix_memalign(&a, 3, 10) == EINVAL);
+    CHECK(posix_memalign(&a, 4, 10) == EINVAL); /* not a multiple of sizeof(void *) */
+    CHECK(posix_memalign(&a, 64, 10) == 0 && ((uintptr_t)a % 64) == 0); free(a);
+    CHECK(posix_memalign(&a, 16, 10) == 0 && ((uintptr_t)a % 16) == 0); free(a);
+    void *b = aligned_alloc(4096, 100); CHECK(b && ((uintptr_t)b % 4096) == 0); free(b);
+    void *m = memalign(48, 100); CHECK(m && ((uintptr_t)m % 64) == 0); free(m); /* rounded up */
+    long ps = sysconf(_SC_PAGESIZE);
+    void *v = valloc(10); CHECK(v && ((uintptr_t)v % ps) == 0); free(v);
+    void *pv = pvalloc(10); CHECK(pv && ((uintptr_t)pv % ps) == 0 && malloc_usable_size(pv) >= (size_t)ps); free(pv);
+    CHECK(malloc_usable_size(NULL) == 0);
+    char *s = malloc(20); CHECK(malloc_usable_size(s) >= 20); free(s);
+    char *c = calloc(30, 7); int zero = 1; for (int i = 0; i < 210; i++) zero &= c[i] == 0; CHECK(zero); free(c);
+    char *r = realloc(NULL, 33); CHECK(r != NULL); memset(r, 7, 33);
+    r = realloc(r, 3000); CHECK(r && r[32] == 7); r = realloc(r, 40); CHECK(r && r[32] == 7); free(r);
+    if (failures == 0) puts("badinput ok");
+    return failures ? 1 : 0;
+}

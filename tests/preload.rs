@@ -1,0 +1,98 @@
+//! The preloadable C library, natively: fork safety, the malloc family's edge cases, the
+//! modes (`malloc`, `debug`) and the statistics table.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn run_preloaded(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let exe = build_c(prog);
+    let mut cmd = Command::new(exe);
+    cmd.args(args).env("LD_PRELOAD", preload_lib());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn fork_while_other_threads_allocate() {
+    let out = run_preloaded("fork", &[], &[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "fork ok");
+}
+
+#[test]
+fn malloc_family_edge_cases_follow_glibc() {
+    for mode in ["pool", "malloc", "debug"] {
+        let out = run_preloaded("badinput", &[], &[("POOLGRIND_MODE", mode)]);
+        assert!(out.status.success(), "mode {mode}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "badinput ok");
+    }
+}
+
+#[test]
+fn debug_mode_reports_overflow_underflow_and_double_free_then_aborts() {
+    for (bug, message) in [
+        ("overflow", "buffer overflow"),
+        ("underflow", "buffer underflow"),
+        ("double_free", "double free"),
+    ] {
+        let out = run_preloaded("debugbugs", &[bug], &[("POOLGRIND_MODE", "debug")]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{bug}: not caught");
+        assert!(
+            err.contains("poolgrind debug:") && err.contains(message),
+            "{bug}: stderr was {err:?}"
+        );
+    }
+    let out = run_preloaded("debugbugs", &["clean"], &[("POOLGRIND_MODE", "debug")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn debug_mode_is_silent_about_these_bugs_in_pool_mode() {
+    // The same overflow is not detected by the fast pool: that is what debug mode is for.
+    let out = run_preloaded("debugbugs", &["overflow"], &[]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn stats_table_at_exit_and_malloc_mode_uses_no_pools() {
+    let out = run_preloaded("bugs", &["clean"], &[("POOLGRIND_STATS", "1")]);
+    let err = text(&out.stderr);
+    assert!(err.contains("small block allocator statistics"), "{err}");
+    assert!(
+        err.contains("arenas: ") && !err.contains("arenas: 0 allocated"),
+        "pool mode made no arena: {err}"
+    );
+    let out = run_preloaded(
+        "bugs",
+        &["clean"],
+        &[("POOLGRIND_STATS", "1"), ("POOLGRIND_MODE", "malloc")],
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("arenas: 0 allocated"),
+        "malloc mode made arenas: {err}"
+    );
+}
+
+#[test]
+fn bad_option_value_warns_and_keeps_the_default() {
+    let out = run_preloaded("badinput", &[], &[("POOLGRIND_MODE", "turbo")]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr)
+        .contains("poolgrind: ignoring POOLGRIND_MODE: expected pool|malloc|debug"));
+}
