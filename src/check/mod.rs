@@ -18,3 +18,7 @@ pub mod policy;
 pub mod report;
 pub mod results;
 pub mod xml;
+pub mod batch;
+pub mod cargo;
+pub mod run;
+pub mod select;

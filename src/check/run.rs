@@ -1,0 +1,474 @@
+//! Running one program under memcheck.
+//!
+//! [`run_under_memcheck`] is the one door: it builds valgrind's command line from a
+//! [`RunConfig`] (the defaults below, suppression files, pass-through flags), starts it, enforces
+//! the timeout, and reads back every XML log the run wrote (one per process with
+//! `--trace-children`). The suppression tooling (`poolgrind supp gen -- CMD`,
+//! `run --report-unused-supp`) calls it too.
+//!
+//! Default memcheck flags, and why:
+//!
+//! | flag | why |
+//! |------|-----|
+//! | `--xml=yes --xml-file=DIR/vg.%p.xml` | machine-readable, one file per process |
+//! | `--gen-suppressions=all` | every error carries its suppression text (for `supp gen` and reports) |
+//! | `--num-callers=40` | Rust stacks put 5–9 allocator frames above the user's frame |
+//! | `--error-limit=no` | big suites exceed the default 1000/10 000,000 limits |
+//! | `--leak-check=full --show-leak-kinds=all` | the policy, not valgrind, decides which leak kinds fail |
+//! | `--child-silent-after-fork=yes` | a forked child that does not exec would otherwise write into the parent's XML |
+//! | `--suppressions=supp/*.supp` | the shipped files, unless `--no-default-supp` |
+//!
+//! Extra flags come from `POOLGRIND_VALGRIND_FLAGS` (split on whitespace) then `--vg-arg`, after the
+//! defaults, so they override them (valgrind takes the last value of an option).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::model::Log;
+use super::results::ProcessRecord;
+use super::xml;
+
+/// Environment variable: the valgrind executable (name or path). Default `valgrind` from `PATH`.
+pub const ENV_VALGRIND: &str = "POOLGRIND_VALGRIND";
+/// Environment variable: extra valgrind flags, split on whitespace.
+pub const ENV_VALGRIND_FLAGS: &str = "POOLGRIND_VALGRIND_FLAGS";
+/// Environment variable: directory of the shipped suppression files.
+pub const ENV_SUPP_DIR: &str = "POOLGRIND_SUPP_DIR";
+/// Environment variable: the poolgrind preload library (`libpoolgrind.so`).
+pub const ENV_PRELOAD_LIB: &str = "POOLGRIND_PRELOAD_LIB";
+
+/// The memcheck flags poolgrind always passes (before suppressions and user flags).
+/// `{xml}` is replaced by the XML file pattern.
+pub const DEFAULT_FLAGS: &[&str] = &[
+    "--tool=memcheck",
+    "--xml=yes",
+    "--xml-file={xml}",
+    "--gen-suppressions=all",
+    "--num-callers=40",
+    "--error-limit=no",
+    "--leak-check=full",
+    "--show-leak-kinds=all",
+    "--child-silent-after-fork=yes",
+];
+
+/// What can go wrong before or around a run (a program's own failure is not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// valgrind is not installed or not where it was said to be.
+    #[error(
+        "valgrind not found ({0}).\n  Install it: `apt-get install valgrind` (Debian/Ubuntu) or \
+         `dnf install valgrind` (Fedora), or point {ENV_VALGRIND} at the executable."
+    )]
+    ValgrindMissing(String),
+    /// valgrind could not be started.
+    #[error("cannot start {valgrind}: {source}")]
+    Spawn {
+        /// The executable.
+        valgrind: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The XML directory could not be created or read.
+    #[error("cannot use XML directory {path}: {source}")]
+    XmlDir {
+        /// Directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--preload` was asked for and the library cannot be found.
+    #[error(
+        "the poolgrind preload library was not found (looked in: {0}).\n  Build it with \
+         `cargo build --release` (it is target/release/libpoolgrind.so) or set {ENV_PRELOAD_LIB}."
+    )]
+    PreloadMissing(String),
+    /// A suppression file given with `--suppressions` does not exist.
+    #[error("suppression file {0} does not exist")]
+    SuppMissing(String),
+    /// Nothing to run.
+    #[error("no command given")]
+    NoCommand,
+    /// Waiting for the child failed.
+    #[error("waiting for valgrind failed: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Where the program's stdout/stderr go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Inherit poolgrind's (single runs).
+    #[default]
+    Inherit,
+    /// Both into this file (parallel batches).
+    File(PathBuf),
+    /// Discarded.
+    Null,
+}
+
+/// Everything needed to run one program under memcheck.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// The program and its arguments.
+    pub command: Vec<OsString>,
+    /// valgrind executable; `None`: [`ENV_VALGRIND`] or `valgrind` from `PATH`.
+    pub valgrind: Option<PathBuf>,
+    /// Extra suppression files (`--suppressions`).
+    pub suppressions: Vec<PathBuf>,
+    /// Also use the shipped `supp/*.supp` files.
+    pub default_supp: bool,
+    /// `--trace-children=yes` (one XML file per process).
+    pub trace_children: bool,
+    /// Extra valgrind flags (after [`ENV_VALGRIND_FLAGS`], which is read by [`RunConfig::valgrind_args`]).
+    pub vg_args: Vec<String>,
+    /// LD_PRELOAD this library into the client (the poolgrind C library for `--preload`).
+    pub preload: Option<PathBuf>,
+    /// Kill the process group after this long (SIGTERM, then SIGKILL 5 s later).
+    pub timeout: Option<Duration>,
+    /// Directory for this run's XML files (created; should be empty and used by this run only).
+    pub xml_dir: PathBuf,
+    /// Extra environment variables for the client.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Where the program's output goes.
+    pub output: Output,
+}
+
+/// The result of one [`run_under_memcheck`]: the record (exit status, timing, XML paths) with the
+/// parsed logs of the started process and of every traced child.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// Exit status, timing, XML files and logs.
+    pub record: ProcessRecord,
+}
+
+impl RunOutcome {
+    /// The parsed logs (one per process that wrote XML).
+    pub fn logs(&self) -> &[Log] {
+        &self.record.logs
+    }
+}
+
+/// Locates the valgrind executable: `explicit`, else [`ENV_VALGRIND`], else `valgrind` in `PATH`.
+pub fn find_valgrind(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
+    let wanted: PathBuf = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::var_os(ENV_VALGRIND)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("valgrind")),
+    };
+    if wanted.components().count() > 1 || wanted.is_absolute() {
+        return if wanted.is_file() {
+            Ok(wanted)
+        } else {
+            Err(RunError::ValgrindMissing(format!(
+                "{} does not exist",
+                wanted.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(&wanted);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(RunError::ValgrindMissing(format!(
+        "no `{}` in PATH",
+        wanted.display()
+    )))
+}
+
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+}
+
+/// The directory of the shipped suppression files: [`ENV_SUPP_DIR`]; else `supp/` of the source
+/// tree when poolgrind runs from `target/<profile>/`; else the `supp/` of the source tree it was
+/// built from. `None` when none exists.
+pub fn find_supp_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(ENV_SUPP_DIR).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe_dir() {
+        candidates.push(dir.join("../../supp"));
+        candidates.push(dir.join("../../../supp"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("supp"));
+    candidates.into_iter().find(|c| c.is_dir())
+}
+
+/// The shipped suppression files (`*.supp` in [`find_supp_dir`]), sorted.
+pub fn default_supp_files() -> Vec<PathBuf> {
+    let Some(dir) = find_supp_dir() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "supp") && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Locates `libpoolgrind.so`: [`ENV_PRELOAD_LIB`], else next to the running executable, else
+/// `../release/` from it (a debug poolgrind preloading the release library).
+pub fn find_preload_lib() -> Result<PathBuf, RunError> {
+    if let Some(p) = std::env::var_os(ENV_PRELOAD_LIB).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(RunError::PreloadMissing(format!(
+                "{ENV_PRELOAD_LIB}={}",
+                p.display()
+            )))
+        };
+    }
+    let mut tried = Vec::new();
+    if let Some(dir) = exe_dir() {
+        for c in [
+            dir.join("libpoolgrind.so"),
+            dir.join("../release/libpoolgrind.so"),
+            dir.join("../../release/libpoolgrind.so"),
+        ] {
+            if c.is_file() {
+                return Ok(c);
+            }
+            tried.push(c.display().to_string());
+        }
+    }
+    Err(RunError::PreloadMissing(tried.join(", ")))
+}
+
+impl RunConfig {
+    /// valgrind's arguments (without the executable and without the client command).
+    pub fn valgrind_args(&self) -> Result<Vec<OsString>, RunError> {
+        let pattern = self.xml_dir.join("vg.%p.xml");
+        let mut args: Vec<OsString> = DEFAULT_FLAGS
+            .iter()
+            .map(|f| {
+                if f.contains("{xml}") {
+                    let mut s = OsString::from("--xml-file=");
+                    s.push(&pattern);
+                    s
+                } else {
+                    OsString::from(f)
+                }
+            })
+            .collect();
+        if self.trace_children {
+            args.push("--trace-children=yes".into());
+        }
+        let mut supps = if self.default_supp {
+            default_supp_files()
+        } else {
+            Vec::new()
+        };
+        for s in &self.suppressions {
+            if !s.is_file() {
+                return Err(RunError::SuppMissing(s.display().to_string()));
+            }
+            supps.push(s.clone());
+        }
+        for s in supps {
+            let mut a = OsString::from("--suppressions=");
+            a.push(s);
+            args.push(a);
+        }
+        if let Some(flags) = std::env::var_os(ENV_VALGRIND_FLAGS) {
+            args.extend(
+                flags
+                    .to_string_lossy()
+                    .split_whitespace()
+                    .map(OsString::from),
+            );
+        }
+        args.extend(self.vg_args.iter().map(OsString::from));
+        Ok(args)
+    }
+}
+
+/// Runs `cfg.command` under memcheck and reads back its logs.
+///
+/// The program failing (non-zero exit, signal, timeout) is *not* an `Err`: it is recorded in the
+/// outcome. `Err` means valgrind could not be run at all. Logs that are truncated or contain junk
+/// are returned with their [`super::model::Completeness`]; an unreadable log becomes
+/// `record.setup_error`.
+pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
+    if cfg.command.is_empty() {
+        return Err(RunError::NoCommand);
+    }
+    let valgrind = find_valgrind(cfg.valgrind.as_deref())?;
+    std::fs::create_dir_all(&cfg.xml_dir).map_err(|source| RunError::XmlDir {
+        path: cfg.xml_dir.display().to_string(),
+        source,
+    })?;
+    let mut cmd = Command::new(&valgrind);
+    cmd.args(cfg.valgrind_args()?);
+    cmd.args(&cfg.command);
+    if let Some(dir) = &cfg.cwd {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in &cfg.env {
+        cmd.env(k, v);
+    }
+    if let Some(lib) = &cfg.preload {
+        let mut value = OsString::from(lib.as_os_str());
+        if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+            value.push(":");
+            value.push(old);
+        }
+        cmd.env("LD_PRELOAD", value);
+    }
+    match &cfg.output {
+        Output::Inherit => {}
+        Output::Null => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Output::File(path) => {
+            let file = std::fs::File::create(path).map_err(|source| RunError::XmlDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let err = file.try_clone().map_err(|source| RunError::XmlDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            cmd.stdout(file).stderr(err);
+        }
+    }
+    if cfg.timeout.is_some() {
+        // Its own process group, so a timeout can stop traced children too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        valgrind: valgrind.display().to_string(),
+        source,
+    })?;
+    let pid = child.id();
+    let (status, timed_out) = wait_with_timeout(&mut child, cfg.timeout)?;
+    let duration = started.elapsed();
+
+    let mut record = ProcessRecord {
+        argv: cfg
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        pid: Some(pid),
+        timed_out,
+        duration_ms: Some(duration.as_millis() as u64),
+        ..ProcessRecord::default()
+    };
+    {
+        use std::os::unix::process::ExitStatusExt;
+        record.exit_code = status.code();
+        record.signal = status.signal();
+    }
+    read_logs(&cfg.xml_dir, &mut record);
+    Ok(RunOutcome { record })
+}
+
+/// Reads every `vg.*.xml` in `dir` into `record` (sorted by pid so the order is stable).
+pub fn read_logs(dir: &Path, record: &mut ProcessRecord) {
+    let mut files: Vec<(u64, PathBuf)> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?.to_string();
+                let pid = name
+                    .strip_prefix("vg.")?
+                    .strip_suffix(".xml")?
+                    .parse()
+                    .ok()?;
+                Some((pid, p))
+            })
+            .collect(),
+        Err(e) => {
+            record.setup_error = Some(format!("cannot read XML directory {}: {e}", dir.display()));
+            return;
+        }
+    };
+    files.sort();
+    for (_, path) in files {
+        match xml::parse_file(&path) {
+            Ok(log) => {
+                record.xml_files.push(path.display().to_string());
+                record.logs.push(log);
+            }
+            Err(e) => record.setup_error = Some(e.to_string()),
+        }
+    }
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Option<Duration>,
+) -> Result<(ExitStatus, bool), RunError> {
+    let Some(limit) = timeout else {
+        return child.wait().map(|s| (s, false)).map_err(RunError::Wait);
+    };
+    let start = Instant::now();
+    let mut signalled: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.try_wait().map_err(RunError::Wait)? {
+            return Ok((status, signalled.is_some()));
+        }
+        let now = Instant::now();
+        match signalled {
+            None if now.duration_since(start) >= limit => {
+                // SIGTERM first: valgrind then reports the fatal signal and finishes its log.
+                kill_group(child.id(), libc::SIGTERM);
+                signalled = Some(now);
+            }
+            Some(at) if now.duration_since(at) >= Duration::from_secs(5) => {
+                kill_group(child.id(), libc::SIGKILL);
+                let status = child.wait().map_err(RunError::Wait)?;
+                return Ok((status, true));
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill_group(pid: u32, signal: i32) {
+    let Ok(pgid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process
+    // group we created for this child with `process_group(0)` (its id equals the child's pid).
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// A fresh, empty directory under the system temp dir for one run's XML
+/// (`poolgrind-<pid>-<n>`); the caller removes it.
+pub fn temp_xml_dir(label: &str) -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "poolgrind-{label}-{}-{n}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

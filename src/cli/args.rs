@@ -1,0 +1,219 @@
+//! Command-line definitions (clap derive). Defaults live here, next to their help text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run programs and test suites under valgrind's memcheck; report, and fail CI for the right reasons.
+///
+/// Exit codes: 0 clean, 1 memory errors, 2 the program itself failed, 3 valgrind crashed / setup
+/// error, 64 usage error (docs/exit-codes.md).
+#[derive(Debug, Parser)]
+#[command(
+    name = "poolgrind",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a program (or a batch of programs) under memcheck and report.
+    ///
+    /// Example: poolgrind run -- ./my-test --flag
+    Run(RunArgs),
+    /// Run cargo (test, run, bench, nextest run …) with every binary under memcheck.
+    ///
+    /// Example: poolgrind cargo test --workspace
+    /// Example: poolgrind cargo --leak-kinds all nextest run
+    Cargo(CargoArgs),
+    /// Render saved valgrind XML logs, or merge JSON results from CI shards (--merge).
+    Report(ReportArgs),
+}
+
+/// Options that shape the valgrind command line.
+#[derive(Debug, Clone, Args)]
+pub struct MemcheckArgs {
+    /// Extra suppression file (repeatable).
+    #[arg(long = "suppressions", visible_alias = "supp", value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Do not use the shipped supp/*.supp files.
+    #[arg(long)]
+    pub no_default_supp: bool,
+    /// Follow child processes (one XML log per process).
+    #[arg(long)]
+    pub trace_children: bool,
+    /// Extra valgrind option, passed verbatim (repeatable): --vg-arg=--track-origins=yes.
+    /// POOLGRIND_VALGRIND_FLAGS (split on whitespace) is added before these.
+    #[arg(long = "vg-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub vg_args: Vec<String>,
+    /// LD_PRELOAD the poolgrind C allocator (target/release/libpoolgrind.so, or POOLGRIND_PRELOAD_LIB).
+    #[arg(long)]
+    pub preload: bool,
+    /// Kill a program after SECS seconds (reported as a timeout).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Keep the XML logs in DIR (created) instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub keep_xml: Option<PathBuf>,
+    /// The valgrind executable (default: POOLGRIND_VALGRIND, else `valgrind` from PATH).
+    #[arg(long, value_name = "PATH")]
+    pub valgrind: Option<PathBuf>,
+}
+
+/// What fails.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Leak kinds that fail: comma list of definite, indirect, possible, reachable; or all, none.
+    #[arg(long, value_name = "KINDS", default_value = "definite,indirect")]
+    pub leak_kinds: String,
+    /// Error kinds that fail: `all`, or a comma list of memcheck kinds (`leak` = the leak kinds above).
+    #[arg(long, value_name = "KINDS", default_value = "all")]
+    pub fail_on: String,
+    /// Known errors (JSON, from --write-baseline) that do not fail.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Write the errors of this run as a baseline file.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+}
+
+/// Report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Grouped, readable text.
+    Human,
+    /// JSON results (docs/json-schema.md).
+    Json,
+    /// JUnit XML.
+    Junit,
+    /// SARIF 2.1.0.
+    Sarif,
+}
+
+/// When to colour the human report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Report format. With --output, the human report still goes to stdout.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: FormatArg,
+    /// Write the report (in --format) to FILE.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Colour the human report.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorArg,
+    /// List errors ignored by the policy in full.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Which programs or tests run.
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Skip programs/tests matching PATTERN (glob with * and ?, or re:REGEX; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub skip: Vec<String>,
+    /// Read skip patterns from FILE (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    pub skip_file: Vec<PathBuf>,
+    /// Run only shard i of n (1-based), e.g. 2/4; programs/tests are assigned by hash.
+    #[arg(long, value_name = "i/n")]
+    pub partition: Option<String>,
+}
+
+/// `poolgrind run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Valgrind command line.
+    #[command(flatten)]
+    pub memcheck: MemcheckArgs,
+    /// What fails.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Where results go.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Which programs run.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Parallel valgrind processes for --batch.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Run every line of FILE (appended to CMD, if given) as its own program.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+    /// List suppressions that never matched (needs the suppression tooling).
+    #[arg(long)]
+    pub report_unused_supp: bool,
+    /// Internal: the cargo target-runner mode of `poolgrind cargo`.
+    #[arg(long, hide = true)]
+    pub child_mode: bool,
+    /// The program and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// `poolgrind cargo`.
+#[derive(Debug, Clone, Args)]
+pub struct CargoArgs {
+    /// Valgrind command line.
+    #[command(flatten)]
+    pub memcheck: MemcheckArgs,
+    /// What fails.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Where results go.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Which programs run.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// cargo's subcommand and arguments: test …, run …, bench …, nextest run ….
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CARGO_ARGS"
+    )]
+    pub cargo_args: Vec<String>,
+}
+
+/// `poolgrind report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// What fails.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Where results go.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The inputs are JSON results (--format json) to combine, not XML logs.
+    #[arg(long)]
+    pub merge: bool,
+    /// Valgrind XML logs (or JSON results with --merge).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
