@@ -1,0 +1,346 @@
+//! End-to-end tests of the `poolgrind` binary with the real valgrind on this machine:
+//! fixture cargo projects (tests/fixtures/projects/), small programs, and bad input.
+//!
+//! Fixture projects build into `target/e2e-fixtures/<name>` (next to poolgrind's own target
+//! directory) so rebuilds are incremental; they have no dependencies and build offline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_poolgrind");
+
+fn project(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/projects")
+        .join(name)
+}
+
+fn fixture_target_dir(name: &str) -> PathBuf {
+    // BIN is <target>/<profile>/poolgrind.
+    let target = Path::new(BIN)
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    target.join("e2e-fixtures").join(name)
+}
+
+fn poolgrind() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("POOLGRIND_VALGRIND")
+        .env_remove("POOLGRIND_VALGRIND_FLAGS")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("poolgrind runs");
+    let code = status
+        .code()
+        .expect("poolgrind exits normally (no panic abort, no signal)");
+    (
+        code,
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn cargo_in(name: &str, tmp: &Path, args: &[&str]) -> (i32, String, String, Value) {
+    let json = tmp.join("results.json");
+    let mut cmd = poolgrind();
+    cmd.current_dir(project(name))
+        .env("CARGO_TARGET_DIR", fixture_target_dir(name))
+        .arg("cargo")
+        .arg("--format=json")
+        .arg("--output")
+        .arg(&json)
+        .args(args);
+    let (code, out, err) = run(&mut cmd);
+    let text =
+        std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no JSON ({e}); stderr:\n{err}"));
+    (
+        code,
+        out,
+        err,
+        serde_json::from_str(&text).expect("valid JSON results"),
+    )
+}
+
+fn failing(results: &Value) -> Vec<&Value> {
+    results["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["verdict"] == "fail")
+        .collect()
+}
+
+/// issue 4: a leaking test is found, attributed to its test and binary, and fails with exit 1.
+#[test]
+fn cargo_test_leaky_project_exits_1_and_names_the_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err, results) = cargo_in("leaky", tmp.path(), &["test", "--offline"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let errors = failing(&results);
+    assert_eq!(errors.len(), 1, "{out}");
+    let e = errors[0];
+    assert_eq!(e["kind"], "Leak_DefinitelyLost");
+    assert_eq!(e["bytes"], 100);
+    assert_eq!(e["binary"], "leaky");
+    assert_eq!(e["test"], "tests::leaks_a_buffer");
+    assert_eq!(e["test_source"], "stack");
+    let user = &e["frames"][e["user_frame"].as_u64().unwrap() as usize];
+    assert_eq!(user["function"], "leaky::make_buffer");
+    assert!(user["file"].as_str().unwrap().ends_with("src/lib.rs"));
+    assert!(e["suppression"].as_str().unwrap().contains("Memcheck:Leak"));
+    // Both test binaries ran under memcheck; the integration binary is clean.
+    let binaries: Vec<&str> = results["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["binary"].as_str().unwrap())
+        .collect();
+    assert_eq!(binaries, ["integration", "leaky"]);
+    assert!(out.contains("leaky › tests::leaks_a_buffer"), "{out}");
+    assert!(
+        out.contains("→ by leaky::make_buffer (src/lib.rs:5)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cargo_test_clean_project_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err, results) = cargo_in("clean", tmp.path(), &["test", "--offline"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(failing(&results).is_empty());
+    assert_eq!(results["summary"]["processes"], 1);
+    assert!(out.contains("passed: no memory errors"), "{out}");
+}
+
+/// With nextest every test is its own process: errors are attributed through the argv.
+#[test]
+fn cargo_nextest_attributes_per_test() {
+    let has_nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nextest {
+        eprintln!("cargo-nextest not installed: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err, results) = cargo_in("leaky", tmp.path(), &["nextest", "run", "--offline"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let errors = failing(&results);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["test"], "tests::leaks_a_buffer");
+    assert_eq!(errors[0]["test_source"], "process");
+    let tests: Vec<&str> = results["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["test"].as_str())
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            "integration_is_clean",
+            "tests::clean",
+            "tests::leaks_a_buffer"
+        ]
+    );
+}
+
+/// `--skip` in cargo mode: the leaking binary does not run, so the run is clean.
+#[test]
+fn cargo_skip_pattern_skips_a_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, _err, results) = cargo_in(
+        "leaky",
+        tmp.path(),
+        &["--skip", "leaky", "test", "--offline"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(results["summary"]["skipped"], 1);
+}
+
+#[test]
+fn missing_valgrind_is_a_clear_setup_error() {
+    let (code, _out, err) = run(poolgrind()
+        .env("POOLGRIND_VALGRIND", "/nonexistent/valgrind")
+        .args(["run", "--", "true"]));
+    assert_eq!(code, 3);
+    assert!(err.contains("valgrind not found"), "{err}");
+    assert!(err.contains("apt-get install valgrind"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _out, err) =
+        run(poolgrind()
+            .env("PATH", empty.path())
+            .args(["run", "--", "/bin/true"]));
+    assert_eq!(code, 3);
+    assert!(err.contains("no `valgrind` in PATH"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let (code, _out, err) = run(poolgrind().arg("frobnicate"));
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+    let (code, _, err) = run(poolgrind().args(["run", "--format", "yaml", "--", "true"]));
+    assert_eq!(code, 64, "{err}");
+    let (code, _, _) = run(poolgrind().arg("--help"));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn bad_policy_input_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = tmp.path().join("baseline.json");
+    std::fs::write(&baseline, "{\n  \"version\": 1,\n  \"errors\": [oops]\n}\n").unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xml/leak.xml");
+    let (code, _, err) = run(poolgrind()
+        .arg("report")
+        .arg("--baseline")
+        .arg(&baseline)
+        .arg(&fixture));
+    assert_eq!(code, 3);
+    assert!(err.contains("baseline.json:3:"), "{err}");
+    let (code, _, err) = run(poolgrind()
+        .args(["report", "--leak-kinds", "definite,sometimes"])
+        .arg(&fixture));
+    assert_eq!(code, 3);
+    assert!(err.contains("unknown leak kind `sometimes`"), "{err}");
+}
+
+/// Malformed and hostile logs never panic; a log with nothing readable is a valgrind failure.
+#[test]
+fn report_on_hostile_logs_never_panics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xml/hostile");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "xml") {
+            let (code, out, err) = run(poolgrind().arg("report").arg(&path));
+            assert!(
+                [1, 3].contains(&code),
+                "{}: exit {code}\n{out}\n{err}",
+                path.display()
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let (code, out, _) = run(poolgrind()
+        .arg("report")
+        .arg(dir.join("binary_garbage.xml")));
+    assert_eq!(code, 3);
+    assert!(out.contains("valgrind crashed / log truncated"), "{out}");
+    let (code, _, err) = run(poolgrind().args(["report", "/nonexistent.xml"]));
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("cannot read valgrind log /nonexistent.xml"),
+        "{err}"
+    );
+}
+
+/// `run`: exit codes for a failing program and a timeout, and `--batch` with -j, --skip, --partition.
+#[test]
+fn run_exit_codes_and_batches() {
+    let (code, out, _) = run(poolgrind().args(["run", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("exited with status 7"), "{out}");
+
+    let (code, out, _) = run(poolgrind().args(["run", "--timeout", "1", "--", "sleep", "30"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("timed out"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = tmp.path().join("batch.txt");
+    std::fs::write(
+        &batch,
+        "# one program per line\n/bin/true\n/bin/false\nsh -c 'exit 0'\n",
+    )
+    .unwrap();
+    let json = tmp.path().join("r.json");
+    let (code, out, _) = run(poolgrind()
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--skip",
+            "/bin/false",
+            "--format",
+            "json",
+            "--output",
+        ])
+        .arg(&json)
+        .arg("--batch")
+        .arg(&batch));
+    assert_eq!(code, 0, "{out}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["summary"]["processes"], 3);
+    assert_eq!(r["summary"]["skipped"], 1);
+
+    // Two shards cover the three lines exactly once.
+    let mut ran = 0;
+    for shard in ["1/2", "2/2"] {
+        let (_, _, _) = run(poolgrind()
+            .args(["run", "--partition", shard, "--format", "json", "--output"])
+            .arg(&json)
+            .arg("--batch")
+            .arg(&batch));
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        ran +=
+            r["summary"]["processes"].as_u64().unwrap() - r["summary"]["skipped"].as_u64().unwrap();
+    }
+    assert_eq!(ran, 3);
+}
+
+/// JSON results from two shards merge into one report; a baseline written from it silences it.
+#[test]
+fn merge_shards_and_baseline() {
+    let xml = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xml");
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.json");
+    let b = tmp.path().join("b.json");
+    let (code, _, _) = run(poolgrind()
+        .args(["report", "--format", "json", "-o"])
+        .arg(&a)
+        .arg(xml.join("leak.xml")));
+    assert_eq!(code, 1);
+    let (_, _, _) = run(poolgrind()
+        .args(["report", "--format", "json", "-o"])
+        .arg(&b)
+        .arg(xml.join("invalid.xml")));
+    let baseline = tmp.path().join("known.json");
+    let (code, out, _) = run(poolgrind()
+        .args(["report", "--merge", "--write-baseline"])
+        .arg(&baseline)
+        .arg(&a)
+        .arg(&b));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAILED: 6 memory errors (6 distinct)"),
+        "{out}"
+    );
+    let (code, out, _) = run(poolgrind()
+        .args(["report", "--merge", "--baseline"])
+        .arg(&baseline)
+        .arg(&a)
+        .arg(&b));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("known in baseline: 6 errors"), "{out}");
+    // A new error (not in the baseline) still fails.
+    let (code, _, _) = run(poolgrind()
+        .args(["report", "--baseline"])
+        .arg(&baseline)
+        .arg(xml.join("uninit.xml")));
+    assert_eq!(code, 1);
+}
