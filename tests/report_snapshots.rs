@@ -140,3 +140,31 @@ fn parser_verdicts_on_hostile_input() {
     assert_eq!(leak.completeness, Completeness::Complete);
     assert!(leak.notes.is_empty(), "{:?}", leak.notes);
 }
+
+#[test]
+fn junit_and_sarif_of_a_mixed_run() {
+    use poolgrind::check::report::{junit, sarif};
+    let r = results_for(
+        &[
+            "leak.xml",
+            "rust_tests.xml",
+            "segv.xml",
+            "hostile/truncated.xml",
+        ],
+        &Policy::default(),
+    );
+    insta::assert_snapshot!("mixed_junit", junit::render(&r));
+    insta::assert_snapshot!("mixed_sarif", sarif::render(&r));
+    // The JUnit document is well-formed XML (read back with the same tolerant parser's engine).
+    let junit_text = junit::render(&r);
+    let mut reader = quick_xml::Reader::from_str(&junit_text);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("JUnit output is not XML: {e}"),
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&sarif::render(&r)).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+}

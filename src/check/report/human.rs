@@ -82,7 +82,8 @@ fn short_path(path: &str, base: Option<&str>) -> String {
     path.to_string()
 }
 
-fn frame_text(f: &FrameResult, base: Option<&str>) -> String {
+/// One frame as `name (file:line)` or `name (in object)`.
+pub(crate) fn frame_text(f: &FrameResult, base: Option<&str>) -> String {
     let name = f
         .function
         .clone()

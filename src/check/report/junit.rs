@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::human::frame_text;
 use super::xml_escape;
 use crate::check::policy::Verdict;
 use crate::check::results::Results;
@@ -62,14 +63,25 @@ pub fn render(results: &Results) -> String {
             .entry(name)
             .or_default();
         let mut text = format!("{}: {}\n", e.kind, e.what);
-        for f in &e.frames {
+        let mut folded = 0;
+        for (i, f) in e.frames.iter().enumerate() {
+            if i > 0 && f.class().is_folded() {
+                folded += 1;
+                continue;
+            }
+            if folded > 0 {
+                let _ = writeln!(text, "    … {folded} frames folded");
+                folded = 0;
+            }
             let _ = writeln!(
                 text,
-                "    {} {}:{}",
-                f.function.as_deref().unwrap_or("???"),
-                f.file.as_deref().unwrap_or("?"),
-                f.line.map(|l| l.to_string()).unwrap_or_default()
+                "    {} {}",
+                if i == 0 { "at" } else { "by" },
+                frame_text(f, None)
             );
+        }
+        if folded > 0 {
+            let _ = writeln!(text, "    … {folded} frames folded");
         }
         if let Some(s) = &e.suppression {
             let _ = writeln!(text, "{s}");
