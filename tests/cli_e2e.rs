@@ -344,3 +344,38 @@ fn merge_shards_and_baseline() {
         .arg(xml.join("uninit.xml")));
     assert_eq!(code, 1);
 }
+
+/// `--trace-children` writes one log per process; `--keep-xml` keeps them; `--preload` without
+/// the library is a clear setup error.
+#[test]
+fn trace_children_keep_xml_and_preload_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("xml");
+    let json = tmp.path().join("r.json");
+    let (code, out, err) = run(poolgrind()
+        .args(["run", "--trace-children", "--format", "json", "-o"])
+        .arg(&json)
+        .arg("--keep-xml")
+        .arg(&keep)
+        .args(["--", "sh", "-c", "/bin/true; /bin/true"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let procs = r["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 3, "sh and two children");
+    assert!(procs.iter().all(|p| p["log"] == "complete"));
+    assert_eq!(procs[0]["binary"], "sh");
+    assert_eq!(procs[0]["exit_code"], 0);
+    assert_eq!(procs[1]["ppid"], procs[0]["pid"]);
+    for p in procs {
+        assert!(Path::new(p["xml_file"].as_str().unwrap()).is_file());
+    }
+
+    let (code, _, err) = run(poolgrind().env("POOLGRIND_PRELOAD_LIB", "/nonexistent/libpoolgrind.so").args([
+        "run",
+        "--preload",
+        "--",
+        "true",
+    ]));
+    assert_eq!(code, 3);
+    assert!(err.contains("preload library was not found"), "{err}");
+}
