@@ -78,3 +78,10 @@ pub use alloc::debug;
 pub use alloc::global::PoolAlloc;
 pub use alloc::raw;
 pub use alloc::stats::{stats, ClassStats, Stats};
+
+/// With the `dogfood` feature every binary linked with this crate — poolgrind's own CLI and test
+/// binaries included — allocates through [`PoolAlloc`]: `ci/memcheck` runs poolgrind's test
+/// suite that way under memcheck.
+#[cfg(feature = "dogfood")]
+#[global_allocator]
+static DOGFOOD: PoolAlloc = PoolAlloc::new();

@@ -35,6 +35,7 @@ pub enum Tool {
 
 const T_NONE: u8 = 0;
 const T_MEMCHECK: u8 = 1;
+#[cfg_attr(not(feature = "valgrind"), allow(dead_code))]
 const T_OTHER: u8 = 2;
 
 static TOOL: AtomicU8 = AtomicU8::new(T_NONE);
