@@ -548,11 +548,7 @@ impl Parser {
             "pid" if parent == "valgrindoutput" => self.log.pid = parse_u32(t),
             "ppid" if parent == "valgrindoutput" => self.log.ppid = parse_u32(t),
             "exe" | "arg" if parent == "argv" => self.log.argv.push(t.to_string()),
-            "state" if parent == "status" => {
-                if t == "FINISHED" {
-                    self.log.finished = true;
-                }
-            }
+            "state" if parent == "status" && t == "FINISHED" => self.log.finished = true,
             // Suppression parts (inside an error or at top level).
             "sname" if in_supp => set(&mut self.supp, |s| s.name = t.to_string()),
             "skind" if in_supp => set(&mut self.supp, |s| s.kind = t.to_string()),

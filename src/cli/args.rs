@@ -31,8 +31,12 @@ pub enum Command {
     Run(RunArgs),
     /// Run cargo (test, run, bench, nextest run …) with every binary under memcheck.
     ///
+    /// poolgrind's options come before cargo's subcommand. Plain `cargo test` runs test binaries
+    /// one after another; for parallel valgrind processes and per-test attribution use nextest
+    /// (its own -j applies). Doctests are not run under memcheck (rustdoc ignores the runner).
+    ///
     /// Example: poolgrind cargo test --workspace
-    /// Example: poolgrind cargo --leak-kinds all nextest run
+    /// Example: poolgrind cargo --leak-kinds all nextest run -j 4
     Cargo(CargoArgs),
     /// Render saved valgrind XML logs, or merge JSON results from CI shards (--merge).
     Report(ReportArgs),
