@@ -555,7 +555,7 @@ impl Results {
                 s.failing_distinct
             ),
             exit::VALGRIND_FAILED => format!(
-                "FAILED: valgrind crashed / log truncated in {} process{}",
+                "FAILED: valgrind crashed / log truncated or missing in {} process{}",
                 s.valgrind_failed,
                 if s.valgrind_failed == 1 { "" } else { "es" }
             ),
