@@ -52,6 +52,9 @@ const ALLOCATOR_PREFIXES: &[&str] = &[
     "crabgrind::",
     "<crabgrind::",
     "valgrind_client_request_expr",
+    "__rustc::__rust_",
+    "__rustc::__rdl_",
+    "__rustc::__rg_",
     "__rust_alloc",
     "__rust_dealloc",
     "__rust_realloc",
@@ -153,6 +156,36 @@ fn std_crate_of(frame: &Frame) -> Option<(String, String)> {
     Some((krate.to_string(), path.to_string()))
 }
 
+/// Frames inlined from poolgrind's own allocator or from crabgrind carry bare DWARF names
+/// (`small_alloc`, `mempool_free`); their source path gives them away. Both the crates.io layout
+/// (`…/poolgrind-0.1.0/src/alloc/…`, `…/crabgrind-0.4.0/…`) and this source tree are recognised.
+fn is_allocator_source(frame: &Frame) -> bool {
+    let dir = frame.dir.as_deref().unwrap_or("");
+    let file = frame.file.as_deref().unwrap_or("");
+    if dir.is_empty() && file.is_empty() {
+        return false;
+    }
+    let full = if dir.is_empty() || file.starts_with('/') {
+        file.to_string()
+    } else {
+        format!("{dir}/{file}")
+    };
+    if full.contains("/crabgrind-") {
+        return true;
+    }
+    let own = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+    let in_poolgrind = |rest: &str| rest.starts_with("alloc/") || rest == "capi.rs";
+    if let Some(rest) = full.strip_prefix(own) {
+        return in_poolgrind(rest);
+    }
+    if let Some(pos) = full.find("/poolgrind-") {
+        if let Some((_, rest)) = full[pos + 1..].split_once("/src/") {
+            return in_poolgrind(rest);
+        }
+    }
+    false
+}
+
 /// Classifies one frame (see the module docs for the order of the checks).
 pub fn classify(frame: &Frame) -> FrameClass {
     let name = frame.func.as_deref().map(display_name).unwrap_or_default();
@@ -165,6 +198,9 @@ pub fn classify(frame: &Frame) -> FrameClass {
         return FrameClass::Allocator;
     }
     if ALLOCATOR_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return FrameClass::Allocator;
+    }
+    if is_allocator_source(frame) {
         return FrameClass::Allocator;
     }
     if let Some((krate, path)) = std_crate_of(frame) {
@@ -210,6 +246,10 @@ pub fn classify(frame: &Frame) -> FrameClass {
         || libname.starts_with("libc.so")
         || libname.starts_with("libc-")
     {
+        return FrameClass::Runtime;
+    }
+    if name == "main" && frame.file.is_none() {
+        // Rust's generated C `main` (the user's is `crate::main`), or a C main without debug info.
         return FrameClass::Runtime;
     }
     if frame.func.is_none() && frame.file.is_none() && !obj.is_empty() {
