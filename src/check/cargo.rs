@@ -260,6 +260,26 @@ pub fn collect_records(dir: &Path) -> Result<Vec<ProcessRecord>, CargoError> {
     Ok(records)
 }
 
+/// Removes child records and XML directories of an earlier run (a reused `--keep-xml`
+/// directory); nothing else in the directory is touched.
+fn remove_old_records(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if name.starts_with("record-") && name.ends_with(".json") {
+            let _ = std::fs::remove_file(&path);
+        } else if name.starts_with("xml-") && path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// The host target triple, from `rustc -vV` (`$RUSTC` honoured).
 pub fn host_triple() -> Result<String, CargoError> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -329,6 +349,7 @@ pub fn run_cargo(cargo_args: &[String], cfg: &ChildConfig) -> Result<CargoOutcom
         path: cfg.results_dir.display().to_string(),
         source,
     })?;
+    remove_old_records(&cfg.results_dir);
     let exe = std::env::current_exe().map_err(|source| CargoError::Spawn {
         what: "poolgrind".into(),
         source,

@@ -316,6 +316,7 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         path: cfg.xml_dir.display().to_string(),
         source,
     })?;
+    remove_old_logs(&cfg.xml_dir);
     let mut cmd = Command::new(&valgrind);
     cmd.args(cfg.valgrind_args()?);
     cmd.args(&cfg.command);
@@ -381,6 +382,23 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     }
     read_logs(&cfg.xml_dir, &mut record);
     Ok(RunOutcome { record })
+}
+
+/// Removes `vg.*.xml` left in `dir` by an earlier run (a reused `--keep-xml` directory), so they
+/// are not read as this run's logs.
+fn remove_old_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let is_log = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("vg.") && n.ends_with(".xml"));
+        if is_log {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Reads every `vg.*.xml` in `dir` into `record` (sorted by pid so the order is stable).
