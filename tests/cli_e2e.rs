@@ -370,12 +370,27 @@ fn trace_children_keep_xml_and_preload_errors() {
         assert!(Path::new(p["xml_file"].as_str().unwrap()).is_file());
     }
 
-    let (code, _, err) = run(poolgrind().env("POOLGRIND_PRELOAD_LIB", "/nonexistent/libpoolgrind.so").args([
-        "run",
-        "--preload",
-        "--",
-        "true",
-    ]));
+    let (code, _, err) = run(poolgrind()
+        .env("POOLGRIND_PRELOAD_LIB", "/nonexistent/libpoolgrind.so")
+        .args(["run", "--preload", "--", "true"]));
     assert_eq!(code, 3);
     assert!(err.contains("preload library was not found"), "{err}");
+}
+
+/// Colour only when asked or on a terminal (stdout is a pipe here), never with NO_COLOR in auto.
+#[test]
+fn colour_only_when_wanted() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xml/leak.xml");
+    let (_, out, _) = run(poolgrind()
+        .args(["report", "--color", "always"])
+        .arg(&fixture));
+    assert!(
+        out.contains("\x1b[1;31merror[Leak_DefinitelyLost]"),
+        "{out}"
+    );
+    let (_, out, _) = run(poolgrind()
+        .env_remove("NO_COLOR")
+        .arg("report")
+        .arg(&fixture));
+    assert!(!out.contains('\x1b'), "{out}");
 }
