@@ -361,16 +361,26 @@ pub fn render(results: &Results, opts: &HumanOptions) -> String {
     }
 
     let s = &results.summary;
-    let _ = writeln!(
-        out,
-        "ran {} under memcheck{}",
-        plural((s.processes - s.skipped) as u64, "process"),
-        if s.skipped > 0 {
-            format!(" ({} skipped)", s.skipped)
-        } else {
-            String::new()
-        }
-    );
+    // Logs read back by `poolgrind report` have no exit status or timing: say "read", not "ran".
+    let saved_logs = results
+        .processes
+        .iter()
+        .all(|p| p.exit_code.is_none() && p.duration_ms.is_none());
+    let skipped = if s.skipped > 0 {
+        format!(" ({} skipped)", s.skipped)
+    } else {
+        String::new()
+    };
+    let count = (s.processes - s.skipped) as u64;
+    if saved_logs && s.skipped == 0 {
+        let _ = writeln!(out, "read {}", plural(count, "memcheck log"));
+    } else {
+        let _ = writeln!(
+            out,
+            "ran {} under memcheck{skipped}",
+            plural(count, "process")
+        );
+    }
     if !ignored.is_empty() {
         let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
         for e in &ignored {
