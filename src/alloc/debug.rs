@@ -132,6 +132,7 @@ pub fn check_heap() -> Result<HeapReport, String> {
     if !heap::pools_on() || heap::arena_table().is_null() {
         return Ok(HeapReport::default());
     }
+    let _serial = track::serialize();
     let guards: [_; NB_SMALL_SIZE_CLASSES] = core::array::from_fn(|c| CLASSES[c].lock.lock());
     let r = walk();
     drop(guards);

@@ -52,6 +52,7 @@ pub fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 
 #[inline(never)]
 fn small_alloc_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+    let _serial = track::serialize();
     let b = if track::memcheck() {
         heap::memcheck_alloc(class, size)
     } else if heap::debug_mode() {
@@ -97,6 +98,7 @@ pub unsafe fn small_free(p: *mut u8, class: usize) {
 
 #[inline(never)]
 unsafe fn small_free_slow(p: *mut u8, class: usize) {
+    let _serial = track::serialize();
     // SAFETY: forwarded from small_free.
     unsafe {
         if track::memcheck() {

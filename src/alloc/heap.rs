@@ -156,6 +156,10 @@ pub(crate) static CLASSES: [ClassState; NB_SMALL_SIZE_CLASSES] =
 
 pub(crate) static COUNTERS: Counters = Counters::new();
 
+/// Blocks of each class waiting in the memcheck quarantine (written under the quarantine lock).
+pub(crate) static QUARANTINED: [AtomicUsize; NB_SMALL_SIZE_CLASSES] =
+    [const { AtomicUsize::new(0) }; NB_SMALL_SIZE_CLASSES];
+
 // ---------------------------------------------------------------------------------------------
 // The arena layer (guarded by ARENA_LOCK, except `address` reads and NARENAS).
 
@@ -824,6 +828,7 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
         *ring.add(tail) = b;
         *q.len.get() += 1;
         *q.bytes.get() += class_size(class);
+        QUARANTINED[class].fetch_add(1, Ordering::Relaxed);
         while *q.bytes.get() > limit && *q.len.get() > 0 {
             evict_one(ring, q);
         }
@@ -909,6 +914,7 @@ unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
         *q.len.get() -= 1;
         let class = pool_class(b);
         *q.bytes.get() -= class_size(class);
+        QUARANTINED[class].fetch_sub(1, Ordering::Relaxed);
         central_free(class, b, 1);
     }
 }
@@ -917,6 +923,7 @@ unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
 // fork(): hold every allocator lock across it, so the child inherits consistent lists.
 
 extern "C" fn fork_prepare() {
+    track::fork_prepare();
     super::tcache::lock_registry();
     for c in &CLASSES {
         // SAFETY: unlocked in fork_parent / fork_child by this same thread.
@@ -939,6 +946,7 @@ extern "C" fn fork_parent() {
         }
     }
     super::tcache::unlock_registry();
+    track::fork_parent();
 }
 
 extern "C" fn fork_child() {
@@ -952,4 +960,5 @@ extern "C" fn fork_child() {
         }
     }
     super::tcache::after_fork_child();
+    track::fork_child();
 }

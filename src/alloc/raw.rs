@@ -101,6 +101,7 @@ pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
+    let _serial = track::serialize();
     if ours(p) {
         // SAFETY: p lies in one of our pools; its header names the class.
         unsafe { front::small_free(p, heap::pool_class(p)) };
@@ -115,6 +116,7 @@ pub unsafe fn free(p: *mut u8) {
 /// # Safety
 /// `p` is null or a live block.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let _serial = track::serialize();
     if p.is_null() {
         0
     } else if ours(p) {
@@ -136,6 +138,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// # Safety
 /// `p` is null or a live block.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    let _serial = track::serialize();
     // SAFETY: forwarded throughout.
     unsafe {
         if p.is_null() {

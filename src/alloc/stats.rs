@@ -19,6 +19,8 @@ pub struct ClassStats {
     pub in_use: usize,
     /// Blocks in thread caches (free, but not in pools).
     pub cached: usize,
+    /// Freed blocks waiting in the memcheck quarantine.
+    pub quarantined: usize,
     /// Free blocks in the class's pools (including never-used ones).
     pub free: usize,
 }
@@ -56,11 +58,13 @@ pub fn stats() -> Stats {
         // SAFETY: class lock held.
         let (pools, cap, nused) =
             unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        let quarantined = heap::QUARANTINED[c].load(Ordering::Relaxed);
         s.classes[c] = ClassStats {
             size: class_size(c),
             pools,
-            in_use: nused.saturating_sub(cached[c]),
+            in_use: nused.saturating_sub(cached[c] + quarantined),
             cached: cached[c],
+            quarantined,
             free: cap - nused,
         };
     }

@@ -164,6 +164,91 @@ pub fn block_free(p: *const u8) {
     let _ = p;
 }
 
+/// Under memcheck one recursive lock serialises every allocator operation that touches pool
+/// headers or address-error reporting. Valgrind runs one thread at a time anyway, so nothing is
+/// lost in parallelism; what is gained is atomicity: a header is opened and closed by one thread
+/// at a time (another thread closing it mid-operation would turn the allocator's own accesses
+/// into reported errors), and the disable–read–enable window of [`read_foreign_u32`] cannot be
+/// cut short by another thread's enable.
+pub struct SerialGuard(bool);
+
+struct SerialLock {
+    mutex: super::types::RawMutex,
+    owner: core::sync::atomic::AtomicUsize,
+    depth: core::cell::UnsafeCell<u32>,
+}
+
+// SAFETY: `depth` is touched only by the thread that holds `mutex` (the owner).
+unsafe impl Sync for SerialLock {}
+
+static SERIAL: SerialLock = SerialLock {
+    mutex: super::types::RawMutex::new(),
+    owner: core::sync::atomic::AtomicUsize::new(0),
+    depth: core::cell::UnsafeCell::new(0),
+};
+
+fn thread_id() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Takes the memcheck serialisation lock (recursively); a no-op natively.
+#[inline(always)]
+pub fn serialize() -> SerialGuard {
+    if !memcheck() {
+        return SerialGuard(false);
+    }
+    let me = thread_id();
+    // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
+    if SERIAL.owner.load(Ordering::Relaxed) != me {
+        // SAFETY: released in SerialGuard::drop by this thread.
+        unsafe { SERIAL.mutex.raw_lock() };
+        SERIAL.owner.store(me, Ordering::Relaxed);
+    }
+    // SAFETY: this thread owns the lock.
+    unsafe { *SERIAL.depth.get() += 1 };
+    SerialGuard(true)
+}
+
+impl Drop for SerialGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        // SAFETY: this thread owns the lock (taken in `serialize`).
+        unsafe {
+            *SERIAL.depth.get() -= 1;
+            if *SERIAL.depth.get() == 0 {
+                SERIAL.owner.store(0, Ordering::Relaxed);
+                SERIAL.mutex.force_unlock();
+            }
+        }
+    }
+}
+
+/// fork(): the serialisation lock is taken before every other allocator lock...
+pub(crate) fn fork_prepare() {
+    // SAFETY: released in fork_parent / reset in fork_child, on this thread.
+    unsafe { SERIAL.mutex.raw_lock() };
+}
+
+/// ...released in the parent...
+pub(crate) fn fork_parent() {
+    // SAFETY: taken in fork_prepare by this thread.
+    unsafe { SERIAL.mutex.force_unlock() };
+}
+
+/// ...and reset in the child, which has only the forking thread.
+pub(crate) fn fork_child() {
+    SERIAL.owner.store(0, Ordering::Relaxed);
+    // SAFETY: single-threaded child; nobody holds the lock's depth.
+    unsafe {
+        *SERIAL.depth.get() = 0;
+        SERIAL.mutex.reinit();
+    }
+}
+
 /// Recycled memory changes owner: tell helgrind and DRD to forget its access history.
 #[inline]
 pub fn recycled(p: *const u8, n: usize) {
