@@ -19,6 +19,17 @@ fn rust_clean_program_has_zero_errors_under_memcheck() {
 }
 
 #[test]
+fn threads_sharing_pools_under_memcheck_have_zero_errors() {
+    let r = valgrind("memcheck", &example("corpus"), &["clean_threads"], &[]);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(
+        bad_errors(&r.log).is_empty(),
+        "errors in a clean run:\n{}",
+        dump(&r.log)
+    );
+}
+
+#[test]
 fn c_clean_program_with_preload_has_zero_errors_under_memcheck() {
     let prog = build_c("bugs");
     let lib = preload_lib();

@@ -26,7 +26,10 @@ fn bug_leak_one() {
 fn bug_leak_list() {
     let mut head: Option<Box<Node>> = None;
     for i in 0..5 {
-        head = Some(Box::new(Node { next: head, payload: [i; 3] }));
+        head = Some(Box::new(Node {
+            next: head,
+            payload: [i; 3],
+        }));
     }
     std::mem::forget(black_box(head));
 }
@@ -39,8 +42,14 @@ struct Cyc {
 
 #[inline(never)]
 fn bug_leak_cycle() {
-    let a = Rc::new(Cyc { other: RefCell::new(None), payload: [1, 2] });
-    let b = Rc::new(Cyc { other: RefCell::new(Some(a.clone())), payload: [3, 4] });
+    let a = Rc::new(Cyc {
+        other: RefCell::new(None),
+        payload: [1, 2],
+    });
+    let b = Rc::new(Cyc {
+        other: RefCell::new(Some(a.clone())),
+        payload: [3, 4],
+    });
     *a.other.borrow_mut() = Some(b.clone());
     drop(black_box(a));
     drop(black_box(b));
@@ -85,7 +94,7 @@ fn bug_uaf_after_same_size_realloc() {
 #[inline(never)]
 fn bug_overflow_small() {
     let layout = Layout::from_size_align(20, 1).unwrap(); // class 32: 12 bytes of slack
-    // SAFETY: none: this is the bug.
+                                                          // SAFETY: none: this is the bug.
     unsafe {
         let p = alloc(layout);
         ptr::write_volatile(p.add(20), 1);
@@ -96,7 +105,7 @@ fn bug_overflow_small() {
 #[inline(never)]
 fn bug_overflow_exact_neighbour() {
     let layout = Layout::from_size_align(32, 8).unwrap(); // exactly a class size
-    // SAFETY: none: this is the bug (1 byte into the next block, which is live).
+                                                          // SAFETY: none: this is the bug (1 byte into the next block, which is live).
     unsafe {
         let p = alloc(layout);
         let q = alloc(layout);
@@ -196,18 +205,61 @@ fn clean_program() {
     let consumer = std::thread::spawn(move || rx.iter().map(|b| b[0] as usize).sum::<usize>());
     producer.join().unwrap();
     black_box(consumer.join().unwrap());
-    let m: std::collections::BTreeMap<u32, String> = (0..3000).map(|i| (i, format!("v{i}"))).collect();
+    let m: std::collections::BTreeMap<u32, String> =
+        (0..3000).map(|i| (i, format!("v{i}"))).collect();
     black_box(m.len());
     drop(v);
 }
 
+/// Four threads allocate and hand batches of blocks to their neighbour, which frees them: many
+/// threads working on the same pools at once (under memcheck this once made the allocator's own
+/// header accesses racy; see `track::serialize`).
+#[inline(never)]
+fn clean_threads() {
+    let threads = 4;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| std::sync::mpsc::channel::<Vec<Box<[u8]>>>())
+        .unzip();
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(t, rx)| {
+            let next = txs[(t + 1) % threads].clone();
+            std::thread::spawn(move || {
+                let mut batch = Vec::new();
+                for i in 0..3000usize {
+                    batch.push(vec![t as u8; (i * 31 + t) % 500 + 1].into_boxed_slice());
+                    if batch.len() == 32 {
+                        next.send(std::mem::take(&mut batch)).unwrap();
+                    }
+                    while let Ok(theirs) = rx.try_recv() {
+                        black_box(theirs.iter().map(|b| b.len()).sum::<usize>());
+                    }
+                }
+                drop(next);
+                rx
+            })
+        })
+        .collect();
+    drop(txs);
+    for h in handles {
+        for theirs in h.join().unwrap().iter() {
+            black_box(theirs.len());
+        }
+    }
+}
+
 const SCENARIOS: &[(&str, fn())] = &[
+    ("clean_threads", clean_threads),
     ("leak_one", bug_leak_one),
     ("leak_list", bug_leak_list),
     ("leak_cycle", bug_leak_cycle),
     ("uaf_read", bug_uaf_read),
     ("uaf_write", bug_uaf_write),
-    ("uaf_after_same_size_realloc", bug_uaf_after_same_size_realloc),
+    (
+        "uaf_after_same_size_realloc",
+        bug_uaf_after_same_size_realloc,
+    ),
     ("overflow_small", bug_overflow_small),
     ("overflow_exact_neighbour", bug_overflow_exact_neighbour),
     ("double_free", bug_double_free),
