@@ -96,3 +96,29 @@ fn bad_option_value_warns_and_keeps_the_default() {
     assert!(text(&out.stderr)
         .contains("poolgrind: ignoring POOLGRIND_MODE: expected pool|malloc|debug"));
 }
+
+#[test]
+fn c_header_declares_the_prefixed_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("header");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = target_dir();
+    let st = Command::new("cc")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg(format!("-I{}", root.join("valgrind").display()))
+        .arg(root.join("tests/corpus/header.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-lpoolgrind")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", &lib_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "header ok");
+}

@@ -34,8 +34,12 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// Compiles a C file of `tests/corpus` once per test process into a temp dir.
+/// Compiles a C file of `tests/corpus` once per test process (tests run in parallel threads:
+/// a lock makes the others wait, and the binary appears under its name only once complete, so
+/// nobody executes a half-written file).
 pub fn build_c(name: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(format!("{name}.c"));
@@ -43,13 +47,15 @@ pub fn build_c(name: &str) -> PathBuf {
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(format!("{name}-{}", std::process::id()));
     if !out.exists() {
+        let tmp = out.with_extension("tmp");
         let st = Command::new("cc")
             .args(["-g", "-O0", "-w", "-pthread", "-o"])
-            .arg(&out)
+            .arg(&tmp)
             .arg(&src)
             .status()
             .expect("run cc");
         assert!(st.success(), "cc failed on {}", src.display());
+        std::fs::rename(&tmp, &out).unwrap();
     }
     out
 }
