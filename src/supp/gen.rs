@@ -108,6 +108,22 @@ fn is_preload(f: &Frame) -> bool {
         .is_some_and(|n| n.starts_with("vgpreload_"))
 }
 
+/// Frames through which the runtime calls user code: test harness, thread starts, `lang_start`.
+fn is_driver(f: &Frame, class: FrameClass) -> bool {
+    if class == FrameClass::Harness {
+        return true;
+    }
+    let name = f.func.as_deref().map(display_name).unwrap_or_default();
+    [
+        "__rust_begin_short_backtrace",
+        "lang_start",
+        "start_thread",
+        "thread_start",
+    ]
+    .iter()
+    .any(|p| name.contains(p))
+}
+
 fn pattern_of(sf: &SuppFrame) -> FramePat {
     match sf {
         SuppFrame::Fun(n) => FramePat::Fun(normalize_fun(n)),
@@ -155,7 +171,14 @@ pub fn shape_frames(
         return (out, None);
     }
     let keep_top = is_preload(&stack[0]) || cls[0] != FrameClass::Allocator;
-    let first_user = cls.iter().position(|c| *c == FrameClass::User);
+    // A user frame only anchors the entry if it is the error's cause, not an ancestor that
+    // drives the runtime: when the harness or a runtime entry point (a thread start, `lang_start`)
+    // lies between it and the error, the runtime did the work (libtest's `main` above a
+    // thread-local allocation of the test runner), and the entry is a runtime entry (step 4).
+    let first_user = cls
+        .iter()
+        .position(|c| *c == FrameClass::User)
+        .filter(|&u| !(0..u).any(|i| is_driver(&stack[i], cls[i])));
     let mut user_name = None;
     match first_user {
         Some(u) => {
@@ -270,10 +293,17 @@ fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(
     }
     let label = user
         .or_else(|| {
-            stack
+            let names: Vec<String> = stack
                 .iter()
-                .find(|f| classify(f) != FrameClass::Allocator)
-                .and_then(|f| f.func.as_deref().map(display_name))
+                .filter(|f| classify(f) != FrameClass::Allocator)
+                .filter_map(|f| f.func.as_deref().map(display_name))
+                .collect();
+            // Prefer a qualified name (`std::thread::Thread::new`) to a bare inlined one.
+            names
+                .iter()
+                .find(|n| short_label(n).contains("::"))
+                .or(names.first())
+                .cloned()
         })
         .unwrap_or_else(|| "unknown".to_string());
     Some((
@@ -293,13 +323,36 @@ fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(
 
 /// A short, single-line, glob-free label from a demangled function name.
 fn short_label(name: &str) -> String {
+    // `<a::B as c::D>::f` → `a::B::f`; `<a::B<T>>::f` → `a::B::f`.
+    let owned;
+    let mut name = name;
+    if let Some(inner) = name.strip_prefix('<') {
+        let mut depth = 1i32;
+        let close = inner.char_indices().find_map(|(i, c)| {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        });
+        if let Some(close) = close {
+            let ty = &inner[..close];
+            let ty = ty.split(" as ").next().unwrap_or(ty);
+            owned = format!("{ty}{}", &inner[close + 1..]);
+            name = &owned;
+        }
+    }
     // Drop generic arguments: `with_capacity_in<u8, alloc::alloc::Global>` → `with_capacity_in`.
     let mut depth = 0i32;
     let mut s = String::new();
+    let mut prev = ' ';
     for c in name.chars() {
+        let arrow = prev == '-';
+        prev = c;
         match c {
             '<' => depth += 1,
-            '>' => depth -= 1,
+            '>' if !arrow => depth -= 1,
             _ if depth == 0 => s.push(c),
             _ => {}
         }
@@ -320,7 +373,7 @@ fn short_label(name: &str) -> String {
         })
         .collect();
     let cleaned = cleaned.trim_matches('_');
-    let mut out: String = cleaned.chars().take(60).collect();
+    let mut out: String = cleaned.chars().take(80).collect();
     if out.is_empty() {
         out.push_str("unknown");
     }
