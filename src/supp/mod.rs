@@ -13,6 +13,7 @@ pub mod parse;
 pub use entry::{Diagnostic, Entry, Extra, FramePat, LeakKind, LeakKinds, SuppFile};
 pub use format::{format_entry, format_file};
 pub use parse::{parse_bytes, parse_file, parse_str, ParseErrors};
+pub mod check;
 pub mod gen;
 pub mod glob;
 pub mod normalize;

@@ -1,0 +1,233 @@
+//! Suppressions against real valgrind: generate from a failing run, rerun with the file, expect
+//! zero errors — also after a rebuild that changes every Rust symbol hash — and valgrind accepts
+//! every file poolgrind writes. Programs: tests/fixtures/supp/src (built here into a tempdir).
+//!
+//! If valgrind, gcc or rustc is missing the tests say so and pass (CI installs all three).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use poolgrind::check::model::Log;
+use poolgrind::check::run::{find_valgrind, run_under_memcheck, Output, RunConfig};
+use poolgrind::supp::check::valgrind_accepts;
+use poolgrind::supp::gen::{generate, GenOptions};
+use poolgrind::supp::{format_file, parse_file};
+
+fn src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/supp/src")
+        .join(name)
+}
+
+fn tools_missing() -> bool {
+    let ok = |c: &str| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = ["valgrind", "gcc", "rustc"]
+        .into_iter()
+        .filter(|c| !ok(c))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipped: {} not installed", missing.join(", "));
+    }
+    !missing.is_empty()
+}
+
+fn run(cmd: &[&str], cwd: &Path) {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn memcheck(dir: &Path, label: &str, command: &[&str], supp: Option<&Path>) -> Vec<Log> {
+    let cfg = RunConfig {
+        command: command.iter().map(Into::into).collect(),
+        suppressions: supp.into_iter().map(Path::to_path_buf).collect(),
+        default_supp: false,
+        xml_dir: dir.join(format!("xml-{label}")),
+        cwd: Some(dir.to_path_buf()),
+        output: Output::Null,
+        ..RunConfig::default()
+    };
+    let out = run_under_memcheck(&cfg).expect("valgrind runs");
+    assert!(!out.logs().is_empty(), "{label}: no XML log");
+    out.logs().to_vec()
+}
+
+fn error_kinds(logs: &[Log]) -> Vec<String> {
+    let mut k: Vec<String> = logs
+        .iter()
+        .flat_map(|l| l.errors.iter().map(|e| e.kind.clone()))
+        .collect();
+    k.sort();
+    k
+}
+
+fn suppressed(logs: &[Log]) -> u64 {
+    logs.iter()
+        .flat_map(|l| l.supp_counts.iter().map(|(_, c)| *c))
+        .sum()
+}
+
+/// Generates a file from `logs`, checks valgrind accepts it, returns its path.
+fn gen_file(dir: &Path, name: &str, logs: &[Log]) -> PathBuf {
+    let (file, stats) = generate(logs, &GenOptions::default());
+    assert!(stats.entries > 0, "{stats:?}");
+    let path = dir.join(name);
+    std::fs::write(&path, format_file(&file)).unwrap();
+    parse_file(&path).expect("generated file parses");
+    valgrind_accepts(&find_valgrind(None).unwrap(), &[&path]).expect("valgrind accepts it");
+    path
+}
+
+#[test]
+fn round_trip_c_corpus() {
+    if tools_missing() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    run(
+        &[
+            "gcc",
+            "-g",
+            "-O0",
+            "-o",
+            "bugs",
+            src("bugs.c").to_str().unwrap(),
+        ],
+        d,
+    );
+    let before = memcheck(d, "before", &["./bugs"], None);
+    let kinds = error_kinds(&before);
+    for k in [
+        "InvalidFree",
+        "InvalidRead",
+        "InvalidWrite",
+        "Leak_DefinitelyLost",
+        "Leak_IndirectlyLost",
+        "Leak_StillReachable",
+        "Overlap",
+        "SyscallParam",
+        "UninitCondition",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    let supp = gen_file(d, "bugs.supp", &before);
+    let after = memcheck(d, "after", &["./bugs"], Some(&supp));
+    assert_eq!(
+        error_kinds(&after),
+        Vec::<String>::new(),
+        "errors left with {}",
+        supp.display()
+    );
+    assert_eq!(
+        suppressed(&after) as usize,
+        before.iter().map(|l| l.errors.len()).sum::<usize>()
+    );
+}
+
+/// Symbols `nm` lists for the program's own functions (legacy mangling, with their hashes).
+fn own_symbols(bin: &Path) -> Vec<String> {
+    let out = Command::new("nm").arg(bin).output();
+    let Ok(out) = out else { return Vec::new() };
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|s| s.starts_with("_ZN5rbugs"))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn rust_round_trip(test_harness: bool) {
+    if tools_missing() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let rs = src("rbugs.rs");
+    let build = |out: &str, extra: &[&str]| {
+        let mut cmd = vec![
+            "rustc",
+            "--edition",
+            "2021",
+            "-g",
+            "-C",
+            "opt-level=0",
+            "-o",
+            out,
+        ];
+        if test_harness {
+            cmd.push("--test");
+        }
+        cmd.extend_from_slice(extra);
+        cmd.push(rs.to_str().unwrap());
+        run(&cmd, d);
+    };
+    build("one", &["-C", "metadata=one"]);
+    // Another build: new metadata (every symbol hash changes) and code inserted above everything.
+    build("two", &["-C", "metadata=two", "--cfg", "shifted"]);
+    let args: &[&str] = if test_harness {
+        &["--test-threads=1"]
+    } else {
+        &[]
+    };
+    let cmd = |bin: &'static str| -> Vec<&str> {
+        let mut c = vec![bin];
+        c.extend_from_slice(args);
+        c
+    };
+    let before = memcheck(d, "before", &cmd("./one"), None);
+    let kinds = error_kinds(&before);
+    for k in ["InvalidRead", "Leak_DefinitelyLost", "UninitCondition"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    let supp = gen_file(d, "rbugs.supp", &before);
+    let text = std::fs::read_to_string(&supp).unwrap();
+    assert!(
+        !text.contains("17h0") && text.contains("17h*"),
+        "hashes not generalised:\n{text}"
+    );
+
+    let (s1, s2) = (own_symbols(&d.join("one")), own_symbols(&d.join("two")));
+    if !s1.is_empty() {
+        let common: Vec<&String> = s1.iter().filter(|s| s2.contains(s)).collect();
+        assert!(
+            common.is_empty(),
+            "symbols shared by both builds: {common:?}"
+        );
+    }
+    for (label, bin) in [("same", "./one"), ("rebuilt", "./two")] {
+        let after = memcheck(d, label, &cmd(bin), Some(&supp));
+        assert_eq!(
+            error_kinds(&after),
+            Vec::<String>::new(),
+            "{label}: errors left; file:\n{text}"
+        );
+        assert!(
+            suppressed(&after) as usize >= before.iter().map(|l| l.errors.len()).sum::<usize>()
+        );
+    }
+}
+
+#[test]
+fn round_trip_rust_survives_rebuild() {
+    rust_round_trip(false);
+}
+
+#[test]
+fn round_trip_rust_libtest_survives_rebuild() {
+    rust_round_trip(true);
+}
