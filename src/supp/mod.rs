@@ -16,4 +16,5 @@ pub use parse::{parse_bytes, parse_file, parse_str, ParseErrors};
 pub mod check;
 pub mod gen;
 pub mod glob;
+pub mod merge;
 pub mod normalize;
