@@ -231,3 +231,75 @@ fn round_trip_rust_survives_rebuild() {
 fn round_trip_rust_libtest_survives_rebuild() {
     rust_round_trip(true);
 }
+
+#[test]
+fn stale_entries_are_reported_and_used_ones_are_not() {
+    use poolgrind::supp::stale::{format_report, report, unused, SavedCounts};
+    if tools_missing() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    run(
+        &[
+            "gcc",
+            "-g",
+            "-O0",
+            "-o",
+            "bugs",
+            src("bugs.c").to_str().unwrap(),
+        ],
+        d,
+    );
+    let before = memcheck(d, "before", &["./bugs"], None);
+    let (mut file, _) = generate(&before, &GenOptions::default());
+    let fired = file
+        .entries
+        .iter()
+        .find(|e| e.kind == "Addr4")
+        .unwrap()
+        .name
+        .clone();
+    let extra = format!(
+        "{{\n   never-fires\n   Memcheck:Addr2\n   fun:no_such_function\n}}\n\
+         {{\n   {fired}\n   Memcheck:Addr4\n   fun:shares_a_name_with_one_that_fires\n}}\n"
+    );
+    let mut text = format_file(&file);
+    text.push('\n');
+    text.push_str(&extra);
+    let path = d.join("with-stale.supp");
+    std::fs::write(&path, &text).unwrap();
+    file = parse_file(&path).unwrap();
+    valgrind_accepts(&find_valgrind(None).unwrap(), &[&path]).unwrap();
+    // Two "shards": the same program twice, counts summed.
+    let mut logs = memcheck(d, "shard1", &["./bugs"], Some(&path));
+    logs.extend(memcheck(d, "shard2", &["./bugs"], Some(&path)));
+    assert_eq!(error_kinds(&logs), Vec::<String>::new());
+    let names: Vec<String> = unused(std::slice::from_ref(&file), &logs)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["never-fires"]);
+    let counts = SavedCounts::from_logs(&logs);
+    assert_eq!(counts.logs, 2);
+    assert_eq!(counts.counts[&fired], 2);
+    let r = report(std::slice::from_ref(&file), &counts);
+    assert_eq!(
+        r.stale[0].line,
+        text.lines()
+            .position(|l| l.trim() == "never-fires")
+            .unwrap()
+            + 1
+    );
+    assert_eq!(r.ambiguous.len(), 1);
+    assert_eq!(r.ambiguous[0].places.len(), 2);
+    let rendered = format_report(&r).replace(&path.display().to_string(), "F");
+    assert!(
+        rendered.starts_with(&format!(
+            "F:{}: unused suppression `never-fires` (Memcheck:Addr2)\n",
+            r.stale[0].line
+        )),
+        "{rendered}"
+    );
+    assert!(rendered.contains("names 2 entries"), "{rendered}");
+}

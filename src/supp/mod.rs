@@ -18,3 +18,4 @@ pub mod gen;
 pub mod glob;
 pub mod merge;
 pub mod normalize;
+pub mod stale;
