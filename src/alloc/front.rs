@@ -139,8 +139,15 @@ pub fn resize_in_place(class: usize, new_class: Option<usize>) -> bool {
     new_class == Some(class) && !track::memcheck() && !heap::debug_mode()
 }
 
+/// Largest request any allocator can satisfy (`PTRDIFF_MAX`): larger ones fail here, before the
+/// system allocator (memcheck calls such a size argument "fishy").
+pub const MAX_REQUEST: usize = isize::MAX as usize;
+
 /// Allocates from the system allocator (large or over-aligned requests, `malloc` mode).
 pub fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return null_mut();
+    }
     COUNTERS
         .system_allocs
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);

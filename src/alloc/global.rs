@@ -7,7 +7,8 @@ use core::ptr;
 use super::front::{self, class_for};
 use super::heap;
 use super::sys;
-use super::types::ALIGNMENT;
+use super::tcache;
+use super::types::{size_class, ALIGNMENT, SMALL_REQUEST_THRESHOLD};
 
 /// The pool allocator, usable as `#[global_allocator]`:
 ///
@@ -44,6 +45,12 @@ fn small(layout: &Layout) -> Option<usize> {
 unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT && heap::fast() {
+            let b = tcache::alloc(size_class(layout.size()));
+            if !b.is_null() {
+                return b;
+            }
+        }
         heap::ensure_init();
         match small(&layout) {
             Some(c) => front::small_alloc(c, layout.size(), false),
@@ -62,6 +69,11 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT && heap::fast() {
+            // SAFETY: with the fast path on, `class_for(size) == size_class(size)`: the block
+            // came from this class's pools.
+            return unsafe { tcache::free(p, size_class(layout.size())) };
+        }
         match small(&layout) {
             // SAFETY: `p` was allocated with this layout, hence from this class.
             Some(c) => unsafe { front::small_free(p, c) },
@@ -80,7 +92,7 @@ unsafe impl GlobalAlloc for PoolAlloc {
             if front::resize_in_place(c, new) {
                 return p;
             }
-        } else if new.is_none() && layout.align() <= ALIGNMENT {
+        } else if new.is_none() && layout.align() <= ALIGNMENT && new_size <= front::MAX_REQUEST {
             // SAFETY: `p` is a live system block.
             return unsafe { sys::realloc(p, new_size) };
         }

@@ -34,6 +34,9 @@ static STRICT: AtomicU8 = AtomicU8::new(0);
 static DEBUG: AtomicU8 = AtomicU8::new(0);
 /// Whether thread caches are used (natively, unless disabled).
 static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
+/// The one flag the fast path reads: initialised, pools on, thread caches on, not debug mode,
+/// not under Valgrind. Published last (Release), so seeing it set implies everything else is.
+static FAST: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 static mut OPTIONS: Options = Options::DEFAULT;
 
@@ -115,7 +118,17 @@ fn init_slow() -> bool {
     }
     IN_INIT.with(|f| f.set(false));
     STATE.store(READY, Ordering::Release);
+    FAST.store(
+        pools && tcache_on() && !debug_mode() && !arena_table().is_null(),
+        Ordering::Release,
+    );
     true
+}
+
+/// Whether the lock-free thread-cache path serves small requests (see `FAST`).
+#[inline(always)]
+pub fn fast() -> bool {
+    FAST.load(Ordering::Acquire)
 }
 
 /// Whether small requests are served from pools.

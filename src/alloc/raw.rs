@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use super::front::{self, class_for};
 use super::heap::{self, NARENAS};
 use super::types::*;
-use super::{sys, track};
+use super::{sys, tcache, track};
 
 /// Whether `p` lies in one of our arenas — pymalloc's classic test, in constant time.
 ///
@@ -51,6 +51,12 @@ fn ours(p: *const u8) -> bool {
 /// # Safety
 /// Always safe to call; `unsafe` because the result is raw memory.
 pub unsafe fn malloc(size: usize) -> *mut u8 {
+    if size <= SMALL_REQUEST_THRESHOLD && heap::fast() {
+        let b = tcache::alloc(size_class(size));
+        if !b.is_null() {
+            return b;
+        }
+    }
     if !heap::ensure_init() {
         return sys::boot_alloc(size);
     }
@@ -100,6 +106,10 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
 pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
+    }
+    if heap::fast() && address_in_range(p) {
+        // SAFETY: p lies in one of our pools; its header names the class.
+        return unsafe { tcache::free(p, heap::pool_class(p)) };
     }
     let _serial = track::serialize();
     if ours(p) {
@@ -156,6 +166,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             front::small_usable(p, c)
         } else if sys::is_boot(p) {
             sys::boot_size(p)
+        } else if size > front::MAX_REQUEST {
+            return null_mut();
         } else {
             return sys::realloc(p, size);
         };
