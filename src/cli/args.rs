@@ -40,6 +40,9 @@ pub enum Command {
     Cargo(CargoArgs),
     /// Render saved valgrind XML logs, or merge JSON results from CI shards (--merge).
     Report(ReportArgs),
+    /// Suppression files: fmt, check, gen, merge, stale (see `poolgrind supp --help`).
+    #[command(subcommand)]
+    Supp(crate::supp::cli::SuppCommand),
 }
 
 /// Options that shape the valgrind command line.

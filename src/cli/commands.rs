@@ -24,6 +24,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run_cmd(args),
         Command::Cargo(args) => cargo_cmd(args),
         Command::Report(args) => report_cmd(args),
+        Command::Supp(cmd) => crate::supp::cli::run(cmd),
     }
 }
 

@@ -14,6 +14,7 @@ pub use entry::{Diagnostic, Entry, Extra, FramePat, LeakKind, LeakKinds, SuppFil
 pub use format::{format_entry, format_file};
 pub use parse::{parse_bytes, parse_file, parse_str, ParseErrors};
 pub mod check;
+pub mod cli;
 pub mod gen;
 pub mod glob;
 pub mod merge;
