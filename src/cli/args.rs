@@ -168,7 +168,7 @@ pub struct RunArgs {
     /// Run every line of FILE (appended to CMD, if given) as its own program.
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
-    /// List suppressions that never matched (needs the suppression tooling).
+    /// After the run, list suppressions that never fired (file:line; counts summed over every process).
     #[arg(long)]
     pub report_unused_supp: bool,
     /// Internal: the cargo target-runner mode of `poolgrind cargo`.

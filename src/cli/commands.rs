@@ -133,7 +133,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
     let mut records = batch::run_batch(&base, &jobs, &opts)?;
     forget_temp_paths(&mut records, &root);
     if args.report_unused_supp {
-        eprintln!("poolgrind: --report-unused-supp: the suppression tooling is not built into this poolgrind yet");
+        crate::supp::cli::report_unused_for_run(&base, records.iter().flat_map(|r| &r.logs));
     }
     let results = Results::build(&records, &policy);
     emit(&results, &args.output, &args.policy)

@@ -458,3 +458,22 @@ fn stale_cmd(
         exit::SUCCESS
     })
 }
+
+/// `poolgrind run --report-unused-supp`: prints (to stderr) the suppressions of `cfg` (its
+/// `--suppressions` files and, unless `--no-default-supp`, the shipped ones) that never fired in
+/// `logs`.
+pub fn report_unused_for_run<'a>(cfg: &RunConfig, logs: impl IntoIterator<Item = &'a Log>) {
+    let mut files = cfg.suppressions.clone();
+    if cfg.default_supp {
+        files.extend(run::default_supp_files());
+    }
+    let logs: Vec<Log> = logs.into_iter().cloned().collect();
+    if files.is_empty() {
+        eprintln!("poolgrind: --report-unused-supp: no suppression files in use");
+        return;
+    }
+    match unused_report(&files, &logs) {
+        Ok(r) => eprint!("{}", format_report(&r)),
+        Err(e) => eprintln!("poolgrind: --report-unused-supp: {e:#}"),
+    }
+}
