@@ -109,3 +109,40 @@ fn threads_under_memcheck_have_zero_errors() {
     assert!(r.status.success(), "{}", r.stderr);
     assert!(r.log.errors.is_empty(), "errors:\n{}", dump(&r.log));
 }
+
+/// Peak heap that massif measured for a run of `prog` (largest `mem_heap_B` snapshot).
+fn massif_peak(prog: &std::path::Path, env: &[(&str, &str)]) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("massif.out");
+    let mut cmd = std::process::Command::new("valgrind");
+    cmd.arg("--tool=massif")
+        .arg(format!("--massif-out-file={}", out.display()))
+        .arg(prog)
+        .arg("clean");
+    cmd.env_remove("LD_PRELOAD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    assert!(cmd.output().unwrap().status.success());
+    let text = std::fs::read_to_string(out).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("mem_heap_B="))
+        .map(|v| v.parse::<u64>().unwrap())
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn massif_profiles_pool_blocks_like_malloc_blocks() {
+    // Pool blocks are announced with MALLOCLIKE_BLOCK under tools other than memcheck, so the
+    // heap profile with the preload matches glibc's instead of missing every small block.
+    let prog = build_c("bugs");
+    let lib = preload_lib();
+    let pool = massif_peak(&prog, &[("LD_PRELOAD", lib.to_str().unwrap())]);
+    let glibc = massif_peak(&prog, &[]);
+    let ratio = pool as f64 / glibc as f64;
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "massif peak heap: pool {pool} B vs glibc {glibc} B"
+    );
+}

@@ -111,6 +111,7 @@ unsafe fn small_free_slow(p: *mut u8, class: usize) {
                 heap::central_free(class, b, 1);
             }
         } else {
+            track::block_free(p);
             heap::central_free(class, p, 1);
         }
     }

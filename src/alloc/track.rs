@@ -139,7 +139,8 @@ pub fn close_header(h: *const u8) {
 }
 
 /// A block of `size` requested bytes is handed out. Under memcheck it becomes a mempool chunk
-/// (UNDEFINED bytes); under other tools it is announced as new memory.
+/// (UNDEFINED bytes); under other tools it is announced as new memory and as a malloc-like
+/// block (MALLOCLIKE_BLOCK), so massif and DHAT profile pool blocks like heap blocks.
 #[inline]
 pub fn block_alloc(p: *const u8, size: usize) {
     #[cfg(feature = "valgrind")]
@@ -147,19 +148,27 @@ pub fn block_alloc(p: *const u8, size: usize) {
         T_MEMCHECK => {
             crabgrind::valgrind::mempool_alloc((&raw const ANCHOR).cast(), p.cast(), size)
         }
-        T_OTHER => recycled(p, size),
+        T_OTHER => {
+            recycled(p, size);
+            // Heap profilers (massif, DHAT) and the thread checkers learn about pool blocks as
+            // if they came from malloc.
+            crabgrind::valgrind::malloclike_block(p.cast(), size, 0, false);
+        }
         _ => {}
     }
     let _ = (p, size);
 }
 
 /// A block goes back to the allocator: memcheck makes it NOACCESS and records the free stack;
-/// freeing a block that is not a live chunk is reported by memcheck as an invalid free.
+/// freeing a block that is not a live chunk is reported by memcheck as an invalid free. Other
+/// tools see a `free` of the block announced by [`block_alloc`].
 #[inline]
 pub fn block_free(p: *const u8) {
     #[cfg(feature = "valgrind")]
-    if memcheck() {
-        crabgrind::valgrind::mempool_free((&raw const ANCHOR).cast(), p.cast());
+    match TOOL.load(Ordering::Relaxed) {
+        T_MEMCHECK => crabgrind::valgrind::mempool_free((&raw const ANCHOR).cast(), p.cast()),
+        T_OTHER => crabgrind::valgrind::freelike_block(p.cast(), 0),
+        _ => {}
     }
     let _ = p;
 }
