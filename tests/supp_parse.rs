@@ -464,7 +464,10 @@ prop_compose! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn parse_format_round_trip(x in supp_file()) {
         let text = format_file(&x);
@@ -521,7 +524,7 @@ fn fuzz_supp_parser() {
         b":",
         b" ",
     ];
-    let iterations: usize = std::env::var("POOLGRIND_FUZZ_ITERS")
+    let iterations: usize = std::env::var("POOLGRIND_FUZZ_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);

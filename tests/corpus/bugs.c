@@ -71,6 +71,13 @@ NOINLINE static void clean_program(void) {
     free(strdup("poolgrind"));
 }
 
+NOINLINE static void clean_small_heap(void) {
+    /* 2 MB of 100-byte blocks live at once: a heap profile is made of pool blocks only. */
+    static void *v[20000];
+    for (int i = 0; i < 20000; i++) v[i] = malloc(100);
+    for (int i = 0; i < 20000; i++) free(v[i]);
+}
+
 struct scenario { const char *name; void (*f)(void); };
 static const struct scenario scenarios[] = {
     {"leak_one", bug_leak_one}, {"leak_list", bug_leak_list}, {"leak_cycle", bug_leak_cycle},
@@ -80,6 +87,7 @@ static const struct scenario scenarios[] = {
     {"double_free", bug_double_free}, {"branch_on_fresh", bug_branch_on_fresh},
     {"branch_on_recycled", bug_branch_on_recycled}, {"stale_after_realloc", bug_stale_after_realloc},
     {"still_reachable", bug_still_reachable}, {"clean", clean_program},
+    {"clean_small_heap", clean_small_heap},
 };
 
 int main(int argc, char **argv) {
