@@ -122,6 +122,10 @@ pub struct GenArgs {
     /// Command to write into the header (default: this command line).
     #[arg(long, value_name = "CMD")]
     pub regenerate: Option<String>,
+    /// Only the runtime's own errors (for a std/runtime suppression file): frames are cut at the
+    /// first user frame, errors in user code are skipped.
+    #[arg(long)]
+    pub runtime_only: bool,
     /// With -- CMD: extra suppression files for the run (errors they suppress get no entry).
     #[arg(long = "suppressions", value_name = "FILE")]
     pub suppressions: Vec<PathBuf>,
@@ -293,6 +297,7 @@ fn gen_cmd(args: GenArgs) -> anyhow::Result<i32> {
         leak_kinds: leak_kinds(&args.leak_kinds)?,
         max_frames: args.max_frames,
         header: Vec::new(),
+        runtime_only: args.runtime_only,
     };
     let logs: Vec<Log> = if !args.command.is_empty() {
         let dir = run::temp_xml_dir("supp-gen").context("cannot create a directory for XML")?;

@@ -48,6 +48,10 @@ pub struct GenOptions {
     pub max_frames: usize,
     /// Extra header lines (after the standard ones).
     pub header: Vec<String>,
+    /// Entries for the runtime's own errors only (for `supp/rust-std.supp`): frames are cut at
+    /// the first user frame, so the entry matches whatever user code called the runtime;
+    /// errors that happen in user code are skipped.
+    pub runtime_only: bool,
 }
 
 impl Default for GenOptions {
@@ -57,6 +61,7 @@ impl Default for GenOptions {
             leak_kinds: LeakKind::ALL.to_vec(),
             max_frames: 12,
             header: Vec::new(),
+            runtime_only: false,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct GenStats {
     pub without_suppression: usize,
     /// Errors skipped because their leak kind was not selected.
     pub skipped_leak_kind: usize,
+    /// Errors skipped by `runtime_only` because they happen in user code.
+    pub not_runtime: usize,
     /// Entries written.
     pub entries: usize,
 }
@@ -158,9 +165,20 @@ pub fn shape_frames(
     sframes: &[SuppFrame],
     stack: &[Frame],
     max_frames: usize,
+    runtime_only: bool,
 ) -> (Vec<FramePat>, Option<String>) {
     let cls = classes(stack);
-    let n = sframes.len();
+    let mut n = sframes.len();
+    if runtime_only {
+        // Cut at the first user frame; nothing left of the runtime means the error is the user's.
+        n = cls.iter().position(|c| *c == FrameClass::User).unwrap_or(n);
+        let runtime = (0..n).any(|i| !is_preload(&stack[i]) && cls[i] != FrameClass::Allocator);
+        if !runtime {
+            return (Vec::new(), None);
+        }
+    }
+    let cls = &cls[..n];
+    let (sframes, stack) = (&sframes[..n], &stack[..n]);
     let mut out: Vec<FramePat> = Vec::new();
     let push_ellipsis = |out: &mut Vec<FramePat>| {
         if out.last() != Some(&FramePat::Ellipsis) {
@@ -287,8 +305,9 @@ fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(
         }
     }
     let stack = paired(err, &s.frames);
-    let (frames, user) = shape_frames(&s.frames, &stack, opts.max_frames);
+    let (frames, user) = shape_frames(&s.frames, &stack, opts.max_frames, opts.runtime_only);
     if frames.iter().all(FramePat::is_ellipsis) {
+        stats.not_runtime += usize::from(opts.runtime_only);
         return None;
     }
     let label = user
