@@ -303,3 +303,98 @@ fn stale_entries_are_reported_and_used_ones_are_not() {
     );
     assert!(rendered.contains("names 2 entries"), "{rendered}");
 }
+
+/// Every kind of file poolgrind writes — generated, merged, and the formatter's output for
+/// unusual but valid input — is accepted by valgrind itself.
+#[test]
+fn valgrind_accepts_every_file_poolgrind_writes() {
+    use poolgrind::supp::merge::merge;
+    use poolgrind::supp::parse_str;
+    if tools_missing() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/supp");
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut generated = Vec::new();
+    for x in ["bugs.xml", "rbugs.xml", "rbugs_test.xml"] {
+        let log = poolgrind::check::xml::parse_file(fixtures.join(x)).unwrap();
+        let (f, _) = generate(&[log], &GenOptions::default());
+        files.push((format!("gen-{x}.supp"), format_file(&f)));
+        generated.push(parse_str(x, &format_file(&f)).unwrap());
+    }
+    generated.push(parse_file(&fixtures.join("general.supp")).unwrap());
+    let (m, _) = merge(&generated, vec!["merged".into()]);
+    files.push(("merged.supp".into(), format_file(&m)));
+    let tricky = [
+        "# only a comment\n",
+        "{\n n\n Memcheck:Leak\n match-leak-kinds: definite,\n fun:f\n}\n",
+        "{\n n\n Memcheck:Leak\n match-leak-kinds:all\n fun:f\n ...\n obj:*lib?.so*\n}\n",
+        "{\n n\n Memcheck:Leak\n match-leak-kinds: none\n fun:f\n}\n",
+        "{\n n\n Memcheck:Param\n write(buf)\n ...\n src:a.c:3\n}\n",
+        "{\n n\n Memcheck, Helgrind:Addr4\n fun:\n}\n",
+        "{\n n with spaces: and {braces}\n Helgrind:Race\n fun:f\n}\n",
+        "{\n n\n Memcheck:Value16\n src:foo.c\n}\n",
+        "\t{\r\n\tn\r\n\tMemcheck:Cond\r\n\t# c\r\n\r\n\tfun:x\r\n\t}\r\n",
+    ];
+    for (i, text) in tricky.iter().enumerate() {
+        let f = parse_str("t", text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        files.push((format!("tricky{i}.supp"), format_file(&f)));
+    }
+    let vg = find_valgrind(None).unwrap();
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|(name, text)| {
+            let p = t.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        })
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    if let Err(e) = valgrind_accepts(&vg, &refs) {
+        for p in &refs {
+            valgrind_accepts(&vg, &[p]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        }
+        panic!("{e}");
+    }
+    // And valgrind rejects what the parser rejects for the same reason, e.g. an unknown kind.
+    let bad = t.path().join("bad.supp");
+    std::fs::write(&bad, "{\n n\n Memcheck:Addr64\n fun:f\n}\n").unwrap();
+    let e = valgrind_accepts(&vg, &[&bad]).unwrap_err();
+    assert!(e.contains("unknown tool suppression type"), "{e}");
+}
+
+/// The v0 walker understands every v0 symbol of a real Rust binary, and every normalised
+/// symbol (v0 and legacy) still matches the symbol it came from.
+#[test]
+fn normalisation_handles_every_symbol_of_a_real_binary() {
+    use poolgrind::supp::glob::glob_match;
+    use poolgrind::supp::normalize::normalize_fun;
+    let exe = std::env::current_exe().unwrap();
+    let Ok(out) = Command::new("nm").arg(&exe).output() else {
+        eprintln!("skipped: nm missing");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut v0, mut legacy, mut unparsed) = (0, 0, Vec::new());
+    for sym in text.lines().filter_map(|l| l.split_whitespace().nth(2)) {
+        let n = normalize_fun(sym);
+        assert!(glob_match(&n, sym), "{n} does not match {sym}");
+        if sym.starts_with("_R") {
+            v0 += 1;
+            if n == sym && sym.contains("Cs") {
+                unparsed.push(sym.to_string());
+            }
+        } else if sym.starts_with("_ZN") && sym.contains("17h") {
+            legacy += 1;
+            assert!(n.contains("17h*"), "{sym} → {n}");
+        }
+    }
+    assert!(v0 > 100 && legacy > 100, "v0 {v0}, legacy {legacy}");
+    assert!(
+        unparsed.is_empty(),
+        "{} of {v0} v0 symbols not understood, e.g. {:?}",
+        unparsed.len(),
+        &unparsed[..unparsed.len().min(5)]
+    );
+}
