@@ -198,6 +198,9 @@ pub struct CargoArgs {
     /// Which programs run.
     #[command(flatten)]
     pub select: SelectArgs,
+    /// After the run, list suppression entries (given and shipped) that never matched.
+    #[arg(long)]
+    pub report_unused_supp: bool,
     /// cargo's subcommand and arguments: test …, run …, bench …, nextest run ….
     #[arg(
         trailing_var_arg = true,

@@ -177,6 +177,10 @@ fn cargo_cmd(args: CargoArgs) -> anyhow::Result<i32> {
             exit::VALGRIND_FAILED
         });
     }
+    if args.report_unused_supp {
+        let logs = outcome.records.iter().flat_map(|r| r.logs.iter());
+        crate::supp::cli::report_unused_for_run(&base, logs);
+    }
     let results = Results::build(&outcome.records, &policy);
     emit(&results, &args.output, &args.policy)
 }
