@@ -204,7 +204,10 @@ pub fn find_supp_dir() -> Option<PathBuf> {
         candidates.push(dir.join("../../../supp"));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("supp"));
-    candidates.into_iter().find(|c| c.is_dir())
+    candidates
+        .into_iter()
+        .find(|c| c.is_dir())
+        .map(|c| std::fs::canonicalize(&c).unwrap_or(c))
 }
 
 /// The shipped suppression files (`*.supp` in [`find_supp_dir`]), sorted.
