@@ -2,8 +2,9 @@
 //!
 //! The pieces, in the order data flows through them:
 //!
-//! - [`run`] spawns valgrind (one process, or many with [`batch`]) and collects one
-//!   [`results::ProcessRecord`] per client process, each holding the parsed [`model::Log`];
+//! - [`run`] spawns valgrind (one process, or many with [`batch`]; every binary of a cargo
+//!   command with [`cargo`]) and collects one [`results::ProcessRecord`] per started program,
+//!   holding the parsed [`model::Log`]s; [`select`] applies skip lists and partitions;
 //! - [`xml`] is the tolerant reader of valgrind's XML;
 //! - [`frames`] classifies and demangles stack frames (user code, allocator, runtime);
 //! - [`policy`] decides which errors fail the run (leak kinds, `--fail-on`, baseline);
@@ -11,14 +12,14 @@
 //!   format documented in `docs/json-schema.md`;
 //! - [`report`] renders results (human, JSON, JUnit, SARIF);
 //! - [`exit`] holds the stable exit codes.
+pub mod batch;
+pub mod cargo;
 pub mod exit;
 pub mod frames;
 pub mod model;
 pub mod policy;
 pub mod report;
 pub mod results;
-pub mod xml;
-pub mod batch;
-pub mod cargo;
 pub mod run;
 pub mod select;
+pub mod xml;
