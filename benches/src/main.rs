@@ -10,12 +10,14 @@
 //!   fresh process; prints `ns_per_op=… rss_start_kib=… vmhwm_kib=…`. The peak-RSS table and
 //!   the inactive-instrumentation comparison spawn this.
 //! - `harness rss [--reps K]`: peak RSS of every workload × allocator, each in its own process.
-//! - `harness procs [--rounds N] [--metric KEY] [--ref LABEL] SPEC`: times whole commands as
+//! - `harness procs [--rounds N] [--metric KEY] [--warmup 0|1] SPEC`: times whole commands as
 //!   processes, interleaved and rotated. SPEC has one command a line, `label | ENV=v … | argv`
-//!   (`-` for no environment). The first line is the baseline of the ratios. With `--metric
+//!   (`-` for no environment). With `--metric
 //!   KEY` the value is parsed from the child's stdout (`KEY=value`) instead of wall time.
 //!   Peak RSS comes from `wait4`; if the child ran under Valgrind, its `ERROR SUMMARY` count
-//!   is shown too.
+//!   is shown too. Labels `group/name` are compared with the first line of their group.
+//! - `harness ir [--workloads a,b] [--allocs a,b] [--exes LABEL=PATH,…]`: instructions per op
+//!   under callgrind (two runs with N and 2N ops, differenced), per allocator and build.
 
 use std::alloc::System;
 use std::collections::HashMap;
@@ -97,6 +99,7 @@ fn main() {
         "single" => single(&args),
         "rss" => rss(&args),
         "procs" => procs(&args),
+        "ir" => ir(&args),
         _ => die("usage: harness native|single|rss|procs … (see src/main.rs)"),
     }
 }
@@ -321,19 +324,30 @@ fn tempfile_path() -> std::path::PathBuf {
     ))
 }
 
+/// The group of a label `group/name` (labels without `/` form one group).
+fn group(label: &str) -> &str {
+    label.split_once('/').map_or("", |(g, _)| g)
+}
+
 fn procs(args: &Args) {
     if args.pos.len() != 1 {
-        die("usage: harness procs [--rounds N] [--metric KEY] [--ref LABEL] [--warmup 0|1] SPEC");
+        die("usage: harness procs [--rounds N] [--metric KEY] [--warmup 0|1] SPEC");
     }
     let specs = read_spec(&args.pos[0]);
     let rounds: usize = args.num("rounds", 5);
     let warmup: usize = args.num("warmup", 1);
     let metric = args.opts.get("metric").map(String::as_str);
-    let reference = args
-        .opts
-        .get("ref")
-        .and_then(|l| specs.iter().position(|s| &s.label == l));
     let n = specs.len();
+    // The baseline of each line: the first line of its group.
+    let base: Vec<usize> = specs
+        .iter()
+        .map(|s| {
+            specs
+                .iter()
+                .position(|t| group(&t.label) == group(&s.label))
+                .expect("own group")
+        })
+        .collect();
     let mut vals: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut rss: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut errs: Vec<Option<u64>> = vec![None; n];
@@ -351,46 +365,36 @@ fn procs(args: &Args) {
             }
         }
     }
-    let unit = metric.unwrap_or("wall s");
+    let unit = metric.map_or("wall s".to_string(), |m| m.replace('_', " "));
     println!(
-        "{rounds} rounds{} interleaved and rotated, {:.0} s in all",
+        "{rounds} rounds{} interleaved and rotated, {:.0} s in all; ratios: median of per-round ratios to the first line of the group",
         if warmup > 0 { " (+1 warm-up)" } else { "" },
         t0.elapsed().as_secs_f64()
     );
     println!();
-    let refcol = reference
-        .map(|r| format!(" ×{} |", specs[r].label))
-        .unwrap_or_default();
     let any_vg = errs.iter().any(Option::is_some);
     println!(
-        "| command | median {unit} | range | ×{} (median [min–max]) |{refcol} peak RSS MiB |{}",
-        specs[0].label,
+        "| command | median {unit} | range | ratio (median [min–max]) | peak RSS MiB |{}",
         if any_vg { " valgrind errors |" } else { "" }
     );
     println!(
-        "|---|---:|---:|---:|{}---:|{}",
-        if reference.is_some() { "---:|" } else { "" },
+        "|---|---:|---:|---:|---:|{}",
         if any_vg { "---:|" } else { "" }
     );
     for i in 0..n {
         let (med, lo, hi) = summary(&vals[i]);
-        let ratio = |b: usize| -> (f64, f64, f64) {
-            summary(
-                &vals[i]
-                    .iter()
-                    .zip(&vals[b])
-                    .map(|(x, y)| x / y)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let (r0, r0lo, r0hi) = ratio(0);
-        let refv = reference
-            .map(|r| format!(" {:.2} |", ratio(r).0))
-            .unwrap_or_default();
+        let b = base[i];
+        let ratios: Vec<f64> = vals[i].iter().zip(&vals[b]).map(|(x, y)| x / y).collect();
+        let (r0, r0lo, r0hi) = summary(&ratios);
         let (rs, _, _) = summary(&rss[i]);
         let prec = if metric.is_some() { 2 } else { 3 };
+        let ratio = if b == i {
+            format!("1 (vs {})", specs[b].label)
+        } else {
+            format!("{r0:.2} [{r0lo:.2}–{r0hi:.2}]")
+        };
         println!(
-            "| {} | {med:.prec$} | {lo:.prec$}–{hi:.prec$} | {r0:.2} [{r0lo:.2}–{r0hi:.2}] |{refv} {:.1} |{}",
+            "| {} | {med:.prec$} | {lo:.prec$}–{hi:.prec$} | {ratio} | {:.1} |{}",
             specs[i].label,
             rs / 1024.0,
             if any_vg {
@@ -399,5 +403,114 @@ fn procs(args: &Args) {
                 String::new()
             }
         );
+    }
+}
+
+/// Instructions per op under callgrind: two runs of `EXE single W A --reps 1` with `--ops N`
+/// and `2N`, differenced, so start-up and set-up cancel. `POOLGRIND_VALGRIND=off` makes
+/// poolgrind take its native paths (under any Valgrind tool it would otherwise switch them).
+fn ir(args: &Args) {
+    let workloads: Vec<String> = args.opts.get("workloads").map_or_else(
+        || vec!["free".into(), "churn".into()],
+        |w| w.split(',').map(str::to_string).collect(),
+    );
+    let allocs: Vec<String> = args.opts.get("allocs").map_or_else(
+        || ALLOCS.iter().map(|s| s.to_string()).collect(),
+        |w| w.split(',').map(str::to_string).collect(),
+    );
+    let me = std::env::current_exe()
+        .expect("current exe")
+        .display()
+        .to_string();
+    let exes: Vec<(String, String)> = args.opts.get("exes").map_or_else(
+        || vec![("this".to_string(), me.clone())],
+        |e| {
+            e.split(',')
+                .map(|kv| {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .unwrap_or_else(|| die("--exes LABEL=PATH,…"));
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        },
+    );
+    let dir = std::env::temp_dir();
+    let one = |exe: &str, w: &str, a: &str, ops: u64| -> (u64, u64) {
+        let out_file = dir.join(format!(
+            "poolgrind-bench-{}-{w}-{a}-{ops}.cg",
+            std::process::id()
+        ));
+        let out = Command::new("valgrind")
+            .args([
+                "--tool=callgrind",
+                "--dump-instr=no",
+                "--compress-strings=no",
+            ])
+            .arg(format!("--callgrind-out-file={}", out_file.display()))
+            .args([
+                exe,
+                "single",
+                w,
+                a,
+                "--reps",
+                "1",
+                "--ops",
+                &ops.to_string(),
+            ])
+            .env("POOLGRIND_VALGRIND", "off")
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| die(&format!("valgrind: {e}")));
+        let s = String::from_utf8_lossy(&out.stdout);
+        let done = kv(&s, "ops").unwrap_or_else(|| die(&format!("no ops= from {exe} {w} {a}: {s}")))
+            as u64;
+        let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_file);
+        let total = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+            .last()
+            .unwrap_or_else(|| die("no totals in the callgrind output"));
+        (done, total)
+    };
+    println!(
+        "instructions per op (callgrind, POOLGRIND_VALGRIND=off; runs of N and 2N ops differenced)"
+    );
+    println!();
+    print!("| workload | build |");
+    for a in &allocs {
+        print!(" {a} |");
+    }
+    println!(" pool ÷ glibc | pool ÷ mimalloc |");
+    println!("|---|---|{}---:|---:|", "---:|".repeat(allocs.len()));
+    for w in &workloads {
+        let n = match w.as_str() {
+            "trees" => 1,
+            "realloc" => 200,
+            other => default_ops(other) / 10,
+        };
+        for (label, exe) in &exes {
+            let mut per: Vec<(String, f64)> = Vec::new();
+            for a in &allocs {
+                let (o1, i1) = one(exe, w, a, n);
+                let (o2, i2) = one(exe, w, a, 2 * n);
+                per.push((a.clone(), (i2 as f64 - i1 as f64) / (o2 as f64 - o1 as f64)));
+            }
+            print!("| {w} | {label} |");
+            for (_, v) in &per {
+                print!(" {v:.1} |");
+            }
+            let get = |name: &str| per.iter().find(|(a, _)| a == name).map(|(_, v)| *v);
+            let ratio = |b: &str| match (get("pool"), get(b)) {
+                (Some(p), Some(g)) => format!("{:.2}", p / g),
+                _ => "-".to_string(),
+            };
+            println!(" {} | {} |", ratio("glibc"), ratio("mimalloc"));
+        }
     }
 }
