@@ -102,7 +102,7 @@ unsafe fn small_free_slow(p: *mut u8, class: usize) {
     // SAFETY: forwarded from small_free.
     unsafe {
         if track::memcheck() {
-            heap::memcheck_free(p, class);
+            heap::memcheck_free(p, Some(class));
         } else if heap::debug_mode() {
             let b = debug::on_free(p, class);
             if heap::tcache_on() {

@@ -627,44 +627,63 @@ unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader) {
     }
 }
 
-/// Takes up to `n` blocks of `class`, linked through their first word (natively) and returns
-/// (head, count). Under memcheck `n` must be 1 and the block is returned unlinked.
+/// Takes one block of `class` from its first used pool (making a pool if there is none).
+/// With `live`, the block's live bit is set while the header is open (memcheck: saves reopening
+/// it). Null when no arena can be had.
+///
+/// # Safety
+/// The class lock is held.
+unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
+    // SAFETY: class lock held for every header and list access below.
+    unsafe {
+        let mut pool = *cls.used.get();
+        if pool.is_null() {
+            pool = with_arenas(|l| arena_take_pool(l));
+            if pool.is_null() {
+                return null_mut();
+            }
+            track::open_header(pool.cast());
+            init_pool(pool, class);
+            link_used(cls, pool);
+            *cls.pools.get() += 1;
+            *cls.capacity.get() += PoolHeader::capacity(stride(class));
+        } else {
+            track::open_header(pool.cast());
+        }
+        let b = pool_take(pool);
+        if live {
+            let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
+            (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+        }
+        if !pool_has_free(pool) {
+            unlink_used(cls, pool);
+        }
+        track::close_header(pool.cast());
+        *cls.nused.get() += 1;
+        b
+    }
+}
+
+/// Takes up to `n` blocks of `class`, linked through their first word, and returns
+/// (head, count).
 pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
-    let _g = cls.lock.lock();
+    let _g = cls.lock.lock_unless_serialized();
     let mut head: *mut u8 = null_mut();
     let mut got = 0;
     while got < n {
-        // SAFETY: class lock held for every header and list access below.
-        unsafe {
-            let mut pool = *cls.used.get();
-            if pool.is_null() {
-                pool = with_arenas(|l| arena_take_pool(l));
-                if pool.is_null() {
-                    break;
-                }
-                track::open_header(pool.cast());
-                init_pool(pool, class);
-                link_used(cls, pool);
-                *cls.pools.get() += 1;
-                *cls.capacity.get() += PoolHeader::capacity(stride(class));
-            } else {
-                track::open_header(pool.cast());
-            }
-            let b = pool_take(pool);
-            if !pool_has_free(pool) {
-                unlink_used(cls, pool);
-            }
-            track::close_header(pool.cast());
-            if !track::memcheck() {
-                *b.cast::<*mut u8>() = head;
-            }
-            head = b;
-            got += 1;
+        // SAFETY: class lock held.
+        let b = unsafe { take_block(cls, class, false) };
+        if b.is_null() {
+            break;
         }
+        if n > 1 {
+            // SAFETY: a free block of at least 16 bytes; its first word becomes the link.
+            unsafe { *b.cast::<*mut u8>() = head };
+        }
+        head = b;
+        got += 1;
     }
-    // SAFETY: lock held.
-    unsafe { *cls.nused.get() += got };
     (head, got)
 }
 
@@ -675,7 +694,7 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
 /// Every block is a block of `class` that is out of its pool and no longer used by anyone.
 pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
     let cls = &CLASSES[class];
-    let _g = cls.lock.lock();
+    let _g = cls.lock.lock_unless_serialized();
     let cap = PoolHeader::capacity(stride(class));
     for i in 0..n {
         let b = chain;
@@ -793,14 +812,40 @@ static QUARANTINE: Quarantine = Quarantine {
 /// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
 /// `size` bytes; the rest of the stride stays NOACCESS.
 pub(crate) fn memcheck_alloc(class: usize, size: usize) -> *mut u8 {
-    let (b, n) = central_alloc(class, 1);
-    if n == 0 {
-        return null_mut();
+    let cls = &CLASSES[class];
+    let b = {
+        let _g = cls.lock.lock_unless_serialized();
+        // SAFETY: class lock held.
+        unsafe { take_block(cls, class, true) }
+    };
+    if !b.is_null() {
+        track::block_alloc(b, size);
     }
-    // SAFETY: b is a block of a live pool, now out.
-    unsafe { mark_live(b) };
-    track::block_alloc(b, size);
     b
+}
+
+/// Under memcheck: checks that `b` is a live block of its pool and clears its live bit, with
+/// the header opened once; returns the block's class, or `None` for a double or invalid free.
+/// `class` is the caller's knowledge (from a layout), or `None` to read it from the header.
+///
+/// # Safety
+/// `b` lies in a live pool of this process.
+unsafe fn memcheck_release(b: *const u8, class: Option<usize>) -> Option<usize> {
+    let pool = PoolHeader::of(b);
+    // SAFETY: the pool is ours; the memcheck serialisation lock is held by the caller (front/raw).
+    unsafe {
+        track::open_header(pool.cast());
+        let class = class.unwrap_or((*pool).szidx as usize);
+        let stride = (*pool).stride as usize;
+        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
+        let live = off % stride == 0 && off / stride < PoolHeader::capacity(stride) && {
+            let i = off / stride;
+            let bit = 1u64 << (i % 64);
+            (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+        };
+        track::close_header(pool.cast());
+        live.then_some(class)
+    }
 }
 
 /// Frees a block under memcheck. Returns false (and changes nothing) for a double or invalid
@@ -808,14 +853,14 @@ pub(crate) fn memcheck_alloc(class: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `b` lies in a pool of this process.
-pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
+pub(crate) unsafe fn memcheck_free(b: *mut u8, class: Option<usize>) -> bool {
     // SAFETY: forwarded.
-    if !unsafe { clear_live(b) } {
+    let Some(class) = (unsafe { memcheck_release(b, class) }) else {
         // Not a live block: let memcheck report the invalid free with the user's stack, and keep
         // the block off every list (a block listed twice would be handed out twice).
         track::block_free(b);
         return false;
-    }
+    };
     track::block_free(b);
     let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) {
         0
@@ -823,7 +868,7 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
         options().quarantine_bytes
     };
     let q = &QUARANTINE;
-    let _g = q.lock.lock();
+    let _g = q.lock.lock_unless_serialized();
     // SAFETY: quarantine lock held.
     unsafe {
         if (*q.ring.get()).is_null() && limit > 0 {
@@ -838,7 +883,7 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: usize) -> bool {
             evict_one(ring, q);
         }
         let tail = (*q.head.get() + *q.len.get()) % QUARANTINE_SLOTS;
-        *ring.add(tail) = b;
+        *ring.add(tail) = ring_entry(b, class);
         *q.len.get() += 1;
         *q.bytes.get() += class_size(class);
         QUARANTINED[class].fetch_add(1, Ordering::Relaxed);
@@ -898,9 +943,10 @@ pub(crate) fn memcheck_exit_drain() {
     if !track::memcheck() {
         return;
     }
+    let _serial = track::serialize();
     QUARANTINE_DRAINED.store(true, Ordering::Relaxed);
     let q = &QUARANTINE;
-    let _g = q.lock.lock();
+    let _g = q.lock.lock_unless_serialized();
     // SAFETY: quarantine lock held.
     unsafe {
         let ring = *q.ring.get();
@@ -911,6 +957,16 @@ pub(crate) fn memcheck_exit_drain() {
     COUNTERS.quarantined.store(0, Ordering::Relaxed);
 }
 
+/// A quarantine slot: the block's address with its class in the top byte (user addresses use
+/// 47 bits), so eviction needs no header read to learn the class.
+fn ring_entry(b: *mut u8, class: usize) -> *mut u8 {
+    ((b as usize) | (class << 56)) as *mut u8
+}
+
+fn ring_unpack(e: *mut u8) -> (*mut u8, usize) {
+    ((e as usize & ((1 << 56) - 1)) as *mut u8, e as usize >> 56)
+}
+
 /// Moves the oldest quarantined block back to its pool.
 ///
 /// # Safety
@@ -919,13 +975,12 @@ unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
     // SAFETY: forwarded.
     unsafe {
         let h = *q.head.get();
-        let b = *ring.add(h);
-        // Clear the slot: the ring lives in a heap block memcheck scans, and a stale pointer to
-        // a block handed out again would make a later leak of it look reachable.
+        let (b, class) = ring_unpack(*ring.add(h));
+        // Clear the slot (the ring is a mapping, so memcheck scans it as a root; an entry is a
+        // tagged value, not a plain pointer, but a cleared slot leaves no doubt).
         *ring.add(h) = null_mut();
         *q.head.get() = (h + 1) % QUARANTINE_SLOTS;
         *q.len.get() -= 1;
-        let class = pool_class(b);
         *q.bytes.get() -= class_size(class);
         QUARANTINED[class].fetch_sub(1, Ordering::Relaxed);
         central_free(class, b, 1);

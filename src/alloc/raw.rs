@@ -113,6 +113,11 @@ pub unsafe fn free(p: *mut u8) {
     }
     let _serial = track::serialize();
     if ours(p) {
+        if track::memcheck() {
+            // SAFETY: p lies in one of our pools (the class is read with the live check).
+            unsafe { heap::memcheck_free(p, None) };
+            return;
+        }
         // SAFETY: p lies in one of our pools; its header names the class.
         unsafe { front::small_free(p, heap::pool_class(p)) };
     } else if !sys::is_boot(p) {

@@ -52,6 +52,7 @@ pub struct Stats {
 pub fn stats() -> Stats {
     heap::ensure_init();
     let mut s = Stats::default();
+    let _serial = super::track::serialize();
     let cached = tcache::cached_blocks();
     for (c, cls) in CLASSES.iter().enumerate() {
         let _g = cls.lock.lock();

@@ -182,19 +182,35 @@ pub fn block_free(p: *const u8) {
 pub struct SerialGuard(bool);
 
 struct SerialLock {
-    mutex: super::types::RawMutex,
+    /// 0 free, 1 held. A plain spin flag, not a pthread mutex: this lock exists only under
+    /// memcheck, where every guest instruction is expensive and Valgrind runs one thread at a
+    /// time (a waiting thread yields, which lets the holder run).
+    held: core::sync::atomic::AtomicBool,
     owner: core::sync::atomic::AtomicUsize,
     depth: core::cell::UnsafeCell<u32>,
 }
 
-// SAFETY: `depth` is touched only by the thread that holds `mutex` (the owner).
+// SAFETY: `depth` is touched only by the thread that holds the lock (the owner).
 unsafe impl Sync for SerialLock {}
 
 static SERIAL: SerialLock = SerialLock {
-    mutex: super::types::RawMutex::new(),
+    held: core::sync::atomic::AtomicBool::new(false),
     owner: core::sync::atomic::AtomicUsize::new(0),
     depth: core::cell::UnsafeCell::new(0),
 };
+
+impl SerialLock {
+    fn acquire(&self) {
+        while self.held.swap(true, Ordering::Acquire) {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+}
 
 fn thread_id() -> usize {
     // SAFETY: pthread_self has no preconditions.
@@ -210,13 +226,17 @@ pub fn serialize() -> SerialGuard {
     let me = thread_id();
     // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
     if SERIAL.owner.load(Ordering::Relaxed) != me {
-        // SAFETY: released in SerialGuard::drop by this thread.
-        unsafe { SERIAL.mutex.raw_lock() };
+        SERIAL.acquire();
         SERIAL.owner.store(me, Ordering::Relaxed);
     }
     // SAFETY: this thread owns the lock.
     unsafe { *SERIAL.depth.get() += 1 };
     SerialGuard(true)
+}
+
+/// Whether the calling thread holds the serialisation lock (debug assertions).
+pub fn serialized_by_me() -> bool {
+    SERIAL.owner.load(Ordering::Relaxed) == thread_id()
 }
 
 impl Drop for SerialGuard {
@@ -230,7 +250,7 @@ impl Drop for SerialGuard {
             *SERIAL.depth.get() -= 1;
             if *SERIAL.depth.get() == 0 {
                 SERIAL.owner.store(0, Ordering::Relaxed);
-                SERIAL.mutex.force_unlock();
+                SERIAL.release();
             }
         }
     }
@@ -238,24 +258,24 @@ impl Drop for SerialGuard {
 
 /// fork(): the serialisation lock is taken before every other allocator lock...
 pub(crate) fn fork_prepare() {
-    // SAFETY: released in fork_parent / reset in fork_child, on this thread.
-    unsafe { SERIAL.mutex.raw_lock() };
+    if memcheck() {
+        SERIAL.acquire();
+    }
 }
 
 /// ...released in the parent...
 pub(crate) fn fork_parent() {
-    // SAFETY: taken in fork_prepare by this thread.
-    unsafe { SERIAL.mutex.force_unlock() };
+    if memcheck() {
+        SERIAL.release();
+    }
 }
 
 /// ...and reset in the child, which has only the forking thread.
 pub(crate) fn fork_child() {
     SERIAL.owner.store(0, Ordering::Relaxed);
-    // SAFETY: single-threaded child; nobody holds the lock's depth.
-    unsafe {
-        *SERIAL.depth.get() = 0;
-        SERIAL.mutex.reinit();
-    }
+    // SAFETY: single-threaded child; nobody else can hold the lock.
+    unsafe { *SERIAL.depth.get() = 0 };
+    SERIAL.release();
 }
 
 /// Recycled memory changes owner: tell helgrind and DRD to forget its access history.

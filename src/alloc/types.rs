@@ -258,6 +258,19 @@ impl RawMutex {
         MutexGuard(self)
     }
 
+    /// Locks, unless the memcheck serialisation lock (`track::serialize`) already excludes every
+    /// other thread: under memcheck every path to the central heap holds it, so the inner locks
+    /// would only cost instructions, which memcheck makes expensive.
+    #[inline]
+    pub fn lock_unless_serialized(&self) -> Option<MutexGuard<'_>> {
+        if crate::alloc::track::memcheck() {
+            debug_assert!(crate::alloc::track::serialized_by_me());
+            None
+        } else {
+            Some(self.lock())
+        }
+    }
+
     /// Locks without a guard (fork handlers).
     ///
     /// # Safety
