@@ -79,7 +79,7 @@ pub enum SuppCommand {
         #[arg(long, value_name = "CMD")]
         regenerate: Option<String>,
     },
-    /// List suppressions that never fired, summing <suppcounts> over every log given (all
+    /// List suppressions that never fired, summing `<suppcounts>` over every log given (all
     /// processes, all CI shards).
     ///
     /// LOGS are valgrind XML files, or JSON counts saved with --save-counts (one per shard).

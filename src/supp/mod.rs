@@ -1,7 +1,7 @@
 //! Suppression files: parse, format, normalise, generate, merge, find stale entries.
 //!
 //! - [`entry`]: the data (entries, frame patterns, leak kinds, diagnostics);
-//! - [`parse`]: valgrind's grammar with file:line errors; [`format`]: the canonical printer;
+//! - [`parse`]: valgrind's grammar with file:line errors; [`format`](mod@format): the canonical printer;
 //! - [`glob`]: valgrind's `*`/`?` matching, and inclusion between patterns and entries;
 //! - [`normalize`]: makes Rust symbol names survive rebuilds; [`gen`]: entries from errors;
 //! - [`merge`]: union without duplicates or subsumed entries; [`stale`]: entries that never fired;
