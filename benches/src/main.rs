@@ -187,30 +187,35 @@ fn kv(out: &str, key: &str) -> Option<f64> {
 
 fn rss(args: &Args) {
     let reps: usize = args.num("reps", 3);
+    let procs: usize = args.num("procs", 3);
     let exe = std::env::current_exe().expect("current exe");
-    println!("peak RSS, one process per workload × allocator ({reps} runs of the workload each): VmHWM minus VmRSS at start, KiB");
+    println!("peak RSS: VmHWM minus VmRSS at start, KiB; median of {procs} processes per workload × allocator, each running the workload {reps} times");
     println!();
     println!("| workload | pool | glibc | mimalloc | jemalloc | pool ÷ glibc |");
     println!("|---|---:|---:|---:|---:|---:|");
     for w in WORKLOADS {
         let mut row = Vec::new();
         for a in ALLOCS {
-            let out = Command::new(&exe)
-                .args(["single", w, a, "--reps", &reps.to_string()])
-                .output()
-                .expect("spawn harness single");
-            let s = String::from_utf8_lossy(&out.stdout);
-            let peak =
-                kv(&s, "vmhwm_kib").unwrap_or(f64::NAN) - kv(&s, "rss_start_kib").unwrap_or(0.0);
-            row.push(peak);
+            let peaks: Vec<f64> = (0..procs)
+                .map(|_| {
+                    let out = Command::new(&exe)
+                        .args(["single", w, a, "--reps", &reps.to_string()])
+                        .output()
+                        .expect("spawn harness single");
+                    let s = String::from_utf8_lossy(&out.stdout);
+                    kv(&s, "vmhwm_kib").unwrap_or(f64::NAN) - kv(&s, "rss_start_kib").unwrap_or(0.0)
+                })
+                .collect();
+            row.push(summary(&peaks).0);
         }
+        let ratio = if row[1] >= 256.0 {
+            format!("{:.2}", row[0] / row[1])
+        } else {
+            "n/a (< 256 KiB)".to_string()
+        };
         println!(
-            "| {w} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[0] / row[1]
+            "| {w} | {:.0} | {:.0} | {:.0} | {:.0} | {ratio} |",
+            row[0], row[1], row[2], row[3]
         );
     }
 }
