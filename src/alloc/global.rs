@@ -46,7 +46,7 @@ unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT && heap::fast() {
-            let b = tcache::alloc(size_class(layout.size()));
+            let b = tcache::try_alloc(size_class(layout.size()));
             if !b.is_null() {
                 return b;
             }
@@ -69,10 +69,14 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT && heap::fast() {
+        if layout.size() <= SMALL_REQUEST_THRESHOLD
+            && layout.align() <= ALIGNMENT
+            && heap::fast()
             // SAFETY: with the fast path on, `class_for(size) == size_class(size)`: the block
             // came from this class's pools.
-            return unsafe { tcache::free(p, size_class(layout.size())) };
+            && unsafe { tcache::try_free(p, size_class(layout.size())) }
+        {
+            return;
         }
         match small(&layout) {
             // SAFETY: `p` was allocated with this layout, hence from this class.

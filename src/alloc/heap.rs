@@ -665,10 +665,21 @@ unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
 }
 
 /// Takes up to `n` blocks of `class`, linked through their first word, and returns
-/// (head, count).
+/// (head, count). A batch request (`n > 1`) is served whole from the transfer stack when it has
+/// one (its count may differ from `n`).
 pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
     let _g = cls.lock.lock_unless_serialized();
+    // SAFETY: class lock held.
+    unsafe {
+        let nt = *cls.ntransfer.get();
+        if n > 1 && nt > 0 {
+            let batch = (*cls.transfer.get())[nt - 1];
+            *cls.ntransfer.get() = nt - 1;
+            *cls.transfer_blocks.get() -= batch.count;
+            return (batch.head, batch.count);
+        }
+    }
     let mut head: *mut u8 = null_mut();
     let mut got = 0;
     while got < n {
@@ -695,6 +706,19 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
 pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
     let cls = &CLASSES[class];
     let _g = cls.lock.lock_unless_serialized();
+    // SAFETY: class lock held; a chain of n > 1 blocks is kept whole.
+    unsafe {
+        let nt = *cls.ntransfer.get();
+        if n > 1 && nt < TRANSFER_SLOTS {
+            (*cls.transfer.get())[nt] = Batch {
+                head: chain,
+                count: n,
+            };
+            *cls.ntransfer.get() = nt + 1;
+            *cls.transfer_blocks.get() += n;
+            return;
+        }
+    }
     let cap = PoolHeader::capacity(stride(class));
     for i in 0..n {
         let b = chain;

@@ -52,7 +52,7 @@ fn ours(p: *const u8) -> bool {
 /// Always safe to call; `unsafe` because the result is raw memory.
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_REQUEST_THRESHOLD && heap::fast() {
-        let b = tcache::alloc(size_class(size));
+        let b = tcache::try_alloc(size_class(size));
         if !b.is_null() {
             return b;
         }

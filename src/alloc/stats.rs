@@ -17,7 +17,7 @@ pub struct ClassStats {
     pub pools: usize,
     /// Blocks handed out to the program.
     pub in_use: usize,
-    /// Blocks in thread caches (free, but not in pools).
+    /// Free blocks held by thread caches and the class's transfer batches (not in pools).
     pub cached: usize,
     /// Freed blocks waiting in the memcheck quarantine.
     pub quarantined: usize,
@@ -53,18 +53,25 @@ pub fn stats() -> Stats {
     heap::ensure_init();
     let mut s = Stats::default();
     let _serial = super::track::serialize();
-    let cached = tcache::cached_blocks();
+    let in_caches = tcache::cached_blocks();
     for (c, cls) in CLASSES.iter().enumerate() {
         let _g = cls.lock.lock();
         // SAFETY: class lock held.
-        let (pools, cap, nused) =
-            unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        let (pools, cap, nused, transfer) = unsafe {
+            (
+                *cls.pools.get(),
+                *cls.capacity.get(),
+                *cls.nused.get(),
+                *cls.transfer_blocks.get(),
+            )
+        };
         let quarantined = heap::QUARANTINED[c].load(Ordering::Relaxed);
+        let cached = in_caches[c] + transfer;
         s.classes[c] = ClassStats {
             size: class_size(c),
             pools,
-            in_use: nused.saturating_sub(cached[c] + quarantined),
-            cached: cached[c],
+            in_use: nused.saturating_sub(cached + quarantined),
+            cached,
             quarantined,
             free: cap - nused,
         };

@@ -52,17 +52,28 @@ thread_local! {
     };
 }
 
-/// Most blocks a bin holds before it gives half back: 16 KiB worth, between 16 and 256 blocks.
-#[inline(always)]
-const fn bin_limit(class: usize) -> u32 {
-    let n = (16 << 10) / class_size(class);
-    if n < 16 {
-        16
-    } else if n > 256 {
-        256
-    } else {
-        n as u32
+/// Most blocks a bin holds before it gives half back: 8 KiB worth, between 16 and 256 blocks
+/// (at most 256 KiB cached per thread). A table, so the free path never divides.
+static BIN_LIMIT: [u32; NB_SMALL_SIZE_CLASSES] = {
+    let mut t = [0u32; NB_SMALL_SIZE_CLASSES];
+    let mut c = 0;
+    while c < NB_SMALL_SIZE_CLASSES {
+        let n = (8 << 10) / class_size(c);
+        t[c] = if n < 16 {
+            16
+        } else if n > 256 {
+            256
+        } else {
+            n as u32
+        };
+        c += 1;
     }
+    t
+};
+
+#[inline(always)]
+fn bin_limit(class: usize) -> u32 {
+    BIN_LIMIT[class]
 }
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -82,6 +93,47 @@ pub fn init() {
     if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
         KEY.store(key, Ordering::Release);
     }
+}
+
+/// The fast path's pop: a block of `class` from this thread's cache, or null when the bin is
+/// empty (the caller then takes the slow path, which refills). A leaf: no call, no lock.
+#[inline(always)]
+pub fn try_alloc(class: usize) -> *mut u8 {
+    TC.with(|tc| {
+        // SAFETY: the cache is this thread's; no reference to it escapes this closure.
+        let bin = unsafe { &mut (*tc.get()).bins[class] };
+        let b = bin.head;
+        if !b.is_null() {
+            // SAFETY: cached blocks are free blocks linked through their first word.
+            bin.head = unsafe { *b.cast::<*mut u8>() };
+            bin.count
+                .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        }
+        b
+    })
+}
+
+/// The fast path's push: false (nothing done) when the cache is not active or the bin is full;
+/// the caller then takes the slow path ([`free`]), which activates or flushes.
+///
+/// # Safety
+/// `b` is a block of `class` that nobody uses any more.
+#[inline(always)]
+pub unsafe fn try_free(b: *mut u8, class: usize) -> bool {
+    TC.with(|tc| {
+        // SAFETY: the cache is this thread's.
+        let tc = unsafe { &mut *tc.get() };
+        let bin = &mut tc.bins[class];
+        let n = bin.count.load(Ordering::Relaxed);
+        if tc.state != ACTIVE || n >= bin_limit(class) {
+            return false;
+        }
+        // SAFETY: the block is free; its first word becomes the link.
+        unsafe { *b.cast::<*mut u8>() = bin.head };
+        bin.head = b;
+        bin.count.store(n + 1, Ordering::Relaxed);
+        true
+    })
 }
 
 /// Pops a block of `class` from this thread's cache, refilling it if needed. Null means "use
@@ -186,8 +238,12 @@ fn flush(bin: &mut Bin, class: usize, n: usize) {
         // SAFETY: the bin holds at least n linked blocks.
         last = unsafe { *last.cast::<*mut u8>() };
     }
-    // SAFETY: `last` is the n-th block; what follows it stays cached.
-    bin.head = unsafe { *last.cast::<*mut u8>() };
+    // SAFETY: `last` is the n-th block; what follows it stays cached, and the chain given back
+    // ends at `last` (it may be kept whole as a transfer batch and handed to another thread).
+    unsafe {
+        bin.head = *last.cast::<*mut u8>();
+        *last.cast::<*mut u8>() = core::ptr::null_mut();
+    }
     bin.count.store(
         bin.count.load(Ordering::Relaxed) - n as u32,
         Ordering::Relaxed,

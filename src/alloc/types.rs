@@ -166,11 +166,27 @@ pub struct ArenaObject {
     pub prevarena: *mut ArenaObject,
 }
 
+/// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
+pub const TRANSFER_SLOTS: usize = 16;
+
+/// A chain of free blocks linked through their first word, as a thread cache gave it back.
+#[derive(Clone, Copy)]
+pub struct Batch {
+    /// First block.
+    pub head: *mut u8,
+    /// Blocks in the chain.
+    pub count: usize,
+}
+
 /// The global state of one size class. Everything but the atomic counters is guarded by `lock`.
 ///
 /// Invariants: `used` lists exactly the pools of this class in the *used* state;
 /// `pools` counts the pools of this class (used or full), `capacity` their blocks and
-/// `nused` the sum of their `nused`.
+/// `nused` the sum of their `nused`. The first `ntransfer` entries of `transfer` are chains of
+/// free blocks of this class (out of their pools, so counted in `nused`) holding
+/// `transfer_blocks` blocks in all: a thread cache's flush pushes its batch there in O(1) and
+/// another thread's refill pops it in O(1), so producer/consumer and bulk patterns move whole
+/// batches between threads instead of single blocks through pools.
 #[repr(C, align(64))]
 pub struct ClassState {
     /// Guards the fields below and every pool header of this class.
@@ -181,8 +197,14 @@ pub struct ClassState {
     pub pools: UnsafeCell<usize>,
     /// Blocks in those pools.
     pub capacity: UnsafeCell<usize>,
-    /// Blocks out of those pools (with the program, cached or quarantined).
+    /// Blocks out of those pools (with the program, cached, in transfer or quarantined).
     pub nused: UnsafeCell<usize>,
+    /// Batches waiting to be handed to a thread cache.
+    pub transfer: UnsafeCell<[Batch; TRANSFER_SLOTS]>,
+    /// Batches in `transfer`.
+    pub ntransfer: UnsafeCell<usize>,
+    /// Blocks in those batches.
+    pub transfer_blocks: UnsafeCell<usize>,
 }
 
 // SAFETY: every non-atomic field is accessed only with `lock` held.
@@ -197,6 +219,14 @@ impl ClassState {
             pools: UnsafeCell::new(0),
             capacity: UnsafeCell::new(0),
             nused: UnsafeCell::new(0),
+            transfer: UnsafeCell::new(
+                [Batch {
+                    head: ptr::null_mut(),
+                    count: 0,
+                }; TRANSFER_SLOTS],
+            ),
+            ntransfer: UnsafeCell::new(0),
+            transfer_blocks: UnsafeCell::new(0),
         }
     }
 }
