@@ -126,6 +126,11 @@ pub struct GenArgs {
     /// first user frame, errors in user code are skipped.
     #[arg(long)]
     pub runtime_only: bool,
+    /// Only errors inside an allocator (for `supp/poolgrind.supp`): an entry is the run of
+    /// allocator frames from the top of the stack (at most --max-frames), so it matches whatever
+    /// program called the allocator; errors with no allocator frame on top are skipped.
+    #[arg(long, conflicts_with = "runtime_only")]
+    pub allocator_only: bool,
     /// With -- CMD: extra suppression files for the run (errors they suppress get no entry).
     #[arg(long = "suppressions", value_name = "FILE")]
     pub suppressions: Vec<PathBuf>,
@@ -298,6 +303,7 @@ fn gen_cmd(args: GenArgs) -> anyhow::Result<i32> {
         max_frames: args.max_frames,
         header: Vec::new(),
         runtime_only: args.runtime_only,
+        allocator_only: args.allocator_only,
     };
     let logs: Vec<Log> = if !args.command.is_empty() {
         let dir = run::temp_xml_dir("supp-gen").context("cannot create a directory for XML")?;

@@ -52,6 +52,11 @@ pub struct GenOptions {
     /// the first user frame, so the entry matches whatever user code called the runtime;
     /// errors that happen in user code are skipped.
     pub runtime_only: bool,
+    /// Entries for errors inside an allocator only (for `supp/poolgrind.supp`): the frames are
+    /// the run of allocator frames from the top of the stack (a malloc replacement of valgrind's
+    /// preload on top counts as part of it), capped at `max_frames`; errors whose top frames are
+    /// not the allocator's are skipped.
+    pub allocator_only: bool,
 }
 
 impl Default for GenOptions {
@@ -62,6 +67,7 @@ impl Default for GenOptions {
             max_frames: 12,
             header: Vec::new(),
             runtime_only: false,
+            allocator_only: false,
         }
     }
 }
@@ -274,6 +280,20 @@ pub fn shape_frames(
     (out, user_name)
 }
 
+/// The frames of an allocator-only entry: the allocator frames on top of the stack (after
+/// valgrind's own malloc replacement, if that is the top frame), at most `max_frames`; empty
+/// when the error does not happen inside the allocator.
+fn allocator_frames(sframes: &[SuppFrame], stack: &[Frame], max_frames: usize) -> Vec<FramePat> {
+    let cls = classes(stack);
+    let start = usize::from(stack.first().is_some_and(is_preload));
+    let run = cls[start..].iter().take_while(|c| **c == FrameClass::Allocator).count();
+    if run == 0 {
+        return Vec::new();
+    }
+    let end = (start + run).min(max_frames.max(1)).min(sframes.len());
+    sframes[..end].iter().map(pattern_of).collect()
+}
+
 /// The entry for one error, before naming; `None` if valgrind generated no suppression for it
 /// or its leak kind is not selected (the [`GenStats`] counters say which).
 fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(Entry, String)> {
@@ -305,7 +325,16 @@ fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(
         }
     }
     let stack = paired(err, &s.frames);
-    let (frames, user) = shape_frames(&s.frames, &stack, opts.max_frames, opts.runtime_only);
+    let (frames, user) = if opts.allocator_only {
+        // Named after the allocator function the error is in (or that made the block).
+        let label = stack
+            .iter()
+            .find(|f| !is_preload(f))
+            .and_then(|f| f.func.as_deref().map(display_name));
+        (allocator_frames(&s.frames, &stack, opts.max_frames), label)
+    } else {
+        shape_frames(&s.frames, &stack, opts.max_frames, opts.runtime_only)
+    };
     if frames.iter().all(FramePat::is_ellipsis) {
         stats.not_runtime += usize::from(opts.runtime_only);
         return None;
