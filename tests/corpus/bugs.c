@@ -69,6 +69,13 @@ NOINLINE static void clean_program(void) {
     if (posix_memalign(&a, 64, 100) == 0) free(a);
     free(aligned_alloc(32, 64));
     free(strdup("poolgrind"));
+    /* Large blocks freed while the never-written block before them is live: the page start that
+     * address_in_range reads then lies in addressable but uninitialised memory. */
+    for (int i = 0; i < 64; i++) {
+        char *a = malloc(5000 + 64 * i), *b = malloc(600 + 8 * i);
+        free(b);
+        free(a);
+    }
 }
 
 NOINLINE static void clean_small_heap(void) {
