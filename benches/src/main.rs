@@ -173,9 +173,14 @@ fn single(args: &Args) {
     let runs: Vec<Run> = (0..reps).map(|_| run_on(a, w, ops)).collect();
     let ns: Vec<f64> = runs.iter().map(Run::ns_per_op).collect();
     let (med, lo, _) = summary(&ns);
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     println!(
-        "workload={w} alloc={a} ops={} ns_per_op={med:.3} best_ns_per_op={lo:.3} rss_start_kib={rss0} vmhwm_kib={}",
+        "workload={w} alloc={a} ops={} ns_per_op={med:.3} best_ns_per_op={lo:.3} minflt={} rss_start_kib={rss0} vmhwm_kib={}",
         runs.iter().map(|r| r.ops).sum::<u64>(),
+        ru.ru_minflt,
         status_kib("VmHWM:")
     );
 }
@@ -189,25 +194,38 @@ fn rss(args: &Args) {
     let reps: usize = args.num("reps", 3);
     let procs: usize = args.num("procs", 3);
     let exe = std::env::current_exe().expect("current exe");
+    // peaks[w][a], faults[w][a]: medians over the processes
+    let mut peaks = Vec::new();
+    let mut faults = Vec::new();
+    for w in WORKLOADS {
+        let mut prow = Vec::new();
+        let mut frow = Vec::new();
+        for a in ALLOCS {
+            let mut p = Vec::new();
+            let mut f = Vec::new();
+            for _ in 0..procs {
+                let out = Command::new(&exe)
+                    .args(["single", w, a, "--reps", &reps.to_string()])
+                    .output()
+                    .expect("spawn harness single");
+                let s = String::from_utf8_lossy(&out.stdout);
+                p.push(
+                    kv(&s, "vmhwm_kib").unwrap_or(f64::NAN)
+                        - kv(&s, "rss_start_kib").unwrap_or(0.0),
+                );
+                f.push(kv(&s, "minflt").unwrap_or(f64::NAN));
+            }
+            prow.push(summary(&p).0);
+            frow.push(summary(&f).0);
+        }
+        peaks.push(prow);
+        faults.push(frow);
+    }
     println!("peak RSS: VmHWM minus VmRSS at start, KiB; median of {procs} processes per workload × allocator, each running the workload {reps} times");
     println!();
     println!("| workload | pool | glibc | mimalloc | jemalloc | pool ÷ glibc |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for w in WORKLOADS {
-        let mut row = Vec::new();
-        for a in ALLOCS {
-            let peaks: Vec<f64> = (0..procs)
-                .map(|_| {
-                    let out = Command::new(&exe)
-                        .args(["single", w, a, "--reps", &reps.to_string()])
-                        .output()
-                        .expect("spawn harness single");
-                    let s = String::from_utf8_lossy(&out.stdout);
-                    kv(&s, "vmhwm_kib").unwrap_or(f64::NAN) - kv(&s, "rss_start_kib").unwrap_or(0.0)
-                })
-                .collect();
-            row.push(summary(&peaks).0);
-        }
+    for (w, row) in WORKLOADS.iter().zip(&peaks) {
         let ratio = if row[1] >= 256.0 {
             format!("{:.2}", row[0] / row[1])
         } else {
@@ -215,6 +233,17 @@ fn rss(args: &Args) {
         };
         println!(
             "| {w} | {:.0} | {:.0} | {:.0} | {:.0} | {ratio} |",
+            row[0], row[1], row[2], row[3]
+        );
+    }
+    println!();
+    println!("minor page faults of the same processes (whole process, median): memory mapped and touched again");
+    println!();
+    println!("| workload | pool | glibc | mimalloc | jemalloc |");
+    println!("|---|---:|---:|---:|---:|");
+    for (w, row) in WORKLOADS.iter().zip(&faults) {
+        println!(
+            "| {w} | {:.0} | {:.0} | {:.0} | {:.0} |",
             row[0], row[1], row[2], row[3]
         );
     }
