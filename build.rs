@@ -24,6 +24,15 @@ const ALIASES: &[&str] = &[
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=src/alloc/tls.c");
+    // The thread cache's initial-exec TLS block (see src/alloc/tls.c), for every artefact.
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+        && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+    {
+        cc::Build::new()
+            .file("src/alloc/tls.c")
+            .compile("poolgrind_tls");
+    }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = out.join("preload.ver");
     let globals: String = ALIASES.iter().map(|s| format!("    {s};\n")).collect();

@@ -627,13 +627,12 @@ unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader) {
     }
 }
 
-/// Takes one block of `class` from its first used pool (making a pool if there is none).
-/// With `live`, the block's live bit is set while the header is open (memcheck: saves reopening
-/// it). Null when no arena can be had.
+/// The first used pool of `class`, with its header open; a fresh pool when the class has none.
+/// Null when no arena can be had.
 ///
 /// # Safety
 /// The class lock is held.
-unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
+unsafe fn first_used_pool(cls: &ClassState, class: usize) -> *mut PoolHeader {
     // SAFETY: class lock held for every header and list access below.
     unsafe {
         let mut pool = *cls.used.get();
@@ -650,6 +649,23 @@ unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
         } else {
             track::open_header(pool.cast());
         }
+        pool
+    }
+}
+
+/// Takes one block of `class` from its first used pool (making a pool if there is none).
+/// With `live`, the block's live bit is set while the header is open (memcheck: saves reopening
+/// it). Null when no arena can be had.
+///
+/// # Safety
+/// The class lock is held.
+unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
+    // SAFETY: class lock held for every header and list access below.
+    unsafe {
+        let pool = first_used_pool(cls, class);
+        if pool.is_null() {
+            return null_mut();
+        }
         let b = pool_take(pool);
         if live {
             let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
@@ -665,8 +681,9 @@ unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
 }
 
 /// Takes up to `n` blocks of `class`, linked through their first word, and returns
-/// (head, count). A batch request (`n > 1`) is served whole from the transfer stack when it has
-/// one (its count may differ from `n`).
+/// (head, count). A batch request (`n > 1`, thread-cache refills, never under memcheck) is
+/// served whole from the transfer stack when it has one (its count may differ from `n`), else
+/// from pools a whole free list and a run of virgin blocks at a time.
 pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
     let _g = cls.lock.lock_unless_serialized();
@@ -682,6 +699,41 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     }
     let mut head: *mut u8 = null_mut();
     let mut got = 0;
+    if n > 1 && !track::memcheck() {
+        while got < n {
+            // SAFETY: class lock held; the pool's header is open (a no-op natively).
+            unsafe {
+                let pool = first_used_pool(cls, class);
+                if pool.is_null() {
+                    break;
+                }
+                let before = got;
+                while got < n && !(*pool).freeblock.is_null() {
+                    let b = (*pool).freeblock;
+                    (*pool).freeblock = *b.cast::<*mut u8>();
+                    *b.cast::<*mut u8>() = head;
+                    head = b;
+                    got += 1;
+                }
+                let stride = (*pool).stride;
+                while got < n && (*pool).nextoffset <= (*pool).maxnextoffset {
+                    let b = pool.cast::<u8>().add((*pool).nextoffset as usize);
+                    (*pool).nextoffset += stride;
+                    *b.cast::<*mut u8>() = head;
+                    head = b;
+                    got += 1;
+                }
+                (*pool).nused += (got - before) as u32;
+                if !pool_has_free(pool) {
+                    unlink_used(cls, pool);
+                }
+                track::close_header(pool.cast());
+            }
+        }
+        // SAFETY: class lock held.
+        unsafe { *cls.nused.get() += got };
+        return (head, got);
+    }
     while got < n {
         // SAFETY: class lock held.
         let b = unsafe { take_block(cls, class, false) };

@@ -108,8 +108,9 @@ pub unsafe fn free(p: *mut u8) {
         return;
     }
     if heap::fast() && address_in_range(p) {
-        // SAFETY: p lies in one of our pools; its header names the class.
-        return unsafe { tcache::free(p, heap::pool_class(p)) };
+        // SAFETY: p lies in one of our pools; its header names the class (natively the header
+        // is plain memory: no Valgrind bookkeeping on this path).
+        return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
     }
     let _serial = track::serialize();
     if ours(p) {

@@ -1,0 +1,9 @@
+/* Storage for poolgrind's per-thread cache (src/alloc/tcache.rs), in the initial-exec TLS model.
+ *
+ * Why C: Rust's `thread_local!` in a shared library uses the general-dynamic model, which costs a
+ * call to __tls_get_addr on every malloc and free of the preloaded library; stable Rust cannot
+ * choose the model. A library loaded at start-up (LD_PRELOAD, or linked) may use initial-exec,
+ * as mimalloc and jemalloc do: the address is the thread pointer plus a constant offset.
+ * Zero-initialised, which is the cache's "fresh" state. tcache.rs asserts the size fits. */
+__attribute__((tls_model("initial-exec"), aligned(64)))
+__thread unsigned char poolgrind_tcache_tls[640];
