@@ -7,6 +7,24 @@ mod common;
 
 use common::*;
 
+/// Runs a C program of tests/corpus on the preload under `tool` and requires a successful run
+/// with no error at all.
+fn assert_clean_preloaded(tool: &str, prog: &str, args: &[&str]) {
+    let lib = preload_lib();
+    let r = valgrind(
+        tool,
+        &build_c(prog),
+        args,
+        &[("LD_PRELOAD", lib.to_str().unwrap())],
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(
+        r.log.errors.is_empty(),
+        "{tool} errors in a clean run of {prog}:\n{}",
+        dump(&r.log)
+    );
+}
+
 #[test]
 fn rust_clean_program_has_zero_errors_under_memcheck() {
     let r = valgrind("memcheck", &example("corpus"), &["clean"], &[]);
@@ -31,20 +49,7 @@ fn threads_sharing_pools_under_memcheck_have_zero_errors() {
 
 #[test]
 fn c_clean_program_with_preload_has_zero_errors_under_memcheck() {
-    let prog = build_c("bugs");
-    let lib = preload_lib();
-    let r = valgrind(
-        "memcheck",
-        &prog,
-        &["clean"],
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-    );
-    assert!(r.status.success(), "{}", r.stderr);
-    assert!(
-        r.log.errors.is_empty(),
-        "errors in a clean run:\n{}",
-        dump(&r.log)
-    );
+    assert_clean_preloaded("memcheck", "bugs", &["clean"]);
 }
 
 #[test]
@@ -71,43 +76,17 @@ fn address_in_range_read_is_silent_and_changes_nothing() {
 
 #[test]
 fn threads_handing_blocks_over_are_race_free_under_helgrind() {
-    let prog = build_c("threads");
-    let lib = preload_lib();
-    let r = valgrind(
-        "helgrind",
-        &prog,
-        &[],
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-    );
-    assert!(r.status.success(), "{}", r.stderr);
-    assert!(
-        r.log.errors.is_empty(),
-        "helgrind errors:\n{}",
-        dump(&r.log)
-    );
+    assert_clean_preloaded("helgrind", "threads", &[]);
 }
 
 #[test]
 fn threads_handing_blocks_over_are_race_free_under_drd() {
-    let prog = build_c("threads");
-    let lib = preload_lib();
-    let r = valgrind("drd", &prog, &[], &[("LD_PRELOAD", lib.to_str().unwrap())]);
-    assert!(r.status.success(), "{}", r.stderr);
-    assert!(r.log.errors.is_empty(), "drd errors:\n{}", dump(&r.log));
+    assert_clean_preloaded("drd", "threads", &[]);
 }
 
 #[test]
 fn threads_under_memcheck_have_zero_errors() {
-    let prog = build_c("threads");
-    let lib = preload_lib();
-    let r = valgrind(
-        "memcheck",
-        &prog,
-        &[],
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-    );
-    assert!(r.status.success(), "{}", r.stderr);
-    assert!(r.log.errors.is_empty(), "errors:\n{}", dump(&r.log));
+    assert_clean_preloaded("memcheck", "threads", &[]);
 }
 
 /// Peak heap that massif measured for a run of `prog` (largest `mem_heap_B` snapshot).

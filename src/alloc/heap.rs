@@ -668,8 +668,7 @@ unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
         }
         let b = pool_take(pool);
         if live {
-            let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
-            (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+            set_live_bit(pool, b);
         }
         if !pool_has_free(pool) {
             unlink_used(cls, pool);
@@ -807,6 +806,39 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
 // ---------------------------------------------------------------------------------------------
 // Strict geometries: the `live` bitmap (memcheck and debug).
 
+/// Sets the live bit of block `b` of `pool`.
+///
+/// # Safety
+/// The header is open (memcheck) and `b` is a block boundary of `pool`.
+#[inline]
+unsafe fn set_live_bit(pool: *mut PoolHeader, b: *const u8) {
+    // SAFETY: forwarded; `live` is atomic.
+    unsafe {
+        let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
+        (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+    }
+}
+
+/// Clears the live bit of `b` in `pool`; false if it was not set (a double or invalid free) or
+/// if `b` is not a block boundary of the pool.
+///
+/// # Safety
+/// The header is open (memcheck); `b` lies in `pool`.
+#[inline]
+unsafe fn clear_live_bit(pool: *mut PoolHeader, b: *const u8) -> bool {
+    // SAFETY: forwarded; `live` is atomic.
+    unsafe {
+        let stride = (*pool).stride as usize;
+        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
+        if off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
+            return false;
+        }
+        let i = off / stride;
+        let bit = 1u64 << (i % 64);
+        (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+    }
+}
+
 /// Marks a block handed out to the program.
 ///
 /// # Safety
@@ -817,8 +849,7 @@ pub(crate) unsafe fn mark_live(b: *const u8) {
     // many threads). Under memcheck the header is opened around the access.
     unsafe {
         track::open_header(pool.cast());
-        let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
-        (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+        set_live_bit(pool, b);
         track::close_header(pool.cast());
     }
 }
@@ -833,15 +864,7 @@ pub(crate) unsafe fn clear_live(b: *const u8) -> bool {
     // SAFETY: as mark_live.
     unsafe {
         track::open_header(pool.cast());
-        let stride = (*pool).stride as usize;
-        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
-        let ok = if off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
-            false
-        } else {
-            let i = off / stride;
-            let bit = 1u64 << (i % 64);
-            (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
-        };
+        let ok = clear_live_bit(pool, b);
         track::close_header(pool.cast());
         ok
     }
@@ -912,13 +935,7 @@ unsafe fn memcheck_release(b: *const u8, class: Option<usize>) -> Option<usize> 
     unsafe {
         track::open_header(pool.cast());
         let class = class.unwrap_or((*pool).szidx as usize);
-        let stride = (*pool).stride as usize;
-        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
-        let live = off % stride == 0 && off / stride < PoolHeader::capacity(stride) && {
-            let i = off / stride;
-            let bit = 1u64 << (i % 64);
-            (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
-        };
+        let live = clear_live_bit(pool, b);
         track::close_header(pool.cast());
         live.then_some(class)
     }
