@@ -96,6 +96,10 @@ pub unsafe fn small_free(p: *mut u8, class: usize) {
     unsafe { small_free_slow(p, class) }
 }
 
+/// The paths without a thread cache: memcheck, debug mode, other Valgrind tools.
+///
+/// # Safety
+/// As [`small_free`].
 #[inline(never)]
 unsafe fn small_free_slow(p: *mut u8, class: usize) {
     let _serial = track::serialize();

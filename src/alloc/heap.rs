@@ -84,6 +84,7 @@ fn init_slow() -> bool {
     // SAFETY: only the initialising thread writes, before READY is published.
     unsafe { *(&raw mut OPTIONS) = opts };
     sys::init();
+    QUARANTINE_LIMIT.store(opts.quarantine_bytes, Ordering::Relaxed);
     let tool = track::init(opts.valgrind_auto);
     let pools = opts.mode != Mode::Malloc;
     POOLS_ON.store(pools as u8, Ordering::Relaxed);
@@ -958,7 +959,7 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: Option<usize>) -> bool {
     let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) {
         0
     } else {
-        options().quarantine_bytes
+        QUARANTINE_LIMIT.load(Ordering::Relaxed)
     };
     let q = &QUARANTINE;
     let _g = q.lock.lock_unless_serialized();
@@ -1025,6 +1026,9 @@ extern "C" fn exit_drain() {
 #[used]
 #[link_section = ".fini_array"]
 static EXIT_DRAIN: extern "C" fn() = exit_drain;
+
+/// `POOLGRIND_QUARANTINE`, cached at initialisation.
+static QUARANTINE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 static QUARANTINE_DRAINED: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);

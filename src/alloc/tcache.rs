@@ -242,6 +242,10 @@ pub unsafe fn free(b: *mut u8, class: usize) {
     })
 }
 
+/// The cache is not active: activate it and push, or give the block to the central heap.
+///
+/// # Safety
+/// As [`free`].
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(tc: &mut TCache, b: *mut u8, class: usize) {
