@@ -167,7 +167,7 @@ pub struct ArenaObject {
 }
 
 /// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
-pub const TRANSFER_SLOTS: usize = 16;
+pub const TRANSFER_SLOTS: usize = 8;
 
 /// A chain of free blocks linked through their first word, as a thread cache gave it back.
 #[derive(Clone, Copy)]
