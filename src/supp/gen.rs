@@ -286,7 +286,10 @@ pub fn shape_frames(
 fn allocator_frames(sframes: &[SuppFrame], stack: &[Frame], max_frames: usize) -> Vec<FramePat> {
     let cls = classes(stack);
     let start = usize::from(stack.first().is_some_and(is_preload));
-    let run = cls[start..].iter().take_while(|c| **c == FrameClass::Allocator).count();
+    let run = cls[start..]
+        .iter()
+        .take_while(|c| **c == FrameClass::Allocator)
+        .count();
     if run == 0 {
         return Vec::new();
     }
