@@ -19,7 +19,11 @@ pub fn target_dir() -> PathBuf {
 /// The preload library built alongside the tests.
 pub fn preload_lib() -> PathBuf {
     let p = target_dir().join("libpoolgrind.so");
-    assert!(p.exists(), "{} not built", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --lib --examples` first (ci/test does)",
+        p.display()
+    );
     p
 }
 
