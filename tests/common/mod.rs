@@ -27,13 +27,22 @@ pub fn preload_lib() -> PathBuf {
     p
 }
 
-/// An example binary (built by `cargo test`).
+/// An example binary, built by `cargo build --examples` (ci/test does it first). A missing or
+/// stale binary is an error that says what to run, never a silent test of old code.
 pub fn example(name: &str) -> PathBuf {
     let p = target_dir().join("examples").join(name);
+    let hint = "run `cargo build --lib --examples` first (ci/test does)";
+    let built = std::fs::metadata(&p).and_then(|m| m.modified());
+    let built = built.unwrap_or_else(|_| panic!("{} not built: {hint}", p.display()));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/corpus/scenarios.rs");
+    let changed = std::fs::metadata(&src)
+        .and_then(|m| m.modified())
+        .expect("corpus source");
     assert!(
-        p.exists(),
-        "{} not built (cargo test builds examples)",
-        p.display()
+        built >= changed,
+        "{} is older than {}: {hint}",
+        p.display(),
+        src.display()
     );
     p
 }
