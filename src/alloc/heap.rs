@@ -38,7 +38,6 @@ static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
 /// not under Valgrind. Published last (Release), so seeing it set implies everything else is.
 static FAST: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-
 thread_local! {
     static IN_INIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
