@@ -70,8 +70,11 @@
 
 pub mod alloc;
 pub mod capi;
+#[cfg(feature = "cli")]
 pub mod check;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod supp;
 
 pub use alloc::debug;
