@@ -25,26 +25,26 @@ fn assert_clean_preloaded(tool: &str, prog: &str, args: &[&str]) {
     );
 }
 
-#[test]
-fn rust_clean_program_has_zero_errors_under_memcheck() {
-    let r = valgrind("memcheck", &example("corpus"), &["clean"], &[]);
+/// Runs a scenario of the Rust corpus (PoolAlloc as global allocator) under memcheck and
+/// requires a successful run with no error but the excused std artefacts (`bad_errors`).
+fn assert_clean_rust(scenario: &str) {
+    let r = valgrind("memcheck", &example("corpus"), &[scenario], &[]);
     assert!(r.status.success(), "{}", r.stderr);
     assert!(
         bad_errors(&r.log).is_empty(),
-        "errors in a clean run:\n{}",
+        "errors in a clean run of {scenario}:\n{}",
         dump(&r.log)
     );
 }
 
 #[test]
+fn rust_clean_program_has_zero_errors_under_memcheck() {
+    assert_clean_rust("clean");
+}
+
+#[test]
 fn threads_sharing_pools_under_memcheck_have_zero_errors() {
-    let r = valgrind("memcheck", &example("corpus"), &["clean_threads"], &[]);
-    assert!(r.status.success(), "{}", r.stderr);
-    assert!(
-        bad_errors(&r.log).is_empty(),
-        "errors in a clean run:\n{}",
-        dump(&r.log)
-    );
+    assert_clean_rust("clean_threads");
 }
 
 #[test]
