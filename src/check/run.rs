@@ -284,7 +284,9 @@ impl RunConfig {
             if !s.is_file() {
                 return Err(RunError::SuppMissing(s.display().to_string()));
             }
-            supps.push(s.clone());
+            // Absolute: with --trace-children valgrind re-reads the files in each child, whose
+            // working directory may differ (a child of CPython's tests died on a relative path).
+            supps.push(std::fs::canonicalize(s).unwrap_or_else(|_| s.clone()));
         }
         for s in supps {
             let mut a = OsString::from("--suppressions=");
