@@ -237,28 +237,6 @@ proptest! {
 }
 
 #[test]
-fn arenas_are_given_back_when_their_pools_empty() {
-    // Fill several arenas with one size class, free everything: all but at most one spare arena
-    // must go back to the OS. 24k blocks of 256 bytes (6 MiB) also overflow memcheck's 4 MiB
-    // quarantine, so the test holds under ci/memcheck too.
-    let layout = Layout::from_size_align(256, 16).unwrap();
-    let before = poolgrind::stats().arenas_freed;
-    let ptrs: Vec<usize> = (0..24_000)
-        .map(|_| unsafe { A.alloc(layout) } as usize)
-        .collect();
-    debug::check_heap().unwrap();
-    for p in ptrs {
-        // SAFETY: blocks allocated just above with this layout.
-        unsafe { A.dealloc(p as *mut u8, layout) };
-    }
-    debug::flush_current_thread();
-    let report = debug::check_heap().unwrap();
-    let s = poolgrind::stats();
-    assert!(s.arenas_freed > before, "no arena was returned: {s:?}");
-    assert!(report.arenas <= s.arenas_highwater);
-}
-
-#[test]
 fn bad_layouts_and_overflow_return_null() {
     // SAFETY: calls with impossible sizes must fail cleanly.
     unsafe {
