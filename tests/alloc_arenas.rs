@@ -42,9 +42,12 @@ fn arenas_are_given_back_when_their_pools_empty() {
         s.arenas_freed > before.arenas_freed,
         "no arena was returned: {s:?}"
     );
+    // Pools still holding blocks (memcheck's quarantine keeps 4 MiB of them) need arenas too.
+    let pools: usize = s.classes.iter().map(|c| c.pools).sum();
+    let bound = before.arenas_live + KEPT_AT_MOST + pools.div_ceil(64);
     assert!(
-        s.arenas_live <= before.arenas_live + KEPT_AT_MOST,
-        "{} arenas live after freeing everything (was {}): {s:?}",
+        s.arenas_live <= bound,
+        "{} arenas live after freeing everything (was {}, bound {bound}): {s:?}",
         s.arenas_live,
         before.arenas_live
     );
