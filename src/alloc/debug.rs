@@ -192,16 +192,14 @@ fn walk() -> Result<HeapReport, WalkError> {
         while !pool.is_null() {
             // SAFETY: pools on a used list are live pools of this process.
             let (szidx, back, next, nused, stride) = unsafe {
-                track::open_header(pool.cast());
-                let v = (
-                    (*pool).szidx,
-                    (*pool).prevpool,
-                    (*pool).nextpool,
-                    (*pool).nused,
-                    (*pool).stride,
-                );
-                track::close_header(pool.cast());
-                v
+                let m = heap::meta(pool);
+                (
+                    (*m).szidx,
+                    (*m).prevpool,
+                    (*m).nextpool,
+                    (*m).nused,
+                    (*m).stride,
+                )
             };
             ensure!(
                 szidx as usize == c,
@@ -259,12 +257,7 @@ fn walk() -> Result<HeapReport, WalkError> {
                 free[k] = true;
                 nfree += 1;
                 // SAFETY: free pools are carved pools of this arena.
-                fp = unsafe {
-                    track::open_header(fp.cast());
-                    let n = (*fp).nextpool;
-                    track::close_header(fp.cast());
-                    n
-                };
+                fp = unsafe { (*heap::meta(fp)).nextpool };
             }
             ensure!(
                 ao.nfreepools as usize == nfree + POOLS_PER_ARENA - carved,
@@ -273,12 +266,27 @@ fn walk() -> Result<HeapReport, WalkError> {
                 nfree,
                 POOLS_PER_ARENA - carved
             );
+            if track::memcheck() {
+                for k in 0..POOLS_PER_ARENA {
+                    let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
+                    let e = heap::side_entry_of(pool);
+                    ensure!(!e.is_null(), "arena {i}: pool {k} has no side entry");
+                }
+            }
             for k in 0..carved {
                 let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
-                track::open_header(pool.cast());
-                let r = check_pool(pool, i, free[k], &mut per_class);
-                track::close_header(pool.cast());
-                r?;
+                if track::memcheck() {
+                    // The in-pool copy of the arena index (all address_in_range reads).
+                    track::open_header(pool.cast());
+                    // SAFETY: a carved pool of a live arena, header open.
+                    let own = unsafe { (*pool).arenaindex };
+                    track::close_header(pool.cast());
+                    ensure!(
+                        own as usize == i,
+                        "pool {pool:p}: in-pool arenaindex {own} in arena {i}"
+                    );
+                }
+                check_pool(pool, i, free[k], &mut per_class)?;
             }
         }
         Ok(live)
@@ -327,15 +335,15 @@ fn walk() -> Result<HeapReport, WalkError> {
     Ok(report)
 }
 
-/// Checks one carved pool (header open).
+/// Checks one carved pool (its metadata: the header natively, the side entry under memcheck).
 fn check_pool(
     pool: *mut PoolHeader,
     arena: usize,
     is_free: bool,
     per_class: &mut [(usize, usize, usize); NB_SMALL_SIZE_CLASSES],
 ) -> Result<(), WalkError> {
-    // SAFETY: the header is open and the pool belongs to a live arena; locks held.
-    let h = unsafe { &*pool };
+    // SAFETY: the pool belongs to a live arena; locks held.
+    let h = unsafe { &*heap::meta(pool) };
     ensure!(
         h.arenaindex as usize == arena,
         "pool {pool:p}: arenaindex {} in arena {arena}",
@@ -395,6 +403,18 @@ fn check_pool(
             live <= nused,
             "pool {pool:p}: {live} live blocks but nused {nused}"
         );
+        let side = heap::side_entry_of(pool);
+        if !side.is_null() {
+            for i in 0..cap {
+                let is_live = h.live[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0;
+                // SAFETY: the side entry of a live pool; locks held.
+                let req = unsafe { (*side).req[i] } as usize;
+                ensure!(
+                    !is_live || req <= class_size(c),
+                    "pool {pool:p}: block {i} records a request of {req} bytes in class {c}"
+                );
+            }
+        }
     }
     per_class[c].0 += 1;
     per_class[c].1 += cap;

@@ -81,6 +81,33 @@ fn small_alloc_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     b
 }
 
+/// Under memcheck (`PATH_MEMCHECK`): a small block of `size <= SMALL_REQUEST_THRESHOLD` bytes,
+/// zeroed for calloc. Entry points dispatch here straight after reading the path, so a
+/// memcheck allocation pays for one out-of-line frame in front of `heap::memcheck_alloc`.
+#[inline(never)]
+pub fn memcheck_small_alloc(size: usize, zeroed: bool) -> *mut u8 {
+    let _serial = track::serialize();
+    let b = heap::memcheck_alloc(size_class(size), size);
+    if zeroed && !b.is_null() {
+        // SAFETY: the block is a memcheck chunk of exactly `size` addressable bytes.
+        unsafe { ptr::write_bytes(b, 0, size) };
+    }
+    b
+}
+
+/// Under memcheck (`PATH_MEMCHECK`): frees a small block whose class the caller knows (from a
+/// layout).
+///
+/// # Safety
+/// `p` was allocated from `class` (a wrong pointer is reported by memcheck, not undefined
+/// behaviour, as long as it lies in one of our pools).
+#[inline(never)]
+pub unsafe fn memcheck_small_free(p: *mut u8, class: usize) {
+    let _serial = track::serialize();
+    // SAFETY: forwarded.
+    unsafe { heap::memcheck_free(p, Some(class)) };
+}
+
 /// Frees a small block of `class` (the user's pointer).
 ///
 /// # Safety
@@ -129,7 +156,8 @@ unsafe fn small_free_slow(p: *mut u8, class: usize) {
 /// `p` is a live small block of `class`.
 pub unsafe fn small_usable(p: *const u8, class: usize) -> usize {
     if track::memcheck() {
-        track::addressable_len(p, class_size(class))
+        // SAFETY: forwarded.
+        unsafe { heap::memcheck_requested(p) }
     } else if heap::debug_mode() {
         // SAFETY: forwarded.
         unsafe { debug::requested_size(p) }

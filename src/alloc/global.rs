@@ -5,7 +5,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 use super::front::{self, class_for};
-use super::heap;
+use super::heap::{self, PATH_FAST, PATH_MEMCHECK};
 use super::sys;
 use super::tcache;
 use super::types::{size_class, ALIGNMENT, SMALL_REQUEST_THRESHOLD};
@@ -45,10 +45,16 @@ fn small(layout: &Layout) -> Option<usize> {
 unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT && heap::fast() {
-            let b = tcache::try_alloc(size_class(layout.size()));
-            if !b.is_null() {
-                return b;
+        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
+            match heap::path() {
+                PATH_FAST => {
+                    let b = tcache::try_alloc(size_class(layout.size()));
+                    if !b.is_null() {
+                        return b;
+                    }
+                }
+                PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
+                _ => {}
             }
         }
         heap::ensure_init();
@@ -60,6 +66,12 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() <= SMALL_REQUEST_THRESHOLD
+            && layout.align() <= ALIGNMENT
+            && heap::path() == PATH_MEMCHECK
+        {
+            return front::memcheck_small_alloc(layout.size(), true);
+        }
         heap::ensure_init();
         match small(&layout) {
             Some(c) => front::small_alloc(c, layout.size(), true),
@@ -69,14 +81,22 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD
-            && layout.align() <= ALIGNMENT
-            && heap::fast()
-            // SAFETY: with the fast path on, `class_for(size) == size_class(size)`: the block
-            // came from this class's pools.
-            && unsafe { tcache::try_free(p, size_class(layout.size())) }
-        {
-            return;
+        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
+            // On these paths `class_for(size) == size_class(size)`: the block came from this
+            // class's pools.
+            match heap::path() {
+                PATH_FAST => {
+                    // SAFETY: see above.
+                    if unsafe { tcache::try_free(p, size_class(layout.size())) } {
+                        return;
+                    }
+                }
+                PATH_MEMCHECK => {
+                    // SAFETY: see above.
+                    return unsafe { front::memcheck_small_free(p, size_class(layout.size())) };
+                }
+                _ => {}
+            }
         }
         match small(&layout) {
             // SAFETY: `p` was allocated with this layout, hence from this class.

@@ -34,9 +34,19 @@ static STRICT: AtomicU8 = AtomicU8::new(0);
 static DEBUG: AtomicU8 = AtomicU8::new(0);
 /// Whether thread caches are used (natively, unless disabled).
 static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
-/// The one flag the fast path reads: initialised, pools on, thread caches on, not debug mode,
-/// not under Valgrind. Published last (Release), so seeing it set implies everything else is.
-static FAST: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// The one flag the entry points read first: which path small requests take. Published last
+/// (Release), so seeing a path implies everything else is initialised.
+static PATH: AtomicU8 = AtomicU8::new(PATH_GENERAL);
+
+/// Small requests go through the lock-free thread caches: initialised, pools on, thread caches
+/// on, not debug mode, not under Valgrind.
+pub const PATH_FAST: u8 = 1;
+/// Small requests go to the memcheck paths (`memcheck_alloc`, `memcheck_free`): initialised,
+/// pools on, under memcheck.
+pub const PATH_MEMCHECK: u8 = 2;
+/// Anything else (not initialised yet, debug mode, other Valgrind tools, `malloc` mode): the
+/// general front end decides.
+pub const PATH_GENERAL: u8 = 0;
 
 thread_local! {
     static IN_INIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
@@ -97,6 +107,11 @@ fn init_slow() -> bool {
     );
     if pools {
         arena_table_init();
+        if tool == Tool::Memcheck && !side_init() {
+            // Without the side table pools cannot be described to memcheck cheaply: leave
+            // small requests to the system allocator (as `malloc` mode).
+            POOLS_ON.store(0, Ordering::Relaxed);
+        }
     }
     super::tcache::init();
     // SAFETY: the handlers are `extern "C"` functions that take only our own mutexes.
@@ -107,17 +122,22 @@ fn init_slow() -> bool {
     }
     IN_INIT.with(|f| f.set(false));
     STATE.store(READY, Ordering::Release);
-    FAST.store(
-        pools && tcache_on() && !debug_mode() && !arena_table().is_null(),
-        Ordering::Release,
-    );
+    let usable = pools_on() && !arena_table().is_null();
+    let path = if usable && tcache_on() && !debug_mode() {
+        PATH_FAST
+    } else if usable && tool == Tool::Memcheck {
+        PATH_MEMCHECK
+    } else {
+        PATH_GENERAL
+    };
+    PATH.store(path, Ordering::Release);
     true
 }
 
-/// Whether the lock-free thread-cache path serves small requests (see `FAST`).
+/// The path small requests take (`PATH_*`).
 #[inline(always)]
-pub fn fast() -> bool {
-    FAST.load(Ordering::Acquire)
+pub fn path() -> u8 {
+    PATH.load(Ordering::Acquire)
 }
 
 /// Whether small requests are served from pools.
@@ -255,6 +275,10 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
     if base.is_null() {
         return null_mut();
     }
+    if track::memcheck() && !side_map_arena(base, arena_index(ao)) {
+        arena_memory_free(base);
+        return null_mut();
+    }
     // SAFETY: `ao` is an unused slot of the table; we hold the arena lock.
     unsafe {
         l.unused = (*ao).nextarena;
@@ -348,15 +372,20 @@ unsafe fn arena_take_pool(l: &mut ArenaLists) -> *mut PoolHeader {
         let pool;
         if !(*ao).freepools.is_null() {
             pool = (*ao).freepools;
-            track::open_header(pool.cast());
-            (*ao).freepools = (*pool).nextpool;
+            (*ao).freepools = (*meta(pool)).nextpool;
         } else {
             pool = (*ao).pool_address as *mut PoolHeader;
             (*ao).pool_address += POOL_SIZE;
-            track::open_header(pool.cast());
-            (*pool).arenaindex = arena_index(ao);
+            let idx = arena_index(ao);
+            let m = meta(pool);
+            (*m).arenaindex = idx;
+            if m != pool {
+                // Memcheck: the in-pool copy of the index, for address_in_range, written once.
+                track::open_header(pool.cast());
+                (*pool).arenaindex = idx;
+                track::close_header(pool.cast());
+            }
         }
-        track::close_header(pool.cast());
         (*ao).nfreepools -= 1;
         if (*ao).nfreepools == 0 {
             l.usable = (*ao).nextarena;
@@ -377,10 +406,9 @@ unsafe fn arena_take_pool(l: &mut ArenaLists) -> *mut PoolHeader {
 unsafe fn arena_give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
     // SAFETY: the pool belongs to a live arena (its header names it); lock held.
     unsafe {
-        track::open_header(pool.cast());
-        let ao = arena_table().add((*pool).arenaindex as usize);
-        (*pool).nextpool = (*ao).freepools;
-        track::close_header(pool.cast());
+        let m = meta(pool);
+        let ao = arena_table().add((*m).arenaindex as usize);
+        (*m).nextpool = (*ao).freepools;
         (*ao).freepools = pool;
         let nf = (*ao).nfreepools as usize;
         let lastnf = l.nfp2lasta[nf];
@@ -415,6 +443,9 @@ unsafe fn arena_give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
             // Zero the address before the memory goes: address_in_range must never match a
             // range that another allocator may hand out next.
             (*ao).address.store(0, Ordering::Release);
+            if track::memcheck() {
+                side_unmap_arena(base);
+            }
             (*ao).nextarena = l.unused;
             (*ao).prevarena = null_mut();
             (*ao).freepools = null_mut();
@@ -496,27 +527,27 @@ pub(crate) fn arena_lists_snapshot(mut f: impl FnMut(*mut ArenaObject, bool)) ->
 // ---------------------------------------------------------------------------------------------
 // Pools of a size class (class lock held).
 
-/// Initialises an empty pool for `class`.
+/// Initialises an empty pool for `class` (`m == meta(pool)`).
 ///
 /// # Safety
-/// The class lock is held and the header is open (memcheck).
-unsafe fn init_pool(pool: *mut PoolHeader, class: usize) {
+/// The class lock is held; the pool is ours and empty.
+unsafe fn init_pool(m: *mut PoolHeader, class: usize) {
     let stride = stride(class);
     // SAFETY: the pool is ours and empty; the caller holds the class lock.
     unsafe {
-        (*pool).szidx = class as u32;
-        (*pool).nused = 0;
-        (*pool).stride = stride as u32;
-        (*pool).freeblock = null_mut();
-        (*pool).nextpool = null_mut();
-        (*pool).prevpool = null_mut();
-        (*pool).nextoffset = POOL_HEADER_SIZE as u32;
-        (*pool).maxnextoffset =
+        (*m).szidx = class as u32;
+        (*m).nused = 0;
+        (*m).stride = stride as u32;
+        (*m).freeblock = null_mut();
+        (*m).nextpool = null_mut();
+        (*m).prevpool = null_mut();
+        (*m).nextoffset = POOL_HEADER_SIZE as u32;
+        (*m).maxnextoffset =
             (POOL_HEADER_SIZE + (PoolHeader::capacity(stride) - 1) * stride) as u32;
-        (*pool).live[0].store(0, Ordering::Relaxed);
-        (*pool).live[1].store(0, Ordering::Relaxed);
+        (*m).live[0].store(0, Ordering::Relaxed);
+        (*m).live[1].store(0, Ordering::Relaxed);
         let cap = PoolHeader::capacity(stride);
-        (*pool).avail = if cap >= STRICT_MAX_BLOCKS {
+        (*m).avail = if cap >= STRICT_MAX_BLOCKS {
             [u64::MAX, u64::MAX]
         } else if cap > 64 {
             [u64::MAX, (1u64 << (cap - 64)) - 1]
@@ -528,162 +559,145 @@ unsafe fn init_pool(pool: *mut PoolHeader, class: usize) {
     }
 }
 
-/// Whether a pool can hand out another block.
+/// Native geometries: whether a pool can hand out another block.
 ///
 /// # Safety
-/// Class lock held, header open.
+/// Class lock held; `m` is the metadata of a pool of this class.
 #[inline(always)]
-unsafe fn pool_has_free(pool: *mut PoolHeader) -> bool {
+unsafe fn pool_has_free(m: *mut PoolHeader) -> bool {
     // SAFETY: forwarded.
-    unsafe {
-        if track::memcheck() {
-            (*pool).avail[0] | (*pool).avail[1] != 0
-        } else {
-            !(*pool).freeblock.is_null() || (*pool).nextoffset <= (*pool).maxnextoffset
-        }
-    }
+    unsafe { !(*m).freeblock.is_null() || (*m).nextoffset <= (*m).maxnextoffset }
 }
 
-/// Takes one block from a pool with a free block.
+/// Takes one block from a pool with a free block (native geometries: the free list, then the
+/// virgin blocks).
 ///
 /// # Safety
-/// Class lock held, header open, `pool_has_free(pool)`.
+/// Class lock held, `m == meta(pool)`, `pool_has_free(m)`.
 #[inline(always)]
-unsafe fn pool_take(pool: *mut PoolHeader) -> *mut u8 {
+unsafe fn pool_take(pool: *mut PoolHeader, m: *mut PoolHeader) -> *mut u8 {
     // SAFETY: forwarded; blocks are inside the pool.
     unsafe {
-        (*pool).nused += 1;
-        if track::memcheck() {
-            // Lowest available bit: no link words inside free blocks, so freed memory stays
-            // NOACCESS and no request is needed to read a free list.
-            let w = if (*pool).avail[0] != 0 { 0 } else { 1 };
-            let bit = (*pool).avail[w].trailing_zeros() as usize;
-            (*pool).avail[w] &= !(1u64 << bit);
-            let i = w * 64 + bit;
-            return PoolHeader::first_block(pool).add(i * (*pool).stride as usize);
-        }
-        let b = (*pool).freeblock;
+        (*m).nused += 1;
+        let b = (*m).freeblock;
         if !b.is_null() {
-            (*pool).freeblock = *b.cast::<*mut u8>();
+            (*m).freeblock = *b.cast::<*mut u8>();
             return b;
         }
-        let b = pool.cast::<u8>().add((*pool).nextoffset as usize);
-        (*pool).nextoffset += (*pool).stride;
+        let b = pool.cast::<u8>().add((*m).nextoffset as usize);
+        (*m).nextoffset += (*m).stride;
         b
     }
 }
 
-/// Puts one block back into its pool.
+/// Puts one block back into its pool (native geometries: onto the free list).
 ///
 /// # Safety
-/// Class lock held, header open, `b` a block of `pool` that is out (not available).
+/// Class lock held, `m` is the metadata of the pool of `b`, a block that is out.
 #[inline(always)]
-unsafe fn pool_put(pool: *mut PoolHeader, b: *mut u8) {
+unsafe fn pool_put(m: *mut PoolHeader, b: *mut u8) {
     // SAFETY: forwarded.
     unsafe {
-        (*pool).nused -= 1;
-        if track::memcheck() {
-            let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
-            (*pool).avail[i / 64] |= 1u64 << (i % 64);
-            return;
-        }
-        *b.cast::<*mut u8>() = (*pool).freeblock;
-        (*pool).freeblock = b;
+        (*m).nused -= 1;
+        *b.cast::<*mut u8>() = (*m).freeblock;
+        (*m).freeblock = b;
     }
 }
 
 /// Unlinks a pool from its class's used list.
 ///
 /// # Safety
-/// Class lock held; header of `pool` open; pool on the list.
-unsafe fn unlink_used(cls: &ClassState, pool: *mut PoolHeader) {
-    // SAFETY: list manipulation under the class lock; neighbours' headers opened around writes.
+/// Class lock held; `m == meta(pool)`; the pool is on the list.
+unsafe fn unlink_used(cls: &ClassState, m: *mut PoolHeader) {
+    // SAFETY: list manipulation under the class lock.
     unsafe {
-        let next = (*pool).nextpool;
-        let prev = (*pool).prevpool;
+        let next = (*m).nextpool;
+        let prev = (*m).prevpool;
         if prev.is_null() {
             *cls.used.get() = next;
         } else {
-            track::open_header(prev.cast());
-            (*prev).nextpool = next;
-            track::close_header(prev.cast());
+            (*meta(prev)).nextpool = next;
         }
         if !next.is_null() {
-            track::open_header(next.cast());
-            (*next).prevpool = prev;
-            track::close_header(next.cast());
+            (*meta(next)).prevpool = prev;
         }
-        (*pool).nextpool = null_mut();
-        (*pool).prevpool = null_mut();
+        (*m).nextpool = null_mut();
+        (*m).prevpool = null_mut();
     }
 }
 
 /// Links a pool at the head of its class's used list.
 ///
 /// # Safety
-/// Class lock held; header of `pool` open; pool on no list.
-unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader) {
+/// Class lock held; `m == meta(pool)`; the pool is on no list.
+unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader, m: *mut PoolHeader) {
     // SAFETY: as unlink_used.
     unsafe {
         let head = *cls.used.get();
-        (*pool).prevpool = null_mut();
-        (*pool).nextpool = head;
+        (*m).prevpool = null_mut();
+        (*m).nextpool = head;
         if !head.is_null() {
-            track::open_header(head.cast());
-            (*head).prevpool = pool;
-            track::close_header(head.cast());
+            (*meta(head)).prevpool = pool;
         }
         *cls.used.get() = pool;
     }
 }
 
-/// The first used pool of `class`, with its header open; a fresh pool when the class has none.
+/// The first used pool of `class` and its metadata; a fresh pool when the class has none.
 /// Null when no arena can be had.
 ///
 /// # Safety
 /// The class lock is held.
-unsafe fn first_used_pool(cls: &ClassState, class: usize) -> *mut PoolHeader {
+#[inline(always)]
+unsafe fn first_used_pool(cls: &ClassState, class: usize) -> (*mut PoolHeader, *mut PoolHeader) {
+    // SAFETY: class lock held.
+    let pool = unsafe { *cls.used.get() };
+    if pool.is_null() {
+        // SAFETY: forwarded.
+        return unsafe { new_used_pool(cls, class) };
+    }
+    (pool, meta(pool))
+}
+
+/// A fresh pool for `class`, linked as its first used pool (null when no arena can be had).
+///
+/// # Safety
+/// The class lock is held; the class has no used pool.
+#[cold]
+#[inline(never)]
+unsafe fn new_used_pool(cls: &ClassState, class: usize) -> (*mut PoolHeader, *mut PoolHeader) {
     // SAFETY: class lock held for every header and list access below.
     unsafe {
-        let mut pool = *cls.used.get();
+        let pool = with_arenas(|l| arena_take_pool(l));
         if pool.is_null() {
-            pool = with_arenas(|l| arena_take_pool(l));
-            if pool.is_null() {
-                return null_mut();
-            }
-            track::open_header(pool.cast());
-            init_pool(pool, class);
-            link_used(cls, pool);
-            *cls.pools.get() += 1;
-            *cls.capacity.get() += PoolHeader::capacity(stride(class));
-        } else {
-            track::open_header(pool.cast());
+            return (null_mut(), null_mut());
         }
-        pool
+        let m = meta(pool);
+        init_pool(m, class);
+        link_used(cls, pool, m);
+        *cls.pools.get() += 1;
+        *cls.capacity.get() += PoolHeader::capacity(stride(class));
+        (pool, m)
     }
 }
 
-/// Takes one block of `class` from its first used pool (making a pool if there is none).
-/// With `live`, the block's live bit is set while the header is open (memcheck: saves reopening
-/// it). Null when no arena can be had.
+/// Takes one block of `class` from its first used pool (making a pool if there is none); null
+/// when no arena can be had. Native geometries (memcheck has `memcheck_alloc`).
 ///
 /// # Safety
 /// The class lock is held.
-unsafe fn take_block(cls: &ClassState, class: usize, live: bool) -> *mut u8 {
+#[inline(always)]
+unsafe fn take_block(cls: &ClassState, class: usize) -> *mut u8 {
     // SAFETY: class lock held for every header and list access below.
     unsafe {
-        let pool = first_used_pool(cls, class);
+        let (pool, m) = first_used_pool(cls, class);
         if pool.is_null() {
             return null_mut();
         }
-        let b = pool_take(pool);
-        if live {
-            set_live_bit(pool, b);
+        let b = pool_take(pool, m);
+        if !pool_has_free(m) {
+            unlink_used(cls, m);
         }
-        if !pool_has_free(pool) {
-            unlink_used(cls, pool);
-        }
-        track::close_header(pool.cast());
         *cls.nused.get() += 1;
         b
     }
@@ -710,33 +724,32 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let mut got = 0;
     if n > 1 && !track::memcheck() {
         while got < n {
-            // SAFETY: class lock held; the pool's header is open (a no-op natively).
+            // SAFETY: class lock held; natively the metadata is the in-pool header.
             unsafe {
-                let pool = first_used_pool(cls, class);
+                let (pool, m) = first_used_pool(cls, class);
                 if pool.is_null() {
                     break;
                 }
                 let before = got;
-                while got < n && !(*pool).freeblock.is_null() {
-                    let b = (*pool).freeblock;
-                    (*pool).freeblock = *b.cast::<*mut u8>();
+                while got < n && !(*m).freeblock.is_null() {
+                    let b = (*m).freeblock;
+                    (*m).freeblock = *b.cast::<*mut u8>();
                     *b.cast::<*mut u8>() = head;
                     head = b;
                     got += 1;
                 }
-                let stride = (*pool).stride;
-                while got < n && (*pool).nextoffset <= (*pool).maxnextoffset {
-                    let b = pool.cast::<u8>().add((*pool).nextoffset as usize);
-                    (*pool).nextoffset += stride;
+                let stride = (*m).stride;
+                while got < n && (*m).nextoffset <= (*m).maxnextoffset {
+                    let b = pool.cast::<u8>().add((*m).nextoffset as usize);
+                    (*m).nextoffset += stride;
                     *b.cast::<*mut u8>() = head;
                     head = b;
                     got += 1;
                 }
-                (*pool).nused += (got - before) as u32;
-                if !pool_has_free(pool) {
-                    unlink_used(cls, pool);
+                (*m).nused += (got - before) as u32;
+                if !pool_has_free(m) {
+                    unlink_used(cls, m);
                 }
-                track::close_header(pool.cast());
             }
         }
         // SAFETY: class lock held.
@@ -745,7 +758,7 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     }
     while got < n {
         // SAFETY: class lock held.
-        let b = unsafe { take_block(cls, class, false) };
+        let b = unsafe { take_block(cls, class) };
         if b.is_null() {
             break;
         }
@@ -780,72 +793,114 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
             return;
         }
     }
-    let cap = PoolHeader::capacity(stride(class));
     for i in 0..n {
         let b = chain;
         if i + 1 < n {
             // SAFETY: blocks of a chain are linked through their first word.
             chain = unsafe { *b.cast::<*mut u8>() };
         }
-        let pool = PoolHeader::of(b);
-        // SAFETY: class lock held; b belongs to `pool`.
-        unsafe {
-            track::open_header(pool.cast());
-            let was_full = !pool_has_free(pool);
-            pool_put(pool, b);
-            if (*pool).nused == 0 {
-                if !was_full {
-                    unlink_used(cls, pool);
-                }
-                track::close_header(pool.cast());
-                *cls.pools.get() -= 1;
-                *cls.capacity.get() -= cap;
-                with_arenas(|l| arena_give_pool(l, pool));
-            } else {
-                if was_full {
-                    link_used(cls, pool);
-                }
-                track::close_header(pool.cast());
-            }
+        // SAFETY: class lock held; b is a block of `class` out of its pool.
+        unsafe { put_block(cls, class, b) };
+    }
+}
+
+/// Puts one block back into its pool (class lock held): pymalloc's free, whose common case
+/// (the pool stays used) touches only the pool's header. Native geometries (memcheck has
+/// `memcheck_put_block`).
+///
+/// # Safety
+/// The class lock is held; `b` is a block of `class` that is out of its pool.
+#[inline(always)]
+unsafe fn put_block(cls: &ClassState, class: usize, b: *mut u8) {
+    let pool = PoolHeader::of(b);
+    // SAFETY: class lock held; b belongs to `pool`.
+    unsafe {
+        let m = meta(pool);
+        let was_full = !pool_has_free(m);
+        pool_put(m, b);
+        *cls.nused.get() -= 1;
+        if was_full || (*m).nused == 0 {
+            pool_changes_list(cls, class, pool, m, was_full);
         }
     }
-    // SAFETY: lock held.
-    unsafe { *cls.nused.get() -= n };
+}
+
+/// The rare half of [`put_block`]: a full pool becomes used, or a pool becomes empty and goes
+/// back to its arena.
+///
+/// # Safety
+/// The class lock is held; `m == meta(pool)`; the pool was full (`was_full`) or is now empty.
+#[cold]
+#[inline(never)]
+unsafe fn pool_changes_list(
+    cls: &ClassState,
+    class: usize,
+    pool: *mut PoolHeader,
+    m: *mut PoolHeader,
+    was_full: bool,
+) {
+    // SAFETY: forwarded.
+    unsafe {
+        if (*m).nused == 0 {
+            if !was_full {
+                unlink_used(cls, m);
+            }
+            *cls.pools.get() -= 1;
+            *cls.capacity.get() -= PoolHeader::capacity(stride(class));
+            with_arenas(|l| arena_give_pool(l, pool));
+        } else {
+            link_used(cls, pool, m);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Strict geometries: the `live` bitmap (memcheck and debug).
 
-/// Sets the live bit of block `b` of `pool`.
+/// Sets the live bit of block `b` of `pool` and returns the block's index.
 ///
 /// # Safety
-/// The header is open (memcheck) and `b` is a block boundary of `pool`.
+/// `m == meta(pool)` and `b` is a block boundary of `pool`.
 #[inline]
-unsafe fn set_live_bit(pool: *mut PoolHeader, b: *const u8) {
+unsafe fn set_live_bit(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) -> usize {
     // SAFETY: forwarded; `live` is atomic.
     unsafe {
-        let i = PoolHeader::block_index(pool, (*pool).stride as usize, b);
-        (*pool).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+        let i = PoolHeader::block_index(pool, (*m).stride as usize, b);
+        (*m).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
+        i
     }
+}
+
+/// Index of `b` in its pool if it is a block boundary (a pool without a stride, never carved,
+/// has none).
+///
+/// # Safety
+/// `m == meta(pool)`.
+#[inline]
+unsafe fn block_at(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) -> Option<usize> {
+    // SAFETY: forwarded.
+    let stride = unsafe { (*m).stride } as usize;
+    let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
+    if stride == 0 || off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
+        return None;
+    }
+    Some(off / stride)
 }
 
 /// Clears the live bit of `b` in `pool`; false if it was not set (a double or invalid free) or
 /// if `b` is not a block boundary of the pool.
 ///
 /// # Safety
-/// The header is open (memcheck); `b` lies in `pool`.
+/// `m == meta(pool)`; `b` lies in `pool`.
 #[inline]
-unsafe fn clear_live_bit(pool: *mut PoolHeader, b: *const u8) -> bool {
+unsafe fn clear_live_bit(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) -> bool {
     // SAFETY: forwarded; `live` is atomic.
     unsafe {
-        let stride = (*pool).stride as usize;
-        let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
-        if off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
+        let Some(i) = block_at(pool, m, b) else {
             return false;
-        }
-        let i = off / stride;
+        };
         let bit = 1u64 << (i % 64);
-        (*pool).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
+        (*m).live[i / 64].fetch_and(!bit, Ordering::Relaxed) & bit != 0
     }
 }
 
@@ -856,11 +911,9 @@ unsafe fn clear_live_bit(pool: *mut PoolHeader, b: *const u8) -> bool {
 pub(crate) unsafe fn mark_live(b: *const u8) {
     let pool = PoolHeader::of(b);
     // SAFETY: the header is ours; `live` is atomic, so no lock is needed (debug mode frees from
-    // many threads). Under memcheck the header is opened around the access.
+    // many threads).
     unsafe {
-        track::open_header(pool.cast());
-        set_live_bit(pool, b);
-        track::close_header(pool.cast());
+        set_live_bit(pool, meta(pool), b);
     }
 }
 
@@ -872,12 +925,7 @@ pub(crate) unsafe fn mark_live(b: *const u8) {
 pub(crate) unsafe fn clear_live(b: *const u8) -> bool {
     let pool = PoolHeader::of(b);
     // SAFETY: as mark_live.
-    unsafe {
-        track::open_header(pool.cast());
-        let ok = clear_live_bit(pool, b);
-        track::close_header(pool.cast());
-        ok
-    }
+    unsafe { clear_live_bit(pool, meta(pool), b) }
 }
 
 /// Size class recorded in the header of the pool that contains `p`.
@@ -885,102 +933,329 @@ pub(crate) unsafe fn clear_live(b: *const u8) -> bool {
 /// # Safety
 /// `p` lies in a pool of this process (checked with `address_in_range`).
 pub(crate) unsafe fn pool_class(p: *const u8) -> usize {
-    let pool = PoolHeader::of(p);
     // SAFETY: the pool is ours and in use (it holds the live block p).
+    unsafe { (*meta(PoolHeader::of(p))).szidx as usize }
+}
+
+/// Under memcheck: the size the program asked for when it got the live block `p` (0 if `p` is
+/// not a live block).
+///
+/// # Safety
+/// `p` lies in a pool of this process.
+pub(crate) unsafe fn memcheck_requested(p: *const u8) -> usize {
+    let pool = PoolHeader::of(p);
+    // SAFETY: under memcheck `meta` is the pool's side entry.
     unsafe {
-        track::open_header(pool.cast());
-        let c = (*pool).szidx as usize;
-        track::close_header(pool.cast());
-        c
+        let m = meta(pool);
+        match block_at(pool, m, p) {
+            Some(i) if (*m).live[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0 => {
+                (*m.cast::<SideEntry>()).req[i] as usize
+            }
+            _ => 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memcheck: pool metadata off the pool (types::SideEntry), found through a page map.
+
+/// Base of the side table (`SIDE_ARENAS * POOLS_PER_ARENA` entries); 0 natively.
+static SIDE: AtomicUsize = AtomicUsize::new(0);
+/// Root of the page map (`PAGE_MAP_ROOT_LEN` leaf pointers); 0 natively.
+static PAGE_MAP: AtomicUsize = AtomicUsize::new(0);
+
+const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
+const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
+
+/// An anonymous private mapping of `bytes`, reserved, not committed; null on failure. Fresh
+/// mappings read as zeros (and memcheck treats them as DEFINED).
+fn reserve(bytes: usize) -> *mut u8 {
+    // SAFETY: anonymous private mapping, no hint.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Reserves the side table and the page map's root (at initialisation, under memcheck).
+fn side_init() -> bool {
+    let side = reserve(SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>());
+    let root = reserve(PAGE_MAP_ROOT_LEN * core::mem::size_of::<usize>());
+    if side.is_null() || root.is_null() {
+        return false;
+    }
+    SIDE.store(side as usize, Ordering::Relaxed);
+    PAGE_MAP.store(root as usize, Ordering::Relaxed);
+    true
+}
+
+/// The page-map slot of the page at `page_addr`; null when its leaf does not exist (and
+/// `create` is false or no leaf can be mapped) or the address is beyond the map.
+fn page_slot(page_addr: usize, create: bool) -> *mut u32 {
+    let page = page_addr >> PAGE_SHIFT;
+    let hi = page >> PAGE_MAP_LEAF_BITS;
+    let root = PAGE_MAP.load(Ordering::Relaxed) as *mut *mut u32;
+    if hi >= PAGE_MAP_ROOT_LEN || root.is_null() {
+        return null_mut();
+    }
+    // SAFETY: `hi` is inside the root; leaves are written only under the arena lock (and the
+    // memcheck serialisation lock, which every reader holds).
+    unsafe {
+        let mut leaf = *root.add(hi);
+        if leaf.is_null() {
+            if !create {
+                return null_mut();
+            }
+            leaf = reserve(LEAF_LEN * core::mem::size_of::<u32>()).cast();
+            if leaf.is_null() {
+                return null_mut();
+            }
+            *root.add(hi) = leaf;
+        }
+        leaf.add(page & (LEAF_LEN - 1))
+    }
+}
+
+/// Under memcheck, the side entry of the pool at `pool`: null when the page is not a pool of a
+/// live arena.
+#[inline]
+fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
+    let slot = page_slot(pool as usize, false);
+    // SAFETY: a slot returned by page_slot is inside a leaf.
+    let id = if slot.is_null() { 0 } else { unsafe { *slot } } as usize;
+    if id == 0 {
+        return null_mut();
+    }
+    // SAFETY: ids are side-table indices + 1, below SIDE_ARENAS * POOLS_PER_ARENA.
+    unsafe { (SIDE.load(Ordering::Relaxed) as *mut SideEntry).add(id - 1) }
+}
+
+/// The header fields of `pool`: natively the header itself; under memcheck the pool's side
+/// entry (see `SideEntry`: the in-pool header stays NOACCESS and needs no client request).
+///
+/// `pool` must be a pool of a live arena.
+#[inline(always)]
+pub(crate) fn meta(pool: *mut PoolHeader) -> *mut PoolHeader {
+    if track::memcheck() {
+        let e = side_entry(pool);
+        debug_assert!(!e.is_null(), "no side entry for pool {pool:p}");
+        e.cast()
+    } else {
+        pool
+    }
+}
+
+/// Under memcheck: maps the 64 pages of a new arena to their side entries (cleared). The
+/// caller holds ARENA_LOCK; `base` is a fresh arena whose table index is `index`.
+fn side_map_arena(base: *mut u8, index: u32) -> bool {
+    let index = index as usize;
+    if index >= SIDE_ARENAS {
+        return false;
+    }
+    let side = SIDE.load(Ordering::Relaxed) as *mut SideEntry;
+    for k in 0..POOLS_PER_ARENA {
+        let slot = page_slot(base as usize + k * POOL_SIZE, true);
+        if slot.is_null() {
+            side_unmap_arena(base);
+            return false;
+        }
+        let id = index * POOLS_PER_ARENA + k;
+        // SAFETY: the slot is inside a leaf; `id` is inside the side table; the arena lock
+        // and the serialisation lock exclude every other user of both.
+        unsafe {
+            *slot = (id + 1) as u32;
+            core::ptr::write_bytes(side.add(id), 0, 1);
+        }
+    }
+    true
+}
+
+/// Under memcheck: forgets the pages of an arena that is given back.
+fn side_unmap_arena(base: *mut u8) {
+    for k in 0..POOLS_PER_ARENA {
+        let slot = page_slot(base as usize + k * POOL_SIZE, false);
+        if !slot.is_null() {
+            // SAFETY: inside a leaf; locks held by the caller.
+            unsafe { *slot = 0 };
+        }
+    }
+}
+
+/// Under memcheck, for the walker: the side entry of `pool` (null if unmapped).
+pub(crate) fn side_entry_of(pool: *mut PoolHeader) -> *mut SideEntry {
+    if track::memcheck() {
+        side_entry(pool)
+    } else {
+        null_mut()
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Memcheck: allocation and free through the quarantine.
 
+/// Freed blocks waiting before they are handed out again (memcheck only): a ring of
+/// `QUARANTINE_SLOTS` entries holding at most `QUARANTINE_LIMIT` bytes of blocks, oldest first.
 struct Quarantine {
-    lock: RawMutex,
     ring: UnsafeCell<*mut *mut u8>,
     head: UnsafeCell<usize>,
     len: UnsafeCell<usize>,
     bytes: UnsafeCell<usize>,
 }
-// SAFETY: the cells are accessed with `lock` held.
+// SAFETY: used only under memcheck, where every access holds the serialisation lock
+// (`track::serialize`), which fork() also takes first.
 unsafe impl Sync for Quarantine {}
 
 const QUARANTINE_SLOTS: usize = 1 << 16;
 
 static QUARANTINE: Quarantine = Quarantine {
-    lock: RawMutex::new(),
     ring: UnsafeCell::new(null_mut()),
     head: UnsafeCell::new(0),
     len: UnsafeCell::new(0),
     bytes: UnsafeCell::new(0),
 };
 
+/// The side entry of a pool under memcheck (no tool check: callers are memcheck paths).
+#[inline(always)]
+fn side(pool: *mut PoolHeader) -> *mut SideEntry {
+    side_entry(pool)
+}
+
 /// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
 /// `size` bytes; the rest of the stride stays NOACCESS.
+///
+/// Inlined into the front end and written for memcheck alone: under memcheck every guest
+/// instruction, memory access, call and stack frame is paid for many times over (the memcheck
+/// benchmark measures it), so the common case — the class has a used pool — is one straight
+/// run: the pool's side entry, its lowest available bit, the live bit, the request. The rare
+/// cases (a new pool, a pool filling up) share pymalloc's list code with the native paths.
+#[inline(always)]
 pub(crate) fn memcheck_alloc(class: usize, size: usize) -> *mut u8 {
     let cls = &CLASSES[class];
-    let b = {
-        let _g = cls.lock.lock_unless_serialized();
-        // SAFETY: class lock held.
-        unsafe { take_block(cls, class, true) }
-    };
-    if !b.is_null() {
-        track::block_alloc(b, size);
-    }
-    b
-}
-
-/// Under memcheck: checks that `b` is a live block of its pool and clears its live bit, with
-/// the header opened once; returns the block's class, or `None` for a double or invalid free.
-/// `class` is the caller's knowledge (from a layout), or `None` to read it from the header.
-///
-/// # Safety
-/// `b` lies in a live pool of this process.
-unsafe fn memcheck_release(b: *const u8, class: Option<usize>) -> Option<usize> {
-    let pool = PoolHeader::of(b);
-    // SAFETY: the pool is ours; the memcheck serialisation lock is held by the caller (front/raw).
+    debug_assert!(track::serialized_by_me());
+    // SAFETY: serialised (the lock stands for the class lock); used pools have side entries.
     unsafe {
-        track::open_header(pool.cast());
-        let class = class.unwrap_or((*pool).szidx as usize);
-        let live = clear_live_bit(pool, b);
-        track::close_header(pool.cast());
-        live.then_some(class)
+        let mut pool = *cls.used.get();
+        if pool.is_null() {
+            pool = new_used_pool(cls, class).0;
+            if pool.is_null() {
+                return null_mut();
+            }
+        }
+        let e = side(pool);
+        let h = &mut (*e).hdr;
+        // The lowest available block: no link words inside free blocks, so freed memory stays
+        // NOACCESS and no request is needed to walk a free list.
+        let w = (h.avail[0] == 0) as usize;
+        let bits = h.avail[w];
+        let bit = bits.trailing_zeros() as usize;
+        h.avail[w] = bits & (bits - 1);
+        let i = w * 64 + bit;
+        let b = PoolHeader::first_block(pool).add(i * h.stride as usize);
+        h.nused += 1;
+        // Serialised: plain read-modify-writes (a locked one is a CAS loop under Valgrind).
+        let live = &h.live[w];
+        live.store(live.load(Ordering::Relaxed) | 1 << bit, Ordering::Relaxed);
+        (*e).req[i] = size as u16; // size <= SMALL_REQUEST_THRESHOLD
+        *cls.nused.get() += 1;
+        if h.avail[0] | h.avail[1] == 0 {
+            unlink_used(cls, h);
+        }
+        track::mempool_alloc(b, size);
+        b
     }
 }
 
-/// Frees a block under memcheck. Returns false (and changes nothing) for a double or invalid
-/// free, after memcheck has reported it.
+/// Frees a block under memcheck: the live bit is cleared, memcheck is told (the chunk becomes
+/// NOACCESS, the free stack is recorded) and the block waits in the quarantine. Returns false
+/// (and changes nothing of the heap) for a double or invalid free, which memcheck reports with
+/// the program's stack.
 ///
 /// # Safety
-/// `b` lies in a pool of this process.
+/// `b` lies in a pool of this process; the serialisation lock is held.
+#[inline(always)]
 pub(crate) unsafe fn memcheck_free(b: *mut u8, class: Option<usize>) -> bool {
-    // SAFETY: forwarded.
-    let Some(class) = (unsafe { memcheck_release(b, class) }) else {
-        // Not a live block: let memcheck report the invalid free with the user's stack, and keep
-        // the block off every list (a block listed twice would be handed out twice).
-        track::block_free(b);
-        return false;
-    };
-    track::block_free(b);
-    let limit = if QUARANTINE_DRAINED.load(Ordering::Relaxed) {
-        0
-    } else {
-        QUARANTINE_LIMIT.load(Ordering::Relaxed)
-    };
+    let pool = PoolHeader::of(b);
+    // SAFETY: the pool is ours (address_in_range or a layout said so); serialised.
+    unsafe {
+        let e = side(pool);
+        let live_block = if e.is_null() {
+            None
+        } else {
+            let h = &mut (*e).hdr;
+            match block_at(pool, h, b) {
+                Some(i) => {
+                    let word = &h.live[i / 64];
+                    let v = word.load(Ordering::Relaxed);
+                    let bit = 1u64 << (i % 64);
+                    word.store(v & !bit, Ordering::Relaxed);
+                    (v & bit != 0).then(|| class.unwrap_or(h.szidx as usize))
+                }
+                None => None,
+            }
+        };
+        track::mempool_free(b);
+        let Some(class) = live_block else {
+            // Not a live block: memcheck has just reported the invalid free; the block stays
+            // off every list (a block listed twice would be handed out twice).
+            return false;
+        };
+        quarantine_push(b, class);
+        true
+    }
+}
+
+/// Under memcheck, puts one block back into its pool: the memcheck twin of [`put_block`].
+///
+/// # Safety
+/// Serialised; `b` is a block of `class` that is out of its pool and free.
+#[inline(always)]
+unsafe fn memcheck_put_block(class: usize, b: *mut u8) {
+    let cls = &CLASSES[class];
+    let pool = PoolHeader::of(b);
+    // SAFETY: forwarded; the pool of an out block is carved and has a side entry.
+    unsafe {
+        let h = &mut (*side(pool)).hdr;
+        let i = PoolHeader::block_index(pool, h.stride as usize, b);
+        let was_full = h.avail[0] | h.avail[1] == 0;
+        h.avail[i / 64] |= 1 << (i % 64);
+        h.nused -= 1;
+        *cls.nused.get() -= 1;
+        if was_full || h.nused == 0 {
+            pool_changes_list(cls, class, pool, h, was_full);
+        }
+    }
+}
+
+/// Puts a freed block in the quarantine, evicting the oldest blocks beyond its limits (or frees
+/// it at once when the quarantine is off or drained).
+///
+/// # Safety
+/// Serialised; `b` is a block of `class` just freed by the program.
+#[inline(always)]
+unsafe fn quarantine_push(b: *mut u8, class: usize) {
     let q = &QUARANTINE;
-    let _g = q.lock.lock_unless_serialized();
+    let limit = QUARANTINE_LIMIT.load(Ordering::Relaxed);
     // SAFETY: quarantine lock held.
     unsafe {
-        if (*q.ring.get()).is_null() && limit > 0 {
-            *q.ring.get() = map_ring();
+        let mut ring = *q.ring.get();
+        if ring.is_null() && limit > 0 {
+            ring = map_ring();
+            *q.ring.get() = ring;
         }
-        let ring = *q.ring.get();
         if ring.is_null() || limit == 0 {
-            central_free(class, b, 1);
-            return true;
+            memcheck_put_block(class, b);
+            return;
         }
         if *q.len.get() == QUARANTINE_SLOTS {
             evict_one(ring, q);
@@ -989,13 +1264,14 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: Option<usize>) -> bool {
         *ring.add(tail) = ring_entry(b, class);
         *q.len.get() += 1;
         *q.bytes.get() += class_size(class);
-        QUARANTINED[class].fetch_add(1, Ordering::Relaxed);
+        // Statistics only, under the quarantine lock: plain read-modify-writes.
+        let n = &QUARANTINED[class];
+        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         while *q.bytes.get() > limit && *q.len.get() > 0 {
             evict_one(ring, q);
         }
         COUNTERS.quarantined.store(*q.len.get(), Ordering::Relaxed);
     }
-    true
 }
 
 /// The quarantine ring: an anonymous mapping, not a heap block, so that it never shows up in
@@ -1039,9 +1315,6 @@ static EXIT_DRAIN: extern "C" fn() = exit_drain;
 /// `POOLGRIND_QUARANTINE`, cached at initialisation.
 static QUARANTINE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
-static QUARANTINE_DRAINED: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
-
 /// At exit under memcheck: empty the quarantine and stop using it, so that pools and arenas
 /// holding only freed blocks are given back before memcheck's leak check (an arena with no live
 /// chunk would otherwise be reported as a still-reachable heap block of 256 KiB).
@@ -1050,10 +1323,9 @@ pub(crate) fn memcheck_exit_drain() {
         return;
     }
     let _serial = track::serialize();
-    QUARANTINE_DRAINED.store(true, Ordering::Relaxed);
+    QUARANTINE_LIMIT.store(0, Ordering::Relaxed); // from now on frees skip the quarantine
     let q = &QUARANTINE;
-    let _g = q.lock.lock_unless_serialized();
-    // SAFETY: quarantine lock held.
+    // SAFETY: serialised.
     unsafe {
         let ring = *q.ring.get();
         while !ring.is_null() && *q.len.get() > 0 {
@@ -1077,6 +1349,7 @@ fn ring_unpack(e: *mut u8) -> (*mut u8, usize) {
 ///
 /// # Safety
 /// Quarantine lock held, ring non-empty.
+#[inline(always)]
 unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
     // SAFETY: forwarded.
     unsafe {
@@ -1088,8 +1361,9 @@ unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
         *q.head.get() = (h + 1) % QUARANTINE_SLOTS;
         *q.len.get() -= 1;
         *q.bytes.get() -= class_size(class);
-        QUARANTINED[class].fetch_sub(1, Ordering::Relaxed);
-        central_free(class, b, 1);
+        let n = &QUARANTINED[class];
+        n.store(n.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        memcheck_put_block(class, b);
     }
 }
 
@@ -1106,14 +1380,12 @@ extern "C" fn fork_prepare() {
     // SAFETY: as above.
     unsafe {
         ARENA_LOCK.raw_lock();
-        QUARANTINE.lock.raw_lock();
     }
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: this thread took every lock in fork_prepare.
     unsafe {
-        QUARANTINE.lock.force_unlock();
         ARENA_LOCK.force_unlock();
         for c in &CLASSES {
             c.lock.force_unlock();
@@ -1127,7 +1399,6 @@ extern "C" fn fork_child() {
     // SAFETY: the child has a single thread, which took every lock in fork_prepare; the
     // mutexes are re-initialised rather than unlocked, which is valid for any owner state.
     unsafe {
-        QUARANTINE.lock.reinit();
         ARENA_LOCK.reinit();
         for c in &CLASSES {
             c.lock.reinit();

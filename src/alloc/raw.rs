@@ -7,7 +7,7 @@ use core::ptr::{self, null_mut};
 use core::sync::atomic::Ordering;
 
 use super::front::{self, class_for};
-use super::heap::{self, NARENAS};
+use super::heap::{self, NARENAS, PATH_FAST, PATH_MEMCHECK};
 use super::types::*;
 use super::{sys, tcache, track};
 
@@ -51,10 +51,16 @@ fn ours(p: *const u8) -> bool {
 /// # Safety
 /// Always safe to call; `unsafe` because the result is raw memory.
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    if size <= SMALL_REQUEST_THRESHOLD && heap::fast() {
-        let b = tcache::try_alloc(size_class(size));
-        if !b.is_null() {
-            return b;
+    if size <= SMALL_REQUEST_THRESHOLD {
+        match heap::path() {
+            PATH_FAST => {
+                let b = tcache::try_alloc(size_class(size));
+                if !b.is_null() {
+                    return b;
+                }
+            }
+            PATH_MEMCHECK => return front::memcheck_small_alloc(size, false),
+            _ => {}
         }
     }
     if !heap::ensure_init() {
@@ -74,6 +80,9 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         return null_mut();
     };
+    if total <= SMALL_REQUEST_THRESHOLD && heap::path() == PATH_MEMCHECK {
+        return front::memcheck_small_alloc(total, true);
+    }
     if !heap::ensure_init() {
         return sys::boot_alloc(total); // the bootstrap buffer is zeroed and never reused
     }
@@ -107,10 +116,17 @@ pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    if heap::fast() && address_in_range(p) {
-        // SAFETY: p lies in one of our pools; its header names the class (natively the header
-        // is plain memory: no Valgrind bookkeeping on this path).
-        return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+    match heap::path() {
+        PATH_FAST => {
+            if address_in_range(p) {
+                // SAFETY: p lies in one of our pools; its header names the class (natively the
+                // header is plain memory: no Valgrind bookkeeping on this path).
+                return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+            }
+        }
+        // SAFETY: forwarded.
+        PATH_MEMCHECK => return unsafe { memcheck_free(p) },
+        _ => {}
     }
     let _serial = track::serialize();
     if ours(p) {
@@ -121,6 +137,22 @@ pub unsafe fn free(p: *mut u8) {
         }
         // SAFETY: p lies in one of our pools; its header names the class.
         unsafe { front::small_free(p, heap::pool_class(p)) };
+    } else if !sys::is_boot(p) {
+        // SAFETY: not ours, not bootstrap: a system block.
+        unsafe { sys::free(p) };
+    }
+}
+
+/// `free` under memcheck: the classic test, then the memcheck path or the system allocator.
+///
+/// # Safety
+/// As [`free`], `p` not null.
+#[inline(never)]
+unsafe fn memcheck_free(p: *mut u8) {
+    let _serial = track::serialize();
+    if address_in_range(p) {
+        // SAFETY: p lies in one of our pools (the class is read with the live check).
+        unsafe { heap::memcheck_free(p, None) };
     } else if !sys::is_boot(p) {
         // SAFETY: not ours, not bootstrap: a system block.
         unsafe { sys::free(p) };
@@ -164,14 +196,14 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             free(p);
             return null_mut();
         }
-        let old_usable = if ours(p) {
+        let (old_usable, class) = if ours(p) {
             let c = heap::pool_class(p);
             if front::resize_in_place(c, class_for(size)) {
                 return p;
             }
-            front::small_usable(p, c)
+            (front::small_usable(p, c), Some(c))
         } else if sys::is_boot(p) {
-            sys::boot_size(p)
+            (sys::boot_size(p), None)
         } else if size > front::MAX_REQUEST {
             return null_mut();
         } else {
@@ -180,7 +212,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         let q = malloc(size);
         if !q.is_null() {
             ptr::copy_nonoverlapping(p, q, old_usable.min(size));
-            free(p);
+            // Ownership is known: no second address_in_range (bootstrap blocks are kept).
+            if let Some(c) = class {
+                front::small_free(p, c);
+            }
         }
         q
     }

@@ -7,8 +7,10 @@
 //!
 //! What memcheck is told (the "truth" the crate overview talks about):
 //! - arenas are NOACCESS when created; memcheck never learns about them as blocks;
-//! - a pool header is NOACCESS to the program and DEFINED only between [`open_header`] and
-//!   [`close_header`], while the allocator works on it;
+//! - a pool header is NOACCESS to the program; the allocator opens it ([`open_header`] …
+//!   [`close_header`]) only to write the arena index when the pool is carved (and the walker to
+//!   check it). Everything else it knows about a pool lives in the pool's side entry
+//!   (`types::SideEntry`), off the pool, so allocations and frees make no header requests;
 //! - a block handed out is a mempool chunk of exactly the requested size ([`block_alloc`]): its
 //!   bytes are UNDEFINED (or zeros, DEFINED, for calloc), the rest of its stride NOACCESS;
 //! - a freed block is released with MEMPOOL_FREE, which makes it NOACCESS and remembers the
@@ -85,12 +87,89 @@ pub fn valgrind() -> bool {
 }
 
 #[cfg(feature = "valgrind")]
-use crabgrind::memcheck::{mark_memory, MemState};
+use crabgrind::memcheck::MemState;
+
+/// The requests of the allocation and free paths, issued inline on x86-64 (elsewhere through
+/// crabgrind). Under memcheck each request costs ~170 ns whatever issues it; crabgrind's C shim
+/// (`valgrind_client_request_expr`) adds a call, ~13 guest instructions and a stack frame to
+/// each, and that frame becomes the innermost frame of every "Block was alloc'd at" stack. The
+/// codes are the ones of valgrind.h and memcheck.h (Valgrind 3.19; stable across releases:
+/// clients built against old headers keep working), checked against the installed headers by
+/// a unit test.
+#[cfg(feature = "valgrind")]
+mod req {
+    /// `VG_USERREQ_TOOL_BASE('M', 'C')`: memcheck's requests start here.
+    pub const MC: usize = (b'M' as usize) << 24 | (b'C' as usize) << 16;
+    pub const MAKE_MEM_NOACCESS: usize = MC;
+    pub const MAKE_MEM_DEFINED: usize = MC + 2;
+    pub const ENABLE_ADDR_ERROR_REPORTING_IN_RANGE: usize = MC + 13;
+    pub const DISABLE_ADDR_ERROR_REPORTING_IN_RANGE: usize = MC + 14;
+    pub const MEMPOOL_ALLOC: usize = 0x1305;
+    pub const MEMPOOL_FREE: usize = 0x1306;
+
+    /// Issues client request `code` with three arguments; returns Valgrind's answer, or 0 when
+    /// not running under Valgrind (the magic sequence is then a no-op: four rotations of `rdi`
+    /// by 128 bits in all and an exchange of `rbx` with itself).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
+        let args: [usize; 6] = [code, a1, a2, a3, 0, 0];
+        let mut result: usize = 0;
+        // SAFETY: the sequence leaves every register as it found it (rdi is rotated by a
+        // multiple of 64 bits) except rdx (the result) and the flags; Valgrind reads `args`
+        // (hence no `nomem`) and may read or write the memory the request names, which the
+        // callers own or deliberately hand over.
+        unsafe {
+            core::arch::asm!(
+                "rol rdi, 3",
+                "rol rdi, 13",
+                "rol rdi, 61",
+                "rol rdi, 51",
+                "xchg rbx, rbx",
+                inout("rdx") result,
+                in("rax") args.as_ptr(),
+                out("rdi") _,
+                options(nostack),
+            );
+        }
+        result
+    }
+
+    /// Elsewhere: the same requests through crabgrind's typed functions (and its C shim).
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
+        use crabgrind::{memcheck as mc, valgrind as vg};
+        let p = a1 as *const core::ffi::c_void;
+        match code {
+            MAKE_MEM_NOACCESS => {
+                let _ = mc::mark_memory(p, a2, mc::MemState::NoAccess);
+            }
+            MAKE_MEM_DEFINED => {
+                let _ = mc::mark_memory(p, a2, mc::MemState::Defined);
+            }
+            ENABLE_ADDR_ERROR_REPORTING_IN_RANGE => mc::enable_error_reporting(p, a2),
+            DISABLE_ADDR_ERROR_REPORTING_IN_RANGE => mc::disable_error_reporting(p, a2),
+            MEMPOOL_ALLOC => vg::mempool_alloc(p, a2 as *const _, a3),
+            MEMPOOL_FREE => vg::mempool_free(p, a2 as *const _),
+            _ => {}
+        }
+        0
+    }
+}
 
 #[cfg(feature = "valgrind")]
 #[inline(always)]
 fn mark(p: *const u8, n: usize, state: MemState) {
-    let _ = mark_memory(p.cast(), n, state);
+    let code = match state {
+        MemState::NoAccess => req::MAKE_MEM_NOACCESS,
+        MemState::Defined => req::MAKE_MEM_DEFINED,
+        other => {
+            let _ = crabgrind::memcheck::mark_memory(p.cast(), n, other);
+            return;
+        }
+    };
+    req::request(code, p as usize, n, 0);
 }
 
 /// A fresh arena (or any allocator-private range) becomes NOACCESS.
@@ -146,7 +225,12 @@ pub fn block_alloc(p: *const u8, size: usize) {
     #[cfg(feature = "valgrind")]
     match TOOL.load(Ordering::Relaxed) {
         T_MEMCHECK => {
-            crabgrind::valgrind::mempool_alloc((&raw const ANCHOR).cast(), p.cast(), size)
+            req::request(
+                req::MEMPOOL_ALLOC,
+                (&raw const ANCHOR) as usize,
+                p as usize,
+                size,
+            );
         }
         T_OTHER => {
             recycled(p, size);
@@ -159,6 +243,33 @@ pub fn block_alloc(p: *const u8, size: usize) {
     let _ = (p, size);
 }
 
+/// Memcheck only: a block of `size` requested bytes becomes a mempool chunk (UNDEFINED bytes).
+#[inline(always)]
+pub fn mempool_alloc(p: *const u8, size: usize) {
+    #[cfg(feature = "valgrind")]
+    req::request(
+        req::MEMPOOL_ALLOC,
+        (&raw const ANCHOR) as usize,
+        p as usize,
+        size,
+    );
+    let _ = (p, size);
+}
+
+/// Memcheck only: the chunk at `p` is freed (NOACCESS, free stack recorded); memcheck reports
+/// an invalid free if `p` is not a live chunk.
+#[inline(always)]
+pub fn mempool_free(p: *const u8) {
+    #[cfg(feature = "valgrind")]
+    req::request(
+        req::MEMPOOL_FREE,
+        (&raw const ANCHOR) as usize,
+        p as usize,
+        0,
+    );
+    let _ = p;
+}
+
 /// A block goes back to the allocator: memcheck makes it NOACCESS and records the free stack;
 /// freeing a block that is not a live chunk is reported by memcheck as an invalid free. Other
 /// tools see a `free` of the block announced by [`block_alloc`].
@@ -166,7 +277,14 @@ pub fn block_alloc(p: *const u8, size: usize) {
 pub fn block_free(p: *const u8) {
     #[cfg(feature = "valgrind")]
     match TOOL.load(Ordering::Relaxed) {
-        T_MEMCHECK => crabgrind::valgrind::mempool_free((&raw const ANCHOR).cast(), p.cast()),
+        T_MEMCHECK => {
+            req::request(
+                req::MEMPOOL_FREE,
+                (&raw const ANCHOR) as usize,
+                p as usize,
+                0,
+            );
+        }
         T_OTHER => crabgrind::valgrind::freelike_block(p.cast(), 0),
         _ => {}
     }
@@ -212,9 +330,25 @@ impl SerialLock {
     }
 }
 
+/// A unique id of the calling thread: its thread pointer (one instruction on x86-64 Linux,
+/// where `fs:0` holds it; `pthread_self` elsewhere, which returns the same value).
+#[inline(always)]
 fn thread_id() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux fs:0 is the TCB's self pointer; the asm only reads it.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as usize }
+    unsafe {
+        libc::pthread_self() as usize
+    }
 }
 
 /// Takes the memcheck serialisation lock (recursively); a no-op natively.
@@ -303,10 +437,10 @@ pub fn recycled(p: *const u8, n: usize) {
 pub unsafe fn read_foreign_u32(p: *const u32) -> u32 {
     #[cfg(feature = "valgrind")]
     if memcheck() {
-        crabgrind::memcheck::disable_error_reporting(p.cast(), 4);
+        req::request(req::DISABLE_ADDR_ERROR_REPORTING_IN_RANGE, p as usize, 4, 0);
         // SAFETY: forwarded from the caller.
         let mut local: u32 = unsafe { raw_read_u32(p) };
-        crabgrind::memcheck::enable_error_reporting(p.cast(), 4);
+        req::request(req::ENABLE_ADDR_ERROR_REPORTING_IN_RANGE, p as usize, 4, 0);
         mark((&raw mut local).cast_const().cast(), 4, MemState::Defined);
         // SAFETY: `local` is a live stack variable; the volatile read makes the compiler reload
         // it after the client request instead of reusing the register copy.
@@ -340,31 +474,50 @@ unsafe fn raw_read_u32(p: *const u32) -> u32 {
     }
 }
 
-/// How many bytes from `p` (at most `max`) are addressable, without reporting anything: the
-/// requested size of a live memcheck chunk, found by binary search with GET_VBITS (which answers
-/// "unaddressable" instead of reporting an error). Natively returns `max`.
-pub fn addressable_len(p: *const u8, max: usize) -> usize {
-    #[cfg(feature = "valgrind")]
-    if memcheck() {
-        let mut buf = [0u8; 512];
-        let max = max.min(buf.len());
-        let mut addressable = |n: usize| -> bool {
-            n == 0 || crabgrind::memcheck::vbits(p.cast(), &mut buf[..n]).is_ok()
-        };
-        let (mut lo, mut hi) = (0usize, max); // lo addressable, answer in [lo, hi]
-        if addressable(hi) {
-            return hi;
-        }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if addressable(mid) {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        return lo;
+#[cfg(all(test, feature = "valgrind"))]
+mod tests {
+    /// The request codes issued inline are the ones of the installed Valgrind headers.
+    #[test]
+    fn request_codes_match_the_installed_headers() {
+        let dir = std::env::temp_dir().join(format!("poolgrind-req-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("codes.c");
+        std::fs::write(
+            &src,
+            "#include <stdio.h>\n#include <valgrind/memcheck.h>\nint main(void) {\n\
+             printf(\"%lu %lu %lu %lu %lu %lu\\n\",\n\
+             (unsigned long)VG_USERREQ__MAKE_MEM_NOACCESS,\n\
+             (unsigned long)VG_USERREQ__MAKE_MEM_DEFINED,\n\
+             (unsigned long)VG_USERREQ__ENABLE_ADDR_ERROR_REPORTING_IN_RANGE,\n\
+             (unsigned long)VG_USERREQ__DISABLE_ADDR_ERROR_REPORTING_IN_RANGE,\n\
+             (unsigned long)VG_USERREQ__MEMPOOL_ALLOC,\n\
+             (unsigned long)VG_USERREQ__MEMPOOL_FREE);\n return 0; }\n",
+        )
+        .unwrap();
+        let exe = dir.join("codes");
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let st = std::process::Command::new(cc)
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .status()
+            .expect("a C compiler");
+        assert!(
+            st.success(),
+            "compiling against <valgrind/memcheck.h> failed"
+        );
+        let out = std::process::Command::new(&exe).output().unwrap();
+        let got = String::from_utf8(out.stdout).unwrap();
+        let want = format!(
+            "{} {} {} {} {} {}\n",
+            super::req::MAKE_MEM_NOACCESS,
+            super::req::MAKE_MEM_DEFINED,
+            super::req::ENABLE_ADDR_ERROR_REPORTING_IN_RANGE,
+            super::req::DISABLE_ADDR_ERROR_REPORTING_IN_RANGE,
+            super::req::MEMPOOL_ALLOC,
+            super::req::MEMPOOL_FREE
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got, want);
     }
-    let _ = p;
-    max
 }

@@ -85,6 +85,10 @@ pub const fn class_size(class: usize) -> usize {
 /// - strict geometries (memcheck, debug): bit `i` of `live` is set iff block `i` is handed out to
 ///   the program (not free, not cached, not quarantined). A free of a block whose bit is clear
 ///   is a double or invalid free.
+/// - under memcheck this struct lives twice: the copy at the pool's start holds only a valid
+///   `arenaindex` (written when the pool is carved, NOACCESS ever after, read only by
+///   `address_in_range`); every other field is kept in the pool's [`SideEntry`], and the
+///   allocator never opens the in-pool header on an allocation or a free (see [`SideEntry`]).
 #[repr(C)]
 pub struct PoolHeader {
     /// Index of this pool's arena in the arena table (offset 0, 4 bytes: see above).
@@ -136,6 +140,43 @@ impl PoolHeader {
         (p as usize & POOL_MASK) as *mut PoolHeader
     }
 }
+
+/// Under memcheck: the metadata of one pool, kept off the pool, in an allocator-private mapping.
+///
+/// Why: memcheck must see a pool header as NOACCESS to the program, so every access by the
+/// allocator to an in-pool header costs two client requests (make DEFINED, make NOACCESS
+/// again), ~170 ns each under memcheck, four to eight per malloc/free pair. Kept here instead,
+/// the metadata needs none, and the header inside the pool is never made accessible again after
+/// the pool is carved. The side table is ordinary memory (no block of the program sits next to
+/// it, so no overflow can reach it without crossing NOACCESS memory first), like the state of
+/// any allocator that memcheck does not replace.
+///
+/// Invariants (checked by the walker):
+/// - the page map sends the page of every carved pool of every live arena to that pool's entry
+///   (index `arenaindex * POOLS_PER_ARENA + pool number + 1`; 0 means "not a pool"), and the
+///   pages of a freed arena to 0;
+/// - `hdr` obeys every [`PoolHeader`] invariant, and its `arenaindex` equals the in-pool one;
+/// - `req[i]` is the size the program asked for when block `i` is live (bit `i` of `hdr.live`).
+#[repr(C)]
+pub struct SideEntry {
+    /// The pool's header fields.
+    pub hdr: PoolHeader,
+    /// Requested size of each live block (`malloc_usable_size` and `realloc` copy exactly it).
+    pub req: [u16; STRICT_MAX_BLOCKS],
+}
+
+/// Arenas the memcheck side table can describe (16 Ki arenas: 4 GiB of small blocks, more
+/// than any program run under memcheck uses; beyond it new small requests fail like an
+/// exhausted arena table). The table is reserved address space, touched as arenas are created.
+pub const SIDE_ARENAS: usize = 1 << 14;
+
+/// The page map from a page number to a side-table index: a two-level radix tree. User
+/// addresses on x86-64 (and AArch64 with 48-bit VAs) have at most 48 bits, 36 of page number:
+/// a root of 2^18 leaf pointers and leaves of 2^18 `u32` entries (1 MiB each, reserved
+/// address space, touched as pools are carved).
+pub const PAGE_MAP_LEAF_BITS: usize = 18;
+/// Entries in the page map's root.
+pub const PAGE_MAP_ROOT_LEN: usize = 1 << 18;
 
 /// One entry of the arena table (pymalloc's `arena_object`).
 ///
