@@ -53,6 +53,22 @@ fn c_clean_program_with_preload_has_zero_errors_under_memcheck() {
 }
 
 #[test]
+fn usable_size_is_the_requested_size_under_memcheck() {
+    // The requested size of each live block is kept in the pool's side entry: the promise of
+    // malloc_usable_size is exactly what memcheck lets the program write, and realloc copies it.
+    let lib = preload_lib();
+    let r = valgrind(
+        "memcheck",
+        &build_c("bugs"),
+        &["usable_sizes"],
+        &[("LD_PRELOAD", lib.to_str().unwrap())],
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.log.errors.is_empty(), "errors:\n{}", dump(&r.log));
+    assert_eq!(r.stdout.trim(), "1 20 100 512");
+}
+
+#[test]
 fn address_in_range_read_is_silent_and_changes_nothing() {
     // `foreign` frees glibc blocks through the preload (the deliberate read) and then reads an
     // uninitialised byte of such a block: memcheck must still report that one, which it would

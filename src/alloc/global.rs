@@ -5,7 +5,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 use super::front::{self, class_for};
-use super::heap::{self, PATH_FAST, PATH_MEMCHECK};
+use super::heap::{self, PATH_FAST, PATH_MEMCHECK, PATH_UNINIT};
 use super::sys;
 use super::tcache;
 use super::types::{size_class, ALIGNMENT, SMALL_REQUEST_THRESHOLD};
@@ -46,15 +46,21 @@ unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-            match heap::path() {
-                PATH_FAST => {
-                    let b = tcache::try_alloc(size_class(layout.size()));
-                    if !b.is_null() {
-                        return b;
+            loop {
+                match heap::path() {
+                    PATH_FAST => {
+                        let b = tcache::try_alloc(size_class(layout.size()));
+                        if !b.is_null() {
+                            return b;
+                        }
                     }
+                    PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
+                    // First request: initialise, then take the chosen path (one call site, so
+                    // one allocation stack for every block).
+                    PATH_UNINIT if heap::ensure_init() => continue,
+                    _ => {}
                 }
-                PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
-                _ => {}
+                break;
             }
         }
         heap::ensure_init();
@@ -66,11 +72,14 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD
-            && layout.align() <= ALIGNMENT
-            && heap::path() == PATH_MEMCHECK
-        {
-            return front::memcheck_small_alloc(layout.size(), true);
+        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
+            loop {
+                match heap::path() {
+                    PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), true),
+                    PATH_UNINIT if heap::ensure_init() => continue,
+                    _ => break,
+                }
+            }
         }
         heap::ensure_init();
         match small(&layout) {

@@ -36,7 +36,7 @@ static DEBUG: AtomicU8 = AtomicU8::new(0);
 static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
 /// The one flag the entry points read first: which path small requests take. Published last
 /// (Release), so seeing a path implies everything else is initialised.
-static PATH: AtomicU8 = AtomicU8::new(PATH_GENERAL);
+static PATH: AtomicU8 = AtomicU8::new(PATH_UNINIT);
 
 /// Small requests go through the lock-free thread caches: initialised, pools on, thread caches
 /// on, not debug mode, not under Valgrind.
@@ -44,9 +44,13 @@ pub const PATH_FAST: u8 = 1;
 /// Small requests go to the memcheck paths (`memcheck_alloc`, `memcheck_free`): initialised,
 /// pools on, under memcheck.
 pub const PATH_MEMCHECK: u8 = 2;
-/// Anything else (not initialised yet, debug mode, other Valgrind tools, `malloc` mode): the
-/// general front end decides.
+/// Anything else (debug mode, other Valgrind tools, `malloc` mode): the general front end
+/// decides.
 pub const PATH_GENERAL: u8 = 0;
+/// Not initialised yet: the entry point initialises the allocator (`ensure_init`) and reads the
+/// path again, so that the first request takes the same call path, hence has the same
+/// allocation stack, as every later one (memcheck groups leaks by that stack).
+pub const PATH_UNINIT: u8 = 3;
 
 thread_local! {
     static IN_INIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
@@ -121,7 +125,6 @@ fn init_slow() -> bool {
         unsafe { libc::atexit(super::stats::print_stats_at_exit) };
     }
     IN_INIT.with(|f| f.set(false));
-    STATE.store(READY, Ordering::Release);
     let usable = pools_on() && !arena_table().is_null();
     let path = if usable && tcache_on() && !debug_mode() {
         PATH_FAST
@@ -131,6 +134,7 @@ fn init_slow() -> bool {
         PATH_GENERAL
     };
     PATH.store(path, Ordering::Release);
+    STATE.store(READY, Ordering::Release);
     true
 }
 
@@ -177,10 +181,6 @@ pub(crate) static CLASSES: [ClassState; NB_SMALL_SIZE_CLASSES] =
     [const { ClassState::new() }; NB_SMALL_SIZE_CLASSES];
 
 pub(crate) static COUNTERS: Counters = Counters::new();
-
-/// Blocks of each class waiting in the memcheck quarantine (written under the quarantine lock).
-pub(crate) static QUARANTINED: [AtomicUsize; NB_SMALL_SIZE_CLASSES] =
-    [const { AtomicUsize::new(0) }; NB_SMALL_SIZE_CLASSES];
 
 // ---------------------------------------------------------------------------------------------
 // The arena layer (guarded by ARENA_LOCK, except `address` reads and NARENAS).
@@ -1264,13 +1264,9 @@ unsafe fn quarantine_push(b: *mut u8, class: usize) {
         *ring.add(tail) = ring_entry(b, class);
         *q.len.get() += 1;
         *q.bytes.get() += class_size(class);
-        // Statistics only, under the quarantine lock: plain read-modify-writes.
-        let n = &QUARANTINED[class];
-        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         while *q.bytes.get() > limit && *q.len.get() > 0 {
             evict_one(ring, q);
         }
-        COUNTERS.quarantined.store(*q.len.get(), Ordering::Relaxed);
     }
 }
 
@@ -1332,7 +1328,6 @@ pub(crate) fn memcheck_exit_drain() {
             evict_one(ring, q);
         }
     }
-    COUNTERS.quarantined.store(0, Ordering::Relaxed);
 }
 
 /// A quarantine slot: the block's address with its class in the top byte (user addresses use
@@ -1343,6 +1338,28 @@ fn ring_entry(b: *mut u8, class: usize) -> *mut u8 {
 
 fn ring_unpack(e: *mut u8) -> (*mut u8, usize) {
     ((e as usize & ((1 << 56) - 1)) as *mut u8, e as usize >> 56)
+}
+
+/// Blocks of each class in the quarantine, counted from the ring (for `stats`: the free path
+/// keeps no per-class counters, every memory access of it being expensive under memcheck).
+pub(crate) fn quarantined_per_class() -> [usize; NB_SMALL_SIZE_CLASSES] {
+    let mut n = [0; NB_SMALL_SIZE_CLASSES];
+    if !track::memcheck() {
+        return n;
+    }
+    let _serial = track::serialize();
+    let q = &QUARANTINE;
+    // SAFETY: serialised; slots head .. head + len are live entries.
+    unsafe {
+        let ring = *q.ring.get();
+        for k in 0..*q.len.get() {
+            if !ring.is_null() {
+                let (_, class) = ring_unpack(*ring.add((*q.head.get() + k) % QUARANTINE_SLOTS));
+                n[class] += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Moves the oldest quarantined block back to its pool.
@@ -1361,8 +1378,6 @@ unsafe fn evict_one(ring: *mut *mut u8, q: &Quarantine) {
         *q.head.get() = (h + 1) % QUARANTINE_SLOTS;
         *q.len.get() -= 1;
         *q.bytes.get() -= class_size(class);
-        let n = &QUARANTINED[class];
-        n.store(n.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         memcheck_put_block(class, b);
     }
 }

@@ -7,7 +7,7 @@ use core::ptr::{self, null_mut};
 use core::sync::atomic::Ordering;
 
 use super::front::{self, class_for};
-use super::heap::{self, NARENAS, PATH_FAST, PATH_MEMCHECK};
+use super::heap::{self, NARENAS, PATH_FAST, PATH_MEMCHECK, PATH_UNINIT};
 use super::types::*;
 use super::{sys, tcache, track};
 
@@ -52,15 +52,19 @@ fn ours(p: *const u8) -> bool {
 /// Always safe to call; `unsafe` because the result is raw memory.
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_REQUEST_THRESHOLD {
-        match heap::path() {
-            PATH_FAST => {
-                let b = tcache::try_alloc(size_class(size));
-                if !b.is_null() {
-                    return b;
+        loop {
+            match heap::path() {
+                PATH_FAST => {
+                    let b = tcache::try_alloc(size_class(size));
+                    if !b.is_null() {
+                        return b;
+                    }
                 }
+                PATH_MEMCHECK => return front::memcheck_small_alloc(size, false),
+                PATH_UNINIT if heap::ensure_init() => continue,
+                _ => {}
             }
-            PATH_MEMCHECK => return front::memcheck_small_alloc(size, false),
-            _ => {}
+            break;
         }
     }
     if !heap::ensure_init() {
@@ -80,8 +84,14 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         return null_mut();
     };
-    if total <= SMALL_REQUEST_THRESHOLD && heap::path() == PATH_MEMCHECK {
-        return front::memcheck_small_alloc(total, true);
+    if total <= SMALL_REQUEST_THRESHOLD {
+        loop {
+            match heap::path() {
+                PATH_MEMCHECK => return front::memcheck_small_alloc(total, true),
+                PATH_UNINIT if heap::ensure_init() => continue,
+                _ => break,
+            }
+        }
     }
     if !heap::ensure_init() {
         return sys::boot_alloc(total); // the bootstrap buffer is zeroed and never reused

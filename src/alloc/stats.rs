@@ -54,6 +54,7 @@ pub fn stats() -> Stats {
     let mut s = Stats::default();
     let _serial = super::track::serialize();
     let in_caches = tcache::cached_blocks();
+    let in_quarantine = heap::quarantined_per_class();
     for (c, cls) in CLASSES.iter().enumerate() {
         let _g = cls.lock.lock();
         // SAFETY: class lock held.
@@ -65,7 +66,7 @@ pub fn stats() -> Stats {
                 *cls.transfer_blocks.get(),
             )
         };
-        let quarantined = heap::QUARANTINED[c].load(Ordering::Relaxed);
+        let quarantined = in_quarantine[c];
         let cached = in_caches[c] + transfer;
         s.classes[c] = ClassStats {
             size: class_size(c),
@@ -82,7 +83,7 @@ pub fn stats() -> Stats {
     s.arenas_highwater = COUNTERS.arenas_highwater.load(Ordering::Relaxed);
     s.bytes_from_os = s.arenas_live * ARENA_SIZE;
     s.system_allocs = COUNTERS.system_allocs.load(Ordering::Relaxed);
-    s.quarantined = COUNTERS.quarantined.load(Ordering::Relaxed);
+    s.quarantined = in_quarantine.iter().sum();
     s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
     s
 }

@@ -282,8 +282,6 @@ pub struct Counters {
     pub arenas_highwater: AtomicUsize,
     /// Requests served by the system allocator (too large, over-aligned, or `malloc` mode).
     pub system_allocs: AtomicUsize,
-    /// Blocks held in quarantine (memcheck only).
-    pub quarantined: AtomicUsize,
     /// Thread caches alive.
     pub thread_caches: AtomicU32,
 }
@@ -296,7 +294,6 @@ impl Counters {
             arenas_freed: AtomicUsize::new(0),
             arenas_highwater: AtomicUsize::new(0),
             system_allocs: AtomicUsize::new(0),
-            quarantined: AtomicUsize::new(0),
             thread_caches: AtomicU32::new(0),
         }
     }

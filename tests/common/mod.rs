@@ -19,30 +19,59 @@ pub fn target_dir() -> PathBuf {
 /// The preload library built alongside the tests.
 pub fn preload_lib() -> PathBuf {
     let p = target_dir().join("libpoolgrind.so");
+    assert_fresh(&p, &[]);
+    p
+}
+
+/// Newest modification time of the files under `dir` (recursively).
+fn newest_under(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).expect("source directory") {
+        let path = entry.expect("directory entry").path();
+        let t = if path.is_dir() {
+            newest_under(&path)
+        } else {
+            std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .expect("source file")
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `cargo test` does not rebuild the cdylib or the examples: a binary older than the crate's
+/// sources (`src/`, `build.rs`, and `extra` files) would silently test old code. Panics with
+/// what to run instead.
+fn assert_fresh(p: &Path, extra: &[&str]) {
+    let hint = "run `cargo build --lib --examples` first (ci/test does)";
+    let built = std::fs::metadata(p).and_then(|m| m.modified());
+    let built = built.unwrap_or_else(|_| panic!("{} not built: {hint}", p.display()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = newest_under(&root.join("src"));
+    for f in ["build.rs"].iter().chain(extra) {
+        let t = std::fs::metadata(root.join(f))
+            .and_then(|m| m.modified())
+            .expect("source file");
+        newest = newest.max(t);
+    }
     assert!(
-        p.exists(),
-        "{} not built: run `cargo build --lib --examples` first (ci/test does)",
+        built >= newest,
+        "{} is older than the sources it is built from: {hint}",
         p.display()
     );
-    p
 }
 
 /// An example binary, built by `cargo build --examples` (ci/test does it first). A missing or
 /// stale binary is an error that says what to run, never a silent test of old code.
 pub fn example(name: &str) -> PathBuf {
     let p = target_dir().join("examples").join(name);
-    let hint = "run `cargo build --lib --examples` first (ci/test does)";
-    let built = std::fs::metadata(&p).and_then(|m| m.modified());
-    let built = built.unwrap_or_else(|_| panic!("{} not built: {hint}", p.display()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/corpus/scenarios.rs");
-    let changed = std::fs::metadata(&src)
-        .and_then(|m| m.modified())
-        .expect("corpus source");
-    assert!(
-        built >= changed,
-        "{} is older than {}: {hint}",
-        p.display(),
-        src.display()
+    assert_fresh(
+        &p,
+        &[
+            "examples/corpus/scenarios.rs",
+            &format!("examples/{name}.rs"),
+        ],
     );
     p
 }
@@ -77,6 +106,7 @@ pub fn build_c(name: &str) -> PathBuf {
 pub struct Run {
     pub log: Log,
     pub status: std::process::ExitStatus,
+    pub stdout: String,
     pub stderr: String,
 }
 
@@ -102,6 +132,7 @@ pub fn valgrind(tool: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) ->
     Run {
         log,
         status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }

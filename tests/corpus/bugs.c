@@ -3,6 +3,7 @@
  * Usage: bugs <scenario>. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -85,6 +86,21 @@ NOINLINE static void clean_small_heap(void) {
     for (int i = 0; i < 20000; i++) free(v[i]);
 }
 
+NOINLINE static void usable_sizes(void) {
+    /* Writes every byte malloc_usable_size promises, and prints the promises: under memcheck
+     * they must be the requested sizes (any more would invite writes memcheck reports). */
+    static const size_t sizes[] = {1, 20, 100, 512};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        char *p = malloc(sizes[i]);
+        size_t u = malloc_usable_size(p);
+        memset(p, 7, u);
+        p = realloc(p, u + 1); /* moves (memcheck) and carries the u written bytes */
+        if (p[u - 1] == 7) printf("%zu ", u);
+        free(p);
+    }
+    putchar('\n');
+}
+
 struct scenario { const char *name; void (*f)(void); };
 static const struct scenario scenarios[] = {
     {"leak_one", bug_leak_one}, {"leak_list", bug_leak_list}, {"leak_cycle", bug_leak_cycle},
@@ -94,7 +110,7 @@ static const struct scenario scenarios[] = {
     {"double_free", bug_double_free}, {"branch_on_fresh", bug_branch_on_fresh},
     {"branch_on_recycled", bug_branch_on_recycled}, {"stale_after_realloc", bug_stale_after_realloc},
     {"still_reachable", bug_still_reachable}, {"clean", clean_program},
-    {"clean_small_heap", clean_small_heap},
+    {"clean_small_heap", clean_small_heap}, {"usable_sizes", usable_sizes},
 };
 
 int main(int argc, char **argv) {
