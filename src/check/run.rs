@@ -495,3 +495,26 @@ pub fn temp_xml_dir(label: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Program-specific files (`supp/programs/`, CPython's) are not loaded for every program:
+    /// `--report-unused-supp` on a Rust project would otherwise list their entries.
+    #[test]
+    fn default_suppressions_exclude_program_specific_files() {
+        let files = super::default_supp_files();
+        assert!(!files.is_empty(), "the shipped supp/ directory is found");
+        for f in &files {
+            assert!(
+                f.parent().and_then(|d| d.file_name()) == Some("supp".as_ref()),
+                "{} is not directly in supp/",
+                f.display()
+            );
+        }
+        assert!(files.iter().all(|f| !f.ends_with("python3.supp")));
+        assert!(super::find_supp_dir()
+            .unwrap()
+            .join("programs/python3.supp")
+            .is_file());
+    }
+}
