@@ -262,3 +262,30 @@ fn gen_run_stale_loop_with_valgrind() {
         "{out}"
     );
 }
+
+#[test]
+fn log_directories_are_searched_for_xml_and_an_empty_one_is_an_error() {
+    // `--keep-xml DIR` leaves logs in nested directories: gen and stale take the directory.
+    let t = tempfile::tempdir().unwrap();
+    let nested = t.path().join("logs/shard-1/bin");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::copy(fixture("bugs.xml"), nested.join("vg-1.xml")).unwrap();
+    std::fs::write(nested.join("job-1.out"), "not a log\n").unwrap();
+    let o = poolgrind(&["supp", "gen", "--from", "logs", "-o", "d.supp"], t.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("8 entries from 9 errors in 1 log(s)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = poolgrind(&["supp", "stale", "--supp", "d.supp", "logs"], t.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::create_dir_all(t.path().join("empty")).unwrap();
+    let o = poolgrind(&["supp", "stale", "--supp", "d.supp", "empty"], t.path());
+    assert_eq!(o.status.code(), Some(3), "an unreadable input: exit 3");
+    assert!(
+        stderr(&o).contains("empty: a directory with no valgrind XML log in it"),
+        "{}",
+        stderr(&o)
+    );
+}

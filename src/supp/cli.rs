@@ -82,14 +82,15 @@ pub enum SuppCommand {
     /// List suppressions that never fired, summing `<suppcounts>` over every log given (all
     /// processes, all CI shards).
     ///
-    /// LOGS are valgrind XML files, or JSON counts saved with --save-counts (one per shard).
+    /// LOGS are valgrind XML files (or directories of them, searched recursively), or JSON counts
+    /// saved with --save-counts (one per shard).
     ///
     /// Example: poolgrind supp stale --supp supp/mine.supp shard*/vg-*.xml
     Stale {
         /// Suppression files whose entries are checked (repeatable).
         #[arg(long = "supp", value_name = "FILE", required = true)]
         supp: Vec<PathBuf>,
-        /// Valgrind XML logs and/or saved counts (.json).
+        /// Valgrind XML logs (files or directories) and/or saved counts (.json).
         #[arg(required = true)]
         logs: Vec<PathBuf>,
         /// Also write the summed counts as JSON (to merge shards later).
@@ -107,7 +108,8 @@ pub enum SuppCommand {
 /// Options of `supp gen`.
 #[derive(Debug, Args)]
 pub struct GenArgs {
-    /// Valgrind XML logs to read (run with --gen-suppressions=all, as `poolgrind run` does).
+    /// Valgrind XML logs to read, or directories of them (run with --gen-suppressions=all, as
+    /// `poolgrind run` does).
     #[arg(long = "from", value_name = "LOG", num_args = 1.., conflicts_with = "command")]
     pub from: Vec<PathBuf>,
     /// Output file (default: stdout).
@@ -322,7 +324,7 @@ fn gen_cmd(args: GenArgs) -> anyhow::Result<i32> {
         logs
     } else if !args.from.is_empty() {
         let mut logs = Vec::new();
-        for f in &args.from {
+        for f in &expand_dirs(&args.from)? {
             logs.push(xml::parse_file(f).with_context(|| format!("cannot read {}", f.display()))?);
         }
         logs
@@ -396,13 +398,53 @@ fn merge_cmd(
     Ok(exit::SUCCESS)
 }
 
-/// Reads counts from XML logs and saved-count JSON files.
+/// Log arguments with every directory replaced by the `.xml` files under it (recursively,
+/// sorted): `--keep-xml DIR` writes one file per process in nested directories, and a CI job
+/// should not have to glob them (a shell's `**` needs `globstar`, and a long list can split).
+/// A directory without any log is an error, not an empty input.
+pub fn expand_dirs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for e in entries {
+            let p = e
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| x == "xml") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            if found.is_empty() {
+                anyhow::bail!(
+                    "{}: a directory with no valgrind XML log in it",
+                    p.display()
+                );
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads counts from XML logs (files, or directories of them) and saved-count JSON files.
 pub fn load_counts(paths: &[PathBuf]) -> anyhow::Result<SavedCounts> {
     let mut total = SavedCounts {
         schema: SavedCounts::SCHEMA.to_string(),
         ..SavedCounts::default()
     };
-    for p in paths {
+    for p in &expand_dirs(paths)? {
         let is_json = p.extension().is_some_and(|e| e == "json");
         if is_json {
             let text = std::fs::read_to_string(p)
