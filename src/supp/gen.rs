@@ -166,12 +166,17 @@ fn paired(err: &VgError, sframes: &[SuppFrame]) -> Vec<Frame> {
 }
 
 /// Chooses and normalises the frames of one entry (steps 2–5 of the module docs). Also returns
-/// the display name of the first user frame, if any.
+/// the display name of the first user frame, if any. For a leak (`leak`), the allocation
+/// function on top of the stack is not kept: which malloc made the block (valgrind's
+/// replacement, poolgrind's preload, a Rust global allocator) depends on how the program is run,
+/// not on the leak, and an entry starting `fun:malloc` would miss the same leak under
+/// `--preload`; the entry starts with `...` instead.
 pub fn shape_frames(
     sframes: &[SuppFrame],
     stack: &[Frame],
     max_frames: usize,
     runtime_only: bool,
+    leak: bool,
 ) -> (Vec<FramePat>, Option<String>) {
     let cls = classes(stack);
     let mut n = sframes.len();
@@ -194,7 +199,11 @@ pub fn shape_frames(
     if n == 0 {
         return (out, None);
     }
-    let keep_top = is_preload(&stack[0]) || cls[0] != FrameClass::Allocator;
+    let keep_top = if leak {
+        !is_preload(&stack[0]) && cls[0] != FrameClass::Allocator
+    } else {
+        is_preload(&stack[0]) || cls[0] != FrameClass::Allocator
+    };
     // A user frame only anchors the entry if it is the error's cause, not an ancestor that
     // drives the runtime: when the harness or a runtime entry point (a thread start, `lang_start`)
     // lies between it and the error, the runtime did the work (libtest's `main` above a
@@ -336,7 +345,13 @@ fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(
             .and_then(|f| f.func.as_deref().map(display_name));
         (allocator_frames(&s.frames, &stack, opts.max_frames), label)
     } else {
-        shape_frames(&s.frames, &stack, opts.max_frames, opts.runtime_only)
+        shape_frames(
+            &s.frames,
+            &stack,
+            opts.max_frames,
+            opts.runtime_only,
+            kind == "Leak",
+        )
     };
     if frames.iter().all(FramePat::is_ellipsis) {
         stats.not_runtime += usize::from(opts.runtime_only);
