@@ -226,19 +226,9 @@ static ARENAS: ArenaCell = ArenaCell(UnsafeCell::new(ArenaLists {
 }));
 
 fn arena_table_init() {
-    let bytes = MAX_ARENAS * core::mem::size_of::<ArenaObject>();
-    // SAFETY: an anonymous private mapping; no address hint. NORESERVE: only touched pages cost.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p != libc::MAP_FAILED {
+    // Reserved address space: only the pages of slots in use cost memory.
+    let p = reserve(MAX_ARENAS * core::mem::size_of::<ArenaObject>());
+    if !p.is_null() {
         ARENA_TABLE.store(p as usize, Ordering::Release);
     }
 }
@@ -1274,23 +1264,7 @@ unsafe fn quarantine_push(b: *mut u8, class: usize) {
 /// memcheck's leak summary as "still reachable". As a mapping it is a leak-check root, which is
 /// harmless because it only ever points at freed chunks (evicted slots are cleared).
 fn map_ring() -> *mut *mut u8 {
-    let bytes = QUARANTINE_SLOTS * core::mem::size_of::<*mut u8>();
-    // SAFETY: anonymous private mapping, no hint.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        null_mut()
-    } else {
-        p.cast()
-    }
+    reserve(QUARANTINE_SLOTS * core::mem::size_of::<*mut u8>()).cast()
 }
 
 static EXIT_DRAIN_REGISTERED: core::sync::atomic::AtomicBool =

@@ -32,7 +32,8 @@ pub enum Verdict {
     Ignored,
 }
 
-/// A leak kind as `--leak-kinds` names it (valgrind's `--show-leak-kinds` vocabulary).
+/// A leak kind as `--leak-kinds` and `match-leak-kinds:` name it (valgrind's
+/// `--show-leak-kinds` vocabulary); ordered as valgrind lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeakKind {
@@ -66,7 +67,12 @@ impl LeakKind {
         }
     }
 
-    /// The `--leak-kinds` word.
+    /// Parses one spelling (case-sensitive, as valgrind is).
+    pub fn from_name(s: &str) -> Option<LeakKind> {
+        LeakKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// The word in `--leak-kinds` and in a suppression's `match-leak-kinds:` line.
     pub fn name(self) -> &'static str {
         match self {
             LeakKind::Definite => "definite",

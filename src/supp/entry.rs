@@ -72,54 +72,9 @@ impl fmt::Display for FramePat {
     }
 }
 
-/// A memcheck leak kind as spelled in `match-leak-kinds:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LeakKind {
-    /// `definite`
-    Definite,
-    /// `indirect`
-    Indirect,
-    /// `possible`
-    Possible,
-    /// `reachable`
-    Reachable,
-}
-
-impl LeakKind {
-    /// All kinds, in canonical order.
-    pub const ALL: [LeakKind; 4] = [
-        LeakKind::Definite,
-        LeakKind::Indirect,
-        LeakKind::Possible,
-        LeakKind::Reachable,
-    ];
-
-    /// The spelling in suppression files.
-    pub fn name(self) -> &'static str {
-        match self {
-            LeakKind::Definite => "definite",
-            LeakKind::Indirect => "indirect",
-            LeakKind::Possible => "possible",
-            LeakKind::Reachable => "reachable",
-        }
-    }
-
-    /// Parses one spelling (case-sensitive, as valgrind is).
-    pub fn from_name(s: &str) -> Option<LeakKind> {
-        LeakKind::ALL.into_iter().find(|k| k.name() == s)
-    }
-
-    /// The leak kind of a memcheck XML error kind (`Leak_DefinitelyLost` → definite).
-    pub fn of_error_kind(kind: &str) -> Option<LeakKind> {
-        match kind {
-            "Leak_DefinitelyLost" => Some(LeakKind::Definite),
-            "Leak_IndirectlyLost" => Some(LeakKind::Indirect),
-            "Leak_PossiblyLost" => Some(LeakKind::Possible),
-            "Leak_StillReachable" => Some(LeakKind::Reachable),
-            _ => None,
-        }
-    }
-}
+/// A memcheck leak kind (`match-leak-kinds:` spells it as `--leak-kinds` does): one type for
+/// the runner's policy and the suppression files.
+pub use crate::check::policy::LeakKind;
 
 /// The value of a `match-leak-kinds:` line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
