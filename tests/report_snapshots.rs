@@ -154,7 +154,10 @@ fn junit_and_sarif_of_a_mixed_run() {
         &Policy::default(),
     );
     insta::assert_snapshot!("mixed_junit", junit::render(&r));
-    insta::assert_snapshot!("mixed_sarif", sarif::render(&r));
+    // Fixture logs were written in /build: files there are relative to %SRCROOT%, others
+    // absolute file:// URIs (what code scanning needs to place a result).
+    let root = std::path::Path::new("/build");
+    insta::assert_snapshot!("mixed_sarif", sarif::render_with_root(&r, Some(root)));
     // The JUnit document is well-formed XML (read back with the same tolerant parser's engine).
     let junit_text = junit::render(&r);
     let mut reader = quick_xml::Reader::from_str(&junit_text);
@@ -167,4 +170,10 @@ fn junit_and_sarif_of_a_mixed_run() {
     }
     let v: serde_json::Value = serde_json::from_str(&sarif::render(&r)).unwrap();
     assert_eq!(v["version"], "2.1.0");
+    // Outside the root: an absolute file:// URI and no base id.
+    let elsewhere = sarif::render_with_root(&r, Some(std::path::Path::new("/src")));
+    let v: serde_json::Value = serde_json::from_str(&elsewhere).unwrap();
+    let loc = &v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(loc["uri"], "file:///build/leak.c");
+    assert!(loc.get("uriBaseId").is_none());
 }
