@@ -82,9 +82,9 @@ fn small_alloc_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 }
 
 /// Under memcheck (`PATH_MEMCHECK`): a small block of `size <= SMALL_REQUEST_THRESHOLD` bytes,
-/// zeroed for calloc. Entry points dispatch here straight after reading the path, so a
-/// memcheck allocation pays for one out-of-line frame in front of `heap::memcheck_alloc`.
-#[inline(never)]
+/// zeroed for calloc. Inlined into the entry points' out-of-line slow halves, so a memcheck
+/// allocation pays for one frame of the allocator's.
+#[inline(always)]
 pub fn memcheck_small_alloc(size: usize, zeroed: bool) -> *mut u8 {
     let _serial = track::serialize();
     let b = heap::memcheck_alloc(size_class(size), size);
@@ -101,7 +101,7 @@ pub fn memcheck_small_alloc(size: usize, zeroed: bool) -> *mut u8 {
 /// # Safety
 /// `p` was allocated from `class` (a wrong pointer is reported by memcheck, not undefined
 /// behaviour, as long as it lies in one of our pools).
-#[inline(never)]
+#[inline(always)]
 pub unsafe fn memcheck_small_free(p: *mut u8, class: usize) {
     let _serial = track::serialize();
     // SAFETY: forwarded.

@@ -39,35 +39,65 @@ fn small(layout: &Layout) -> Option<usize> {
     }
 }
 
+/// Every allocation but a thread-cache hit: memcheck, initialisation, the general front end.
+#[inline(never)]
+fn alloc_slow(layout: Layout) -> *mut u8 {
+    if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
+        loop {
+            match heap::path() {
+                PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
+                // First request: initialise, then dispatch again through this same call site
+                // (one allocation stack for every block: memcheck groups leaks by it).
+                PATH_UNINIT if heap::ensure_init() => continue,
+                _ => break,
+            }
+        }
+    }
+    heap::ensure_init();
+    match small(&layout) {
+        Some(c) => front::small_alloc(c, layout.size(), false),
+        None => front::large_alloc(layout.size(), layout.align(), false),
+    }
+}
+
+/// Every deallocation but a thread-cache one.
+///
+/// # Safety
+/// `p` was allocated by [`PoolAlloc`] with `layout`.
+#[inline(never)]
+unsafe fn dealloc_slow(p: *mut u8, layout: Layout) {
+    if layout.size() <= SMALL_REQUEST_THRESHOLD
+        && layout.align() <= ALIGNMENT
+        && heap::path() == PATH_MEMCHECK
+    {
+        // SAFETY: on this path the block came from the class of its size.
+        return unsafe { front::memcheck_small_free(p, size_class(layout.size())) };
+    }
+    match small(&layout) {
+        // SAFETY: `p` was allocated with this layout, hence from this class.
+        Some(c) => unsafe { front::small_free(p, c) },
+        // SAFETY: `p` was allocated by the system allocator with this layout.
+        None => unsafe { sys::free(p) },
+    }
+}
+
 // SAFETY: blocks are valid for `layout.size()` bytes at `layout.align()` (pool blocks are
 // 16-aligned and at least the class size; larger or over-aligned requests come from the system
 // allocator with the requested alignment); a block is never handed out twice while live.
 unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-            loop {
-                match heap::path() {
-                    PATH_FAST => {
-                        let b = tcache::try_alloc(size_class(layout.size()));
-                        if !b.is_null() {
-                            return b;
-                        }
-                    }
-                    PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
-                    // First request: initialise, then take the chosen path (one call site, so
-                    // one allocation stack for every block).
-                    PATH_UNINIT if heap::ensure_init() => continue,
-                    _ => {}
-                }
-                break;
+        // The thread-cache hit apart from everything else (see `raw::malloc`).
+        if layout.size() <= SMALL_REQUEST_THRESHOLD
+            && layout.align() <= ALIGNMENT
+            && heap::path() == PATH_FAST
+        {
+            let b = tcache::try_alloc(size_class(layout.size()));
+            if !b.is_null() {
+                return b;
             }
         }
-        heap::ensure_init();
-        match small(&layout) {
-            Some(c) => front::small_alloc(c, layout.size(), false),
-            None => front::large_alloc(layout.size(), layout.align(), false),
-        }
+        alloc_slow(layout)
     }
 
     #[inline]
@@ -90,29 +120,17 @@ unsafe impl GlobalAlloc for PoolAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-            // On these paths `class_for(size) == size_class(size)`: the block came from this
-            // class's pools.
-            match heap::path() {
-                PATH_FAST => {
-                    // SAFETY: see above.
-                    if unsafe { tcache::try_free(p, size_class(layout.size())) } {
-                        return;
-                    }
-                }
-                PATH_MEMCHECK => {
-                    // SAFETY: see above.
-                    return unsafe { front::memcheck_small_free(p, size_class(layout.size())) };
-                }
-                _ => {}
-            }
+        if layout.size() <= SMALL_REQUEST_THRESHOLD
+            && layout.align() <= ALIGNMENT
+            && heap::path() == PATH_FAST
+            // SAFETY: on this path `class_for(size) == size_class(size)`: the block came from
+            // this class's pools.
+            && unsafe { tcache::try_free(p, size_class(layout.size())) }
+        {
+            return;
         }
-        match small(&layout) {
-            // SAFETY: `p` was allocated with this layout, hence from this class.
-            Some(c) => unsafe { front::small_free(p, c) },
-            // SAFETY: `p` was allocated by the system allocator with this layout.
-            None => unsafe { sys::free(p) },
-        }
+        // SAFETY: forwarded.
+        unsafe { dealloc_slow(p, layout) }
     }
 
     #[inline]

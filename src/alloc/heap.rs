@@ -869,9 +869,10 @@ unsafe fn set_live_bit(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) 
 #[inline]
 unsafe fn block_at(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) -> Option<usize> {
     // SAFETY: forwarded.
-    let stride = unsafe { (*m).stride } as usize;
+    let (stride, last) = unsafe { ((*m).stride as usize, (*m).maxnextoffset as usize) };
     let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
-    if stride == 0 || off % stride != 0 || off / stride >= PoolHeader::capacity(stride) {
+    // `last` is the offset of the last block from the pool: no division for the bound.
+    if stride == 0 || off > last.wrapping_sub(POOL_HEADER_SIZE) || off % stride != 0 {
         return None;
     }
     Some(off / stride)
@@ -1018,12 +1019,25 @@ fn page_slot(page_addr: usize, create: bool) -> *mut u32 {
 }
 
 /// Under memcheck, the side entry of the pool at `pool`: null when the page is not a pool of a
-/// live arena.
-#[inline]
+/// live arena. Only called once `side_init` has succeeded (the memcheck paths and `meta` run
+/// only then), so the root exists.
+#[inline(always)]
 fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
-    let slot = page_slot(pool as usize, false);
-    // SAFETY: a slot returned by page_slot is inside a leaf.
-    let id = if slot.is_null() { 0 } else { unsafe { *slot } } as usize;
+    let page = pool as usize >> PAGE_SHIFT;
+    let hi = page >> PAGE_MAP_LEAF_BITS;
+    if hi >= PAGE_MAP_ROOT_LEN {
+        return null_mut();
+    }
+    let root = PAGE_MAP.load(Ordering::Relaxed) as *const *const u32;
+    debug_assert!(!root.is_null());
+    // SAFETY: `hi` is inside the root; a non-null leaf has LEAF_LEN entries.
+    let id = unsafe {
+        let leaf = *root.add(hi);
+        if leaf.is_null() {
+            return null_mut();
+        }
+        *leaf.add(page & (LEAF_LEN - 1))
+    } as usize;
     if id == 0 {
         return null_mut();
     }
@@ -1084,7 +1098,7 @@ fn side_unmap_arena(base: *mut u8) {
 
 /// Under memcheck, for the walker: the side entry of `pool` (null if unmapped).
 pub(crate) fn side_entry_of(pool: *mut PoolHeader) -> *mut SideEntry {
-    if track::memcheck() {
+    if track::memcheck() && PAGE_MAP.load(Ordering::Relaxed) != 0 {
         side_entry(pool)
     } else {
         null_mut()

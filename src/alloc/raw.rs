@@ -50,21 +50,35 @@ fn ours(p: *const u8) -> bool {
 ///
 /// # Safety
 /// Always safe to call; `unsafe` because the result is raw memory.
+#[inline]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
+    // The thread-cache fast path needs few registers: kept apart from everything else (one
+    // out-of-line call, in tail position), it saves no register and sets up no frame.
+    if size <= SMALL_REQUEST_THRESHOLD && heap::path() == PATH_FAST {
+        let b = tcache::try_alloc(size_class(size));
+        if !b.is_null() {
+            return b;
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { malloc_slow(size) }
+}
+
+/// Every `malloc` but a thread-cache hit: memcheck, initialisation, the general front end.
+///
+/// # Safety
+/// As [`malloc`].
+#[inline(never)]
+unsafe fn malloc_slow(size: usize) -> *mut u8 {
     if size <= SMALL_REQUEST_THRESHOLD {
         loop {
             match heap::path() {
-                PATH_FAST => {
-                    let b = tcache::try_alloc(size_class(size));
-                    if !b.is_null() {
-                        return b;
-                    }
-                }
                 PATH_MEMCHECK => return front::memcheck_small_alloc(size, false),
+                // First request: initialise, then dispatch again through this same call site
+                // (one allocation stack for every block: memcheck groups leaks by it).
                 PATH_UNINIT if heap::ensure_init() => continue,
-                _ => {}
+                _ => break,
             }
-            break;
         }
     }
     if !heap::ensure_init() {
@@ -122,21 +136,29 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is null or a live block returned by this module (or by the system allocator).
+#[inline]
 pub unsafe fn free(p: *mut u8) {
+    if heap::path() == PATH_FAST && !p.is_null() && address_in_range(p) {
+        // SAFETY: p lies in one of our pools; its header names the class (natively the header
+        // is plain memory: no Valgrind bookkeeping on this path).
+        return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+    }
+    // SAFETY: forwarded.
+    unsafe { free_slow(p) }
+}
+
+/// Every `free` but a thread-cache one: memcheck, the system allocator, the general front end.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    match heap::path() {
-        PATH_FAST => {
-            if address_in_range(p) {
-                // SAFETY: p lies in one of our pools; its header names the class (natively the
-                // header is plain memory: no Valgrind bookkeeping on this path).
-                return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
-            }
-        }
+    if heap::path() == PATH_MEMCHECK {
         // SAFETY: forwarded.
-        PATH_MEMCHECK => return unsafe { memcheck_free(p) },
-        _ => {}
+        return unsafe { memcheck_free(p) };
     }
     let _serial = track::serialize();
     if ours(p) {
@@ -157,7 +179,7 @@ pub unsafe fn free(p: *mut u8) {
 ///
 /// # Safety
 /// As [`free`], `p` not null.
-#[inline(never)]
+#[inline(always)]
 unsafe fn memcheck_free(p: *mut u8) {
     let _serial = track::serialize();
     if address_in_range(p) {
