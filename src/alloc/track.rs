@@ -113,7 +113,13 @@ mod req {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
-        let args: [usize; 6] = [code, a1, a2, a3, 0, 0];
+        // The protocol's block is six words; the requests issued here read at most the first
+        // four, so the last two are left unwritten (each store is paid for under memcheck).
+        let mut args = [core::mem::MaybeUninit::<usize>::uninit(); 6];
+        args[0].write(code);
+        args[1].write(a1);
+        args[2].write(a2);
+        args[3].write(a3);
         let mut result: usize = 0;
         // SAFETY: the sequence leaves every register as it found it (rdi is rotated by a
         // multiple of 64 bits) except rdx (the result) and the flags; Valgrind reads `args`
