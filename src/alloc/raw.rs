@@ -138,13 +138,30 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
 /// `p` is null or a live block returned by this module (or by the system allocator).
 #[inline]
 pub unsafe fn free(p: *mut u8) {
-    if heap::path() == PATH_FAST && !p.is_null() && address_in_range(p) {
-        // SAFETY: p lies in one of our pools; its header names the class (natively the header
-        // is plain memory: no Valgrind bookkeeping on this path).
-        return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+    if heap::path() == PATH_FAST && !p.is_null() {
+        if address_in_range(p) {
+            // SAFETY: p lies in one of our pools; its header names the class (natively the
+            // header is plain memory: no Valgrind bookkeeping on this path).
+            return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+        }
+        // SAFETY: not ours (pools are on): a system or bootstrap block.
+        return unsafe { free_foreign(p) };
     }
     // SAFETY: forwarded.
     unsafe { free_slow(p) }
+}
+
+/// Frees a block that is not in our pools: the system allocator's, or the bootstrap buffer's
+/// (never reused).
+///
+/// # Safety
+/// `p` is a live block of the system allocator or of the bootstrap buffer.
+#[inline(never)]
+unsafe fn free_foreign(p: *mut u8) {
+    if !sys::is_boot(p) {
+        // SAFETY: forwarded.
+        unsafe { sys::free(p) };
+    }
 }
 
 /// Every `free` but a thread-cache one: memcheck, the system allocator, the general front end.
