@@ -40,7 +40,12 @@
 //!  │ header (80 B)  │ block │ block │ block │ ... │  virgin   │
 //!  │ arenaindex @0  │       │ (free)│       │     │ (uncarved)│
 //!  └────────────────┴───────┴───────┴───────┴─────┴───────────┘
-//!  under memcheck each block is followed by a 16-byte NOACCESS red zone
+//!  under memcheck each block is followed by a 16-byte NOACCESS red zone, and the header
+//!  (NOACCESS) keeps only the arena index: the pool's metadata lives in a side table
+//!
+//!  memcheck's side table (alloc::types::SideEntry)
+//!  page map: page number ──► leaf ──► entry id ──► ┌ header fields (lists, bitmaps, counts)
+//!                                                  └ requested size of each live block
 //! ```
 //!
 //! ## Size classes (64-bit)
