@@ -95,6 +95,22 @@ pub fn memcheck_small_alloc(size: usize, zeroed: bool) -> *mut u8 {
     b
 }
 
+/// The memcheck path of a small allocation, initialising the allocator first if it is not yet
+/// (`PATH_UNINIT`: initialise, then dispatch again at this same place, so the first block's
+/// allocation stack is every other block's; memcheck groups leaks by it). `None`: the general
+/// front end serves the request (debug mode, other tools, `malloc` mode, a re-entrant call
+/// during initialisation).
+#[inline(always)]
+pub fn memcheck_path_alloc(size: usize, zeroed: bool) -> Option<*mut u8> {
+    loop {
+        match heap::path() {
+            heap::PATH_MEMCHECK => return Some(memcheck_small_alloc(size, zeroed)),
+            heap::PATH_UNINIT if heap::ensure_init() => continue,
+            _ => return None,
+        }
+    }
+}
+
 /// Under memcheck (`PATH_MEMCHECK`): frees a small block whose class the caller knows (from a
 /// layout).
 ///

@@ -5,7 +5,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 use super::front::{self, class_for};
-use super::heap::{self, PATH_FAST, PATH_MEMCHECK, PATH_UNINIT};
+use super::heap::{self, PATH_FAST, PATH_MEMCHECK};
 use super::sys;
 use super::tcache;
 use super::types::{size_class, ALIGNMENT, SMALL_REQUEST_THRESHOLD};
@@ -43,14 +43,8 @@ fn small(layout: &Layout) -> Option<usize> {
 #[inline(never)]
 fn alloc_slow(layout: Layout) -> *mut u8 {
     if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-        loop {
-            match heap::path() {
-                PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), false),
-                // First request: initialise, then dispatch again through this same call site
-                // (one allocation stack for every block: memcheck groups leaks by it).
-                PATH_UNINIT if heap::ensure_init() => continue,
-                _ => break,
-            }
+        if let Some(b) = front::memcheck_path_alloc(layout.size(), false) {
+            return b;
         }
     }
     heap::ensure_init();
@@ -103,12 +97,8 @@ unsafe impl GlobalAlloc for PoolAlloc {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-            loop {
-                match heap::path() {
-                    PATH_MEMCHECK => return front::memcheck_small_alloc(layout.size(), true),
-                    PATH_UNINIT if heap::ensure_init() => continue,
-                    _ => break,
-                }
+            if let Some(b) = front::memcheck_path_alloc(layout.size(), true) {
+                return b;
             }
         }
         heap::ensure_init();

@@ -7,7 +7,7 @@ use core::ptr::{self, null_mut};
 use core::sync::atomic::Ordering;
 
 use super::front::{self, class_for};
-use super::heap::{self, NARENAS, PATH_FAST, PATH_MEMCHECK, PATH_UNINIT};
+use super::heap::{self, NARENAS, PATH_FAST, PATH_MEMCHECK};
 use super::types::*;
 use super::{sys, tcache, track};
 
@@ -71,14 +71,8 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
     if size <= SMALL_REQUEST_THRESHOLD {
-        loop {
-            match heap::path() {
-                PATH_MEMCHECK => return front::memcheck_small_alloc(size, false),
-                // First request: initialise, then dispatch again through this same call site
-                // (one allocation stack for every block: memcheck groups leaks by it).
-                PATH_UNINIT if heap::ensure_init() => continue,
-                _ => break,
-            }
+        if let Some(b) = front::memcheck_path_alloc(size, false) {
+            return b;
         }
     }
     if !heap::ensure_init() {
@@ -99,12 +93,8 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
         return null_mut();
     };
     if total <= SMALL_REQUEST_THRESHOLD {
-        loop {
-            match heap::path() {
-                PATH_MEMCHECK => return front::memcheck_small_alloc(total, true),
-                PATH_UNINIT if heap::ensure_init() => continue,
-                _ => break,
-            }
+        if let Some(b) = front::memcheck_path_alloc(total, true) {
+            return b;
         }
     }
     if !heap::ensure_init() {
