@@ -86,7 +86,7 @@ fn small_alloc_slow(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 /// allocation pays for one frame of the allocator's.
 #[inline(always)]
 pub fn memcheck_small_alloc(size: usize, zeroed: bool) -> *mut u8 {
-    let _serial = track::serialize();
+    let _serial = track::serialize_memcheck();
     let b = heap::memcheck_alloc(size_class(size), size);
     if zeroed && !b.is_null() {
         // SAFETY: the block is a memcheck chunk of exactly `size` addressable bytes.
@@ -119,7 +119,7 @@ pub fn memcheck_path_alloc(size: usize, zeroed: bool) -> Option<*mut u8> {
 /// behaviour, as long as it lies in one of our pools).
 #[inline(always)]
 pub unsafe fn memcheck_small_free(p: *mut u8, class: usize) {
-    let _serial = track::serialize();
+    let _serial = track::serialize_memcheck();
     // SAFETY: forwarded.
     unsafe { heap::memcheck_free(p, Some(class)) };
 }

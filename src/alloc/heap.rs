@@ -225,9 +225,12 @@ static ARENAS: ArenaCell = ArenaCell(UnsafeCell::new(ArenaLists {
     empty: 0,
 }));
 
+/// Readable prefix of the arena table (bytes; see `commit_table`).
+static ARENA_TABLE_COMMITTED: AtomicUsize = AtomicUsize::new(0);
+
 fn arena_table_init() {
     // Reserved address space: only the pages of slots in use cost memory.
-    let p = reserve(MAX_ARENAS * core::mem::size_of::<ArenaObject>());
+    let p = reserve_table(MAX_ARENAS * core::mem::size_of::<ArenaObject>());
     if !p.is_null() {
         ARENA_TABLE.store(p as usize, Ordering::Release);
     }
@@ -251,7 +254,15 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
     }
     if l.unused.is_null() {
         let n = NARENAS.load(Ordering::Relaxed);
-        if n >= MAX_ARENAS {
+        let size = core::mem::size_of::<ArenaObject>();
+        if n >= MAX_ARENAS
+            || !commit_table(
+                table.cast(),
+                &ARENA_TABLE_COMMITTED,
+                (n + 1) * size,
+                MAX_ARENAS * size,
+            )
+        {
             return null_mut();
         }
         // SAFETY: slot n < MAX_ARENAS is inside the reservation; mmap'd pages read as zero,
@@ -954,6 +965,9 @@ pub(crate) unsafe fn memcheck_requested(p: *const u8) -> usize {
 static SIDE: AtomicUsize = AtomicUsize::new(0);
 /// Root of the page map (`PAGE_MAP_ROOT_LEN` leaf pointers); 0 natively.
 static PAGE_MAP: AtomicUsize = AtomicUsize::new(0);
+/// Readable prefixes (bytes) of the page map's root and of the side table (`commit_table`).
+static PAGE_MAP_COMMITTED: AtomicUsize = AtomicUsize::new(0);
+static SIDE_COMMITTED: AtomicUsize = AtomicUsize::new(0);
 
 const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
 const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
@@ -979,10 +993,67 @@ fn reserve(bytes: usize) -> *mut u8 {
     }
 }
 
+/// Under memcheck, allocator tables are reserved inaccessible (PROT_NONE) and made readable
+/// only as far as they are used: memcheck's leak check scans every readable mapping word by
+/// word, and the reserved-but-untouched side table and arena table (368 MB) added 0.66 s to the
+/// exit of every process (measured on the collections benchmark: 1.32 s instead of 0.64 s with
+/// zero rounds of work). Natively tables are plain reserved read-write mappings.
+fn reserve_table(bytes: usize) -> *mut u8 {
+    if !track::memcheck() {
+        return reserve(bytes);
+    }
+    // SAFETY: anonymous private mapping, no hint.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            bytes,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Granule in which `commit_table` makes a table readable (few mprotect calls).
+const COMMIT_GRANULE: usize = 64 << 10;
+
+/// Makes the first `upto` bytes of a table from `reserve_table` readable and writable (under
+/// memcheck; natively they already are). `committed` is the table's readable prefix, changed
+/// only under the arena lock. False if the kernel refuses.
+fn commit_table(base: *mut u8, committed: &AtomicUsize, upto: usize, limit: usize) -> bool {
+    if !track::memcheck() || upto <= committed.load(Ordering::Acquire) {
+        return true;
+    }
+    let from = committed.load(Ordering::Relaxed);
+    let to = upto
+        .div_ceil(COMMIT_GRANULE)
+        .saturating_mul(COMMIT_GRANULE)
+        .min(limit);
+    // SAFETY: [from, to) lies inside the reservation of `limit` bytes at `base` (from and to
+    // are multiples of the page size, or `limit`, which is a multiple of it).
+    let ok = unsafe {
+        libc::mprotect(
+            base.add(from).cast(),
+            to - from,
+            libc::PROT_READ | libc::PROT_WRITE,
+        ) == 0
+    };
+    if ok {
+        committed.store(to, Ordering::Release);
+    }
+    ok
+}
+
 /// Reserves the side table and the page map's root (at initialisation, under memcheck).
 fn side_init() -> bool {
-    let side = reserve(SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>());
-    let root = reserve(PAGE_MAP_ROOT_LEN * core::mem::size_of::<usize>());
+    let side = reserve_table(SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>());
+    let root = reserve_table(PAGE_MAP_ROOT_LEN * core::mem::size_of::<usize>());
     if side.is_null() || root.is_null() {
         return false;
     }
@@ -999,6 +1070,20 @@ fn page_slot(page_addr: usize, create: bool) -> *mut u32 {
     let root = PAGE_MAP.load(Ordering::Relaxed) as *mut *mut u32;
     if hi >= PAGE_MAP_ROOT_LEN || root.is_null() {
         return null_mut();
+    }
+    let root_bytes = PAGE_MAP_ROOT_LEN * core::mem::size_of::<usize>();
+    if hi * core::mem::size_of::<usize>() >= PAGE_MAP_COMMITTED.load(Ordering::Acquire) {
+        // Beyond the readable prefix of the root: no leaf yet, unless one is to be made.
+        if !create
+            || !commit_table(
+                root.cast(),
+                &PAGE_MAP_COMMITTED,
+                (hi + 1) * core::mem::size_of::<usize>(),
+                root_bytes,
+            )
+        {
+            return null_mut();
+        }
     }
     // SAFETY: `hi` is inside the root; leaves are written only under the arena lock (and the
     // memcheck serialisation lock, which every reader holds).
@@ -1025,12 +1110,13 @@ fn page_slot(page_addr: usize, create: bool) -> *mut u32 {
 fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
     let page = pool as usize >> PAGE_SHIFT;
     let hi = page >> PAGE_MAP_LEAF_BITS;
-    if hi >= PAGE_MAP_ROOT_LEN {
+    // Within the root's readable prefix (the rest is PROT_NONE, and has no leaf anyway).
+    if hi * core::mem::size_of::<usize>() >= PAGE_MAP_COMMITTED.load(Ordering::Relaxed) {
         return null_mut();
     }
     let root = PAGE_MAP.load(Ordering::Relaxed) as *const *const u32;
     debug_assert!(!root.is_null());
-    // SAFETY: `hi` is inside the root; a non-null leaf has LEAF_LEN entries.
+    // SAFETY: `hi` is inside the root's readable prefix; a non-null leaf has LEAF_LEN entries.
     let id = unsafe {
         let leaf = *root.add(hi);
         if leaf.is_null() {
@@ -1068,6 +1154,15 @@ fn side_map_arena(base: *mut u8, index: u32) -> bool {
         return false;
     }
     let side = SIDE.load(Ordering::Relaxed) as *mut SideEntry;
+    let entry = core::mem::size_of::<SideEntry>();
+    if !commit_table(
+        side.cast(),
+        &SIDE_COMMITTED,
+        (index + 1) * POOLS_PER_ARENA * entry,
+        SIDE_ARENAS * POOLS_PER_ARENA * entry,
+    ) {
+        return false;
+    }
     for k in 0..POOLS_PER_ARENA {
         let slot = page_slot(base as usize + k * POOL_SIZE, true);
         if slot.is_null() {

@@ -188,7 +188,7 @@ unsafe fn free_slow(p: *mut u8) {
 /// As [`free`], `p` not null.
 #[inline(always)]
 unsafe fn memcheck_free(p: *mut u8) {
-    let _serial = track::serialize();
+    let _serial = track::serialize_memcheck();
     if address_in_range(p) {
         // SAFETY: p lies in one of our pools (the class is read with the live check).
         unsafe { heap::memcheck_free(p, None) };

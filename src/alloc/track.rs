@@ -297,12 +297,12 @@ pub fn block_free(p: *const u8) {
     let _ = p;
 }
 
-/// Under memcheck one recursive lock serialises every allocator operation that touches pool
-/// headers or address-error reporting. Valgrind runs one thread at a time anyway, so nothing is
-/// lost in parallelism; what is gained is atomicity: a header is opened and closed by one thread
-/// at a time (another thread closing it mid-operation would turn the allocator's own accesses
-/// into reported errors), and the disable–read–enable window of [`read_foreign_u32`] cannot be
-/// cut short by another thread's enable.
+/// Under memcheck one recursive lock serialises every allocator operation: the side table, the
+/// quarantine and the class lists need no other lock then, a header opened to write its arena
+/// index is closed by the same thread before anyone else runs (another thread closing it
+/// mid-operation would turn the allocator's own accesses into reported errors), and the
+/// disable–read–enable window of [`read_foreign_u32`] cannot be cut short by another thread's
+/// enable. Valgrind runs one thread at a time anyway, so nothing is lost in parallelism.
 pub struct SerialGuard(bool);
 
 struct SerialLock {
@@ -310,17 +310,13 @@ struct SerialLock {
     /// memcheck, where every guest instruction is expensive and Valgrind runs one thread at a
     /// time (a waiting thread yields, which lets the holder run).
     held: core::sync::atomic::AtomicBool,
+    /// The holder's thread id (0: none); a nested `serialize` of the holder takes nothing.
     owner: core::sync::atomic::AtomicUsize,
-    depth: core::cell::UnsafeCell<u32>,
 }
-
-// SAFETY: `depth` is touched only by the thread that holds the lock (the owner).
-unsafe impl Sync for SerialLock {}
 
 static SERIAL: SerialLock = SerialLock {
     held: core::sync::atomic::AtomicBool::new(false),
     owner: core::sync::atomic::AtomicUsize::new(0),
-    depth: core::cell::UnsafeCell::new(0),
 };
 
 impl SerialLock {
@@ -363,14 +359,22 @@ pub fn serialize() -> SerialGuard {
     if !memcheck() {
         return SerialGuard(false);
     }
+    serialize_memcheck()
+}
+
+/// [`serialize`] on a path that runs only under memcheck (no tool check). Recursive without a
+/// counter: a nested guard (the thread already owns the lock) holds nothing, and the outermost
+/// one releases.
+#[inline(always)]
+pub fn serialize_memcheck() -> SerialGuard {
+    debug_assert!(memcheck());
     let me = thread_id();
     // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
-    if SERIAL.owner.load(Ordering::Relaxed) != me {
-        SERIAL.acquire();
-        SERIAL.owner.store(me, Ordering::Relaxed);
+    if SERIAL.owner.load(Ordering::Relaxed) == me {
+        return SerialGuard(false);
     }
-    // SAFETY: this thread owns the lock.
-    unsafe { *SERIAL.depth.get() += 1 };
+    SERIAL.acquire();
+    SERIAL.owner.store(me, Ordering::Relaxed);
     SerialGuard(true)
 }
 
@@ -382,16 +386,10 @@ pub fn serialized_by_me() -> bool {
 impl Drop for SerialGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        if !self.0 {
-            return;
-        }
-        // SAFETY: this thread owns the lock (taken in `serialize`).
-        unsafe {
-            *SERIAL.depth.get() -= 1;
-            if *SERIAL.depth.get() == 0 {
-                SERIAL.owner.store(0, Ordering::Relaxed);
-                SERIAL.release();
-            }
+        if self.0 {
+            // The outermost guard of this thread: it took the lock.
+            SERIAL.owner.store(0, Ordering::Relaxed);
+            SERIAL.release();
         }
     }
 }
@@ -413,8 +411,6 @@ pub(crate) fn fork_parent() {
 /// ...and reset in the child, which has only the forking thread.
 pub(crate) fn fork_child() {
     SERIAL.owner.store(0, Ordering::Relaxed);
-    // SAFETY: single-threaded child; nobody else can hold the lock.
-    unsafe { *SERIAL.depth.get() = 0 };
     SERIAL.release();
 }
 
