@@ -39,18 +39,19 @@ fn small(layout: &Layout) -> Option<usize> {
     }
 }
 
-/// Every allocation but a thread-cache hit: memcheck, initialisation, the general front end.
+/// Every allocation but a thread-cache hit, and every zeroed one: memcheck, initialisation, the
+/// general front end.
 #[inline(never)]
-fn alloc_slow(layout: Layout) -> *mut u8 {
+fn alloc_slow(layout: Layout, zeroed: bool) -> *mut u8 {
     if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-        if let Some(b) = front::memcheck_path_alloc(layout.size(), false) {
+        if let Some(b) = front::memcheck_path_alloc(layout.size(), zeroed) {
             return b;
         }
     }
     heap::ensure_init();
     match small(&layout) {
-        Some(c) => front::small_alloc(c, layout.size(), false),
-        None => front::large_alloc(layout.size(), layout.align(), false),
+        Some(c) => front::small_alloc(c, layout.size(), zeroed),
+        None => front::large_alloc(layout.size(), layout.align(), zeroed),
     }
 }
 
@@ -91,21 +92,12 @@ unsafe impl GlobalAlloc for PoolAlloc {
                 return b;
             }
         }
-        alloc_slow(layout)
+        alloc_slow(layout, false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-            if let Some(b) = front::memcheck_path_alloc(layout.size(), true) {
-                return b;
-            }
-        }
-        heap::ensure_init();
-        match small(&layout) {
-            Some(c) => front::small_alloc(c, layout.size(), true),
-            None => front::large_alloc(layout.size(), layout.align(), true),
-        }
+        alloc_slow(layout, true)
     }
 
     #[inline]

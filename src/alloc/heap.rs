@@ -972,15 +972,15 @@ static SIDE_COMMITTED: AtomicUsize = AtomicUsize::new(0);
 const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
 const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
 
-/// An anonymous private mapping of `bytes`, reserved, not committed; null on failure. Fresh
-/// mappings read as zeros (and memcheck treats them as DEFINED).
-fn reserve(bytes: usize) -> *mut u8 {
+/// An anonymous private mapping of `bytes` with protection `prot`, reserved, not committed;
+/// null on failure.
+fn map_anon(bytes: usize, prot: libc::c_int) -> *mut u8 {
     // SAFETY: anonymous private mapping, no hint.
     let p = unsafe {
         libc::mmap(
             null_mut(),
             bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
+            prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
@@ -993,30 +993,22 @@ fn reserve(bytes: usize) -> *mut u8 {
     }
 }
 
+/// A readable and writable reservation of `bytes`; null on failure. Fresh mappings read as
+/// zeros (and memcheck treats them as DEFINED).
+fn reserve(bytes: usize) -> *mut u8 {
+    map_anon(bytes, libc::PROT_READ | libc::PROT_WRITE)
+}
+
 /// Under memcheck, allocator tables are reserved inaccessible (PROT_NONE) and made readable
 /// only as far as they are used: memcheck's leak check scans every readable mapping word by
 /// word, and the reserved-but-untouched side table and arena table (368 MB) added 0.66 s to the
 /// exit of every process (measured on the collections benchmark: 1.32 s instead of 0.64 s with
 /// zero rounds of work). Natively tables are plain reserved read-write mappings.
 fn reserve_table(bytes: usize) -> *mut u8 {
-    if !track::memcheck() {
-        return reserve(bytes);
-    }
-    // SAFETY: anonymous private mapping, no hint.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            bytes,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        null_mut()
+    if track::memcheck() {
+        map_anon(bytes, libc::PROT_NONE)
     } else {
-        p.cast()
+        reserve(bytes)
     }
 }
 
@@ -1224,12 +1216,6 @@ static QUARANTINE: Quarantine = Quarantine {
     bytes: UnsafeCell::new(0),
 };
 
-/// The side entry of a pool under memcheck (no tool check: callers are memcheck paths).
-#[inline(always)]
-fn side(pool: *mut PoolHeader) -> *mut SideEntry {
-    side_entry(pool)
-}
-
 /// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
 /// `size` bytes; the rest of the stride stays NOACCESS.
 ///
@@ -1251,7 +1237,7 @@ pub(crate) fn memcheck_alloc(class: usize, size: usize) -> *mut u8 {
                 return null_mut();
             }
         }
-        let e = side(pool);
+        let e = side_entry(pool);
         let h = &mut (*e).hdr;
         // The lowest available block: no link words inside free blocks, so freed memory stays
         // NOACCESS and no request is needed to walk a free list.
@@ -1287,7 +1273,7 @@ pub(crate) unsafe fn memcheck_free(b: *mut u8, class: Option<usize>) -> bool {
     let pool = PoolHeader::of(b);
     // SAFETY: the pool is ours (address_in_range or a layout said so); serialised.
     unsafe {
-        let e = side(pool);
+        let e = side_entry(pool);
         let live_block = if e.is_null() {
             None
         } else {
@@ -1324,7 +1310,7 @@ unsafe fn memcheck_put_block(class: usize, b: *mut u8) {
     let pool = PoolHeader::of(b);
     // SAFETY: forwarded; the pool of an out block is carved and has a side entry.
     unsafe {
-        let h = &mut (*side(pool)).hdr;
+        let h = &mut (*side_entry(pool)).hdr;
         let i = PoolHeader::block_index(pool, h.stride as usize, b);
         let was_full = h.avail[0] | h.avail[1] == 0;
         h.avail[i / 64] |= 1 << (i % 64);

@@ -61,26 +61,27 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
         }
     }
     // SAFETY: forwarded.
-    unsafe { malloc_slow(size) }
+    unsafe { alloc_slow(size, false) }
 }
 
-/// Every `malloc` but a thread-cache hit: memcheck, initialisation, the general front end.
+/// Every `malloc` but a thread-cache hit, and every `calloc` (`zeroed`): memcheck,
+/// initialisation, the general front end.
 ///
 /// # Safety
 /// As [`malloc`].
 #[inline(never)]
-unsafe fn malloc_slow(size: usize) -> *mut u8 {
+unsafe fn alloc_slow(size: usize, zeroed: bool) -> *mut u8 {
     if size <= SMALL_REQUEST_THRESHOLD {
-        if let Some(b) = front::memcheck_path_alloc(size, false) {
+        if let Some(b) = front::memcheck_path_alloc(size, zeroed) {
             return b;
         }
     }
     if !heap::ensure_init() {
-        return sys::boot_alloc(size);
+        return sys::boot_alloc(size); // the bootstrap buffer is zeroed and never reused
     }
     match class_for(size) {
-        Some(c) => front::small_alloc(c, size, false),
-        None => front::large_alloc(size, ALIGNMENT, false),
+        Some(c) => front::small_alloc(c, size, zeroed),
+        None => front::large_alloc(size, ALIGNMENT, zeroed),
     }
 }
 
@@ -92,18 +93,8 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         return null_mut();
     };
-    if total <= SMALL_REQUEST_THRESHOLD {
-        if let Some(b) = front::memcheck_path_alloc(total, true) {
-            return b;
-        }
-    }
-    if !heap::ensure_init() {
-        return sys::boot_alloc(total); // the bootstrap buffer is zeroed and never reused
-    }
-    match class_for(total) {
-        Some(c) => front::small_alloc(c, total, true),
-        None => front::large_alloc(total, ALIGNMENT, true),
-    }
+    // SAFETY: forwarded.
+    unsafe { alloc_slow(total, true) }
 }
 
 /// `memalign`: `size` bytes aligned to `align` (a power of two); null when out of memory.

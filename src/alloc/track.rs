@@ -230,14 +230,7 @@ pub fn close_header(h: *const u8) {
 pub fn block_alloc(p: *const u8, size: usize) {
     #[cfg(feature = "valgrind")]
     match TOOL.load(Ordering::Relaxed) {
-        T_MEMCHECK => {
-            req::request(
-                req::MEMPOOL_ALLOC,
-                (&raw const ANCHOR) as usize,
-                p as usize,
-                size,
-            );
-        }
+        T_MEMCHECK => mempool_alloc(p, size),
         T_OTHER => {
             recycled(p, size);
             // Heap profilers (massif, DHAT) and the thread checkers learn about pool blocks as
@@ -283,14 +276,7 @@ pub fn mempool_free(p: *const u8) {
 pub fn block_free(p: *const u8) {
     #[cfg(feature = "valgrind")]
     match TOOL.load(Ordering::Relaxed) {
-        T_MEMCHECK => {
-            req::request(
-                req::MEMPOOL_FREE,
-                (&raw const ANCHOR) as usize,
-                p as usize,
-                0,
-            );
-        }
+        T_MEMCHECK => mempool_free(p),
         T_OTHER => crabgrind::valgrind::freelike_block(p.cast(), 0),
         _ => {}
     }
