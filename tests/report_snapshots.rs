@@ -177,3 +177,327 @@ fn junit_and_sarif_of_a_mixed_run() {
     assert_eq!(loc["uri"], "file:///build/leak.c");
     assert!(loc.get("uriBaseId").is_none());
 }
+
+// ---- SARIF that code scanning accepts (issue 10 §6) ----
+
+mod sarif_limits {
+    use poolgrind::check::model::{Frame, Log, VgError};
+    use poolgrind::check::policy::Policy;
+    use poolgrind::check::report::sarif;
+    use poolgrind::check::results::{ProcessRecord, Results};
+    use serde_json::Value;
+
+    /// Parses a SARIF document and checks what GitHub's upload requires of every result: one
+    /// run, at most 25,000 results, each with 1 to 1,000 locations whose artifact has a URI,
+    /// and no region that is empty or starts at line 0.
+    pub fn check_github_shape(text: &str) -> Value {
+        assert!(
+            text.len() <= sarif::MAX_FILE_BYTES,
+            "SARIF is {} bytes",
+            text.len()
+        );
+        let v: Value = serde_json::from_str(text).expect("SARIF is JSON");
+        assert_eq!(v["version"], "2.1.0");
+        let runs = v["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 1, "one run per category");
+        let results = runs[0]["results"].as_array().expect("results");
+        assert!(results.len() <= sarif::MAX_RESULTS_PER_RUN);
+        for r in results {
+            let locs = r["locations"].as_array().expect("locations");
+            assert!(!locs.is_empty(), "result without a location: {r}");
+            assert!(locs.len() <= sarif::MAX_LOCATIONS_PER_RESULT);
+            for l in locs
+                .iter()
+                .chain(r["relatedLocations"].as_array().into_iter().flatten())
+            {
+                let p = &l["physicalLocation"];
+                let uri = p["artifactLocation"]["uri"].as_str().expect("uri");
+                assert!(!uri.is_empty() && uri != "file://", "empty artifact in {l}");
+                if let Some(region) = p.get("region") {
+                    let line = region["startLine"]
+                        .as_u64()
+                        .expect("region has a startLine");
+                    assert!(line >= 1 && line <= i32::MAX as u64, "{region}");
+                }
+                for ll in l["logicalLocations"].as_array().into_iter().flatten() {
+                    assert_ne!(ll["fullyQualifiedName"], "", "empty logical location");
+                }
+            }
+            assert!(r["partialFingerprints"]["poolgrindFingerprint/v1"].is_string());
+            assert!(r["occurrenceCount"].as_u64().unwrap() >= 1);
+        }
+        for rule in runs[0]["tool"]["driver"]["rules"].as_array().unwrap() {
+            assert!(rule["fullDescription"]["text"].is_string(), "{rule}");
+            assert!(rule["help"]["text"].is_string(), "{rule}");
+        }
+        v
+    }
+
+    pub fn results_of(v: &Value) -> &Vec<Value> {
+        v["runs"][0]["results"].as_array().unwrap()
+    }
+
+    pub fn notes_of(v: &Value) -> Vec<String> {
+        v["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| n["message"]["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn user_frame(func: &str, file: &str, line: u32) -> Frame {
+        Frame {
+            ip: Some("0x10a1b2".into()),
+            obj: Some("/build/prog".into()),
+            func: Some(func.into()),
+            dir: Some("/build/src".into()),
+            file: Some(file.into()),
+            line: Some(line),
+        }
+    }
+
+    fn error(i: usize, what: String, stack: Vec<Frame>) -> VgError {
+        VgError {
+            unique: format!("{i:#x}"),
+            kind: "InvalidRead".into(),
+            what,
+            stack,
+            ..VgError::default()
+        }
+    }
+
+    /// One process whose log holds `errors`, as `poolgrind report` would read it.
+    pub fn results_with(errors: Vec<VgError>) -> Results {
+        let log = Log {
+            protocol_version: Some(4),
+            tool: Some("memcheck".into()),
+            pid: Some(4242),
+            argv: vec!["/build/prog".into()],
+            errors,
+            finished: true,
+            ..Log::default()
+        };
+        Results::build(
+            &[ProcessRecord::from_saved_log("generated.xml", log)],
+            &Policy::default(),
+        )
+    }
+
+    /// A model with 30,000 distinct errors: 25,000 results (GitHub rejects more), the ones left
+    /// out named in a notification, and still under 10 MB.
+    #[test]
+    fn sarif_keeps_githubs_result_limit_with_30000_errors() {
+        let errors = (0..30_000)
+            .map(|i| {
+                error(
+                    i,
+                    "Invalid read of size 4".into(),
+                    vec![user_frame(
+                        &format!("reader_{i}"),
+                        &format!("f{}.c", i % 97),
+                        10 + i as u32,
+                    )],
+                )
+            })
+            .collect();
+        let r = results_with(errors);
+        assert_eq!(r.summary.failing_distinct, 30_000);
+        let text = sarif::render_with_root(&r, Some(std::path::Path::new("/build")));
+        let v = check_github_shape(&text);
+        assert_eq!(results_of(&v).len(), 25_000);
+        let notes = notes_of(&v);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("5000 of 30000 distinct errors left out")),
+            "{notes:?}"
+        );
+    }
+
+    /// One error seen at 1,500 distinct places is one result with 1,000 locations (GitHub's
+    /// limit per result), the count of all occurrences, and a note that locations were cut.
+    #[test]
+    fn sarif_keeps_githubs_location_limit() {
+        let errors = (0..1_500)
+            .map(|i| {
+                error(
+                    i,
+                    "Invalid read of size 4".into(),
+                    vec![user_frame("shared_reader", &format!("copy{i}.c"), 7)],
+                )
+            })
+            .collect();
+        let r = results_with(errors);
+        assert_eq!(r.summary.failing_distinct, 1);
+        let v = check_github_shape(&sarif::render(&r));
+        let results = results_of(&v);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0]["locations"].as_array().unwrap().len(), 1_000);
+        assert_eq!(results[0]["occurrenceCount"], 1_500);
+        let text = results[0]["message"]["text"].as_str().unwrap();
+        assert!(
+            text.contains("500 more distinct locations left out"),
+            "{text}"
+        );
+        assert!(notes_of(&v)[0].contains("more than 1000 distinct locations"));
+    }
+
+    /// 5,000 distinct errors with 2.5 KB messages (12.5 MB of text) give a file under 10 MB that
+    /// keeps the most frequent errors and says how many it left out.
+    #[test]
+    fn sarif_keeps_githubs_size_limit() {
+        let long = "x".repeat(2_500);
+        let errors: Vec<VgError> = (0..5_000)
+            .map(|i| {
+                error(
+                    i,
+                    format!("Invalid read {i} {long}"),
+                    vec![user_frame(&format!("big_{i}"), "big.c", 3)],
+                )
+            })
+            .collect();
+        let mut r = results_with(errors);
+        // The last 100 errors happen 5 times each: they must survive the cut.
+        for e in r.errors.iter_mut().rev().take(100) {
+            e.count = 5;
+        }
+        r.summarise();
+        let text = sarif::render(&r);
+        let v = check_github_shape(&text);
+        let results = results_of(&v);
+        assert!(
+            results.len() < 5_000 && results.len() > 3_000,
+            "{}",
+            results.len()
+        );
+        let frequent = results.iter().filter(|r| r["occurrenceCount"] == 5).count();
+        assert_eq!(frequent, 100, "frequent errors are kept first");
+        let notes = notes_of(&v);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("to keep the file under 10000000 bytes")),
+            "{notes:?}"
+        );
+    }
+
+    /// Line numbers memcheck cannot have meant (0, beyond i32) give no region; a good one does.
+    #[test]
+    fn sarif_lines_zero_or_overflowing_give_no_region() {
+        let errors = vec![
+            error(0, "a".into(), vec![user_frame("at_zero", "z.c", 0)]),
+            error(
+                1,
+                "b".into(),
+                vec![user_frame("at_huge", "h.c", 3_000_000_000)],
+            ),
+            error(
+                2,
+                "c".into(),
+                vec![user_frame("at_max", "m.c", i32::MAX as u32)],
+            ),
+            error(
+                3,
+                "d".into(),
+                vec![Frame {
+                    line: None,
+                    ..user_frame("no_line", "n.c", 1)
+                }],
+            ),
+        ];
+        let v = check_github_shape(&sarif::render(&results_with(errors)));
+        let regions: Vec<Option<&Value>> = results_of(&v)
+            .iter()
+            .map(|r| r["locations"][0]["physicalLocation"].get("region"))
+            .collect();
+        assert_eq!(regions[0], None);
+        assert_eq!(regions[1], None);
+        assert_eq!(regions[2].unwrap()["startLine"], i32::MAX);
+        assert_eq!(regions[3], None);
+    }
+}
+
+/// Code built without debug info (no `-g`, and stripped): memcheck gives objects, no files.
+/// Every SARIF result still has a location (the object, or the executable), with no region.
+#[test]
+fn sarif_without_debug_info_places_every_result() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, name) in [(&[][..], "nodebug"), (&["-s"][..], "stripped")] {
+        let mut all = Vec::new();
+        for src in ["invalid", "leak"] {
+            let exe = dir.path().join(format!("{src}-{name}"));
+            let st = std::process::Command::new("cc")
+                .args(["-O0", "-w"])
+                .args(flags)
+                .arg("-o")
+                .arg(&exe)
+                .arg(fixture(&format!("src/{src}.c")))
+                .status()
+                .expect("cc runs");
+            assert!(st.success());
+            let xml = dir.path().join(format!("{src}-{name}.xml"));
+            let out = std::process::Command::new("valgrind")
+                .args(["--xml=yes", "--leak-check=full", "--num-callers=40"])
+                .arg(format!("--xml-file={}", xml.display()))
+                .arg(&exe)
+                .output()
+                .expect("valgrind runs");
+            assert!(xml.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+            let log = xml::parse_file(&xml).unwrap();
+            all.push(ProcessRecord::from_saved_log(
+                &xml.display().to_string(),
+                log,
+            ));
+        }
+        let r = Results::build(&all, &Policy::default());
+        assert!(
+            r.summary.failing_distinct >= 4,
+            "{name}: {}",
+            r.summary.verdict
+        );
+        assert!(
+            r.errors
+                .iter()
+                .all(|e| e.frames.iter().all(|f| f.file.is_none()
+                    || f.object
+                        .as_deref()
+                        .is_some_and(|o| o.contains("vgpreload") || o.contains("libc")))),
+            "{name}: user frames have no source file"
+        );
+        let text = poolgrind::check::report::sarif::render_with_root(&r, Some(dir.path()));
+        let v = sarif_limits::check_github_shape(&text);
+        let results = sarif_limits::results_of(&v);
+        assert_eq!(results.len(), r.summary.failing_distinct, "{name}");
+        for res in results {
+            let p = &res["locations"][0]["physicalLocation"];
+            assert!(p.get("region").is_none(), "{name}: {p}");
+            let uri = p["artifactLocation"]["uri"].as_str().unwrap();
+            assert!(
+                uri.starts_with(&format!("invalid-{name}"))
+                    || uri.starts_with(&format!("leak-{name}")),
+                "{name}: placed at the executable, relative to the root: {uri}"
+            );
+        }
+    }
+}
+
+/// The same error in several processes is one SARIF result counting all of them.
+#[test]
+fn sarif_groups_repeated_occurrences_by_fingerprint() {
+    use poolgrind::check::report::sarif;
+    let once = results_for(&["leak.xml"], &Policy::default());
+    let twice = results_for(&["leak.xml", "leak.xml"], &Policy::default());
+    let v1 = sarif_limits::check_github_shape(&sarif::render(&once));
+    let v2 = sarif_limits::check_github_shape(&sarif::render(&twice));
+    let (r1, r2) = (sarif_limits::results_of(&v1), sarif_limits::results_of(&v2));
+    assert_eq!(r1.len(), r2.len());
+    for (a, b) in r1.iter().zip(r2) {
+        assert_eq!(a["partialFingerprints"], b["partialFingerprints"]);
+        assert_eq!(
+            b["occurrenceCount"].as_u64().unwrap(),
+            2 * a["occurrenceCount"].as_u64().unwrap()
+        );
+        assert_eq!(a["locations"], b["locations"], "same place: listed once");
+    }
+}

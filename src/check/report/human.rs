@@ -30,7 +30,7 @@ pub struct HumanOptions {
 /// Whether colour should be used on stdout: a terminal, and `NO_COLOR` unset or empty.
 pub fn stdout_wants_color() -> bool {
     use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 struct Style {
