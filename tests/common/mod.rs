@@ -112,6 +112,17 @@ pub struct Run {
 
 /// Runs `prog args` under `valgrind --tool=<tool>` with XML output and no suppression file.
 pub fn valgrind(tool: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    valgrind_with(tool, &[], prog, args, env)
+}
+
+/// [`valgrind`] with extra valgrind options (`--redzone-size=64`, …).
+pub fn valgrind_with(
+    tool: &str,
+    vg_args: &[&str],
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let xml = dir.path().join("vg.xml");
     let mut cmd = Command::new("valgrind");
@@ -122,7 +133,7 @@ pub fn valgrind(tool: &str, prog: &Path, args: &[&str], env: &[(&str, &str)]) ->
     if tool == "memcheck" {
         cmd.args(["--leak-check=full", "--show-leak-kinds=all"]);
     }
-    cmd.arg(prog).args(args);
+    cmd.args(vg_args).arg(prog).args(args);
     cmd.env_remove("LD_PRELOAD");
     for (k, v) in env {
         cmd.env(k, v);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <malloc.h>
 #include <string.h>
+#include <pthread.h>
 
 #define NOINLINE __attribute__((noinline))
 struct node { struct node *next; long pad[3]; };
@@ -54,6 +55,76 @@ NOINLINE static void bug_stale_after_realloc(void) {
     free(q);
 }
 NOINLINE static void bug_still_reachable(void) { keep = malloc(56); }
+/* Three live 32-byte blocks and a write past the end of the middle one: 24 bytes (the gap
+ * memcheck's malloc leaves between blocks), 40 (beyond 16 + 16 bytes of red zones, still in
+ * memcheck's gap: 24 bytes of red zone and an 8-byte size field on each side), 72 (in the next
+ * live block with the default red zones, in the gap with --redzone-size=64). */
+NOINLINE static void overflow_by(long past_end) {
+    char *a = malloc(32), *p = malloc(32), *b = malloc(32);
+    memset(a, 1, 32); memset(p, 1, 32); memset(b, 1, 32);
+    ((volatile char *)p)[32 + past_end] = 1;
+    free(b); free(p); free(a);
+}
+NOINLINE static void bug_overflow_far(void) { overflow_by(24); }
+NOINLINE static void bug_overflow_40_past_end(void) { overflow_by(40); }
+NOINLINE static void bug_overflow_72_past_end(void) { overflow_by(72); }
+NOINLINE static void bug_underflow_far(void) {
+    char *a = malloc(32), *p = malloc(32), *b = malloc(32);
+    memset(a, 1, 32); memset(p, 1, 32); memset(b, 1, 32);
+    ((volatile char *)p)[-24] = 1;
+    free(b); free(p); free(a);
+}
+/* A use after free after `volume` bytes of frees of the same size (all allocated, then all
+ * freed), then as many bytes of that size allocated and kept live (every block an allocator let
+ * out of its quarantine is handed out again): memcheck's malloc keeps --freelist-vol bytes
+ * (20 MB by default) of freed blocks from reuse. */
+NOINLINE static void uaf_after_frees(size_t size, size_t volume) {
+    size_t n = volume / size;
+    void **blocks = calloc(n, sizeof *blocks);
+    volatile char *p = malloc(size);
+    char *neighbour = malloc(size); /* live throughout, as in a real heap: p's pool never empties */
+    memset((void *)p, 1, size); free((void *)p);
+    for (size_t i = 0; i < n; i++) { blocks[i] = malloc(size); memset(blocks[i], 2, size); }
+    for (size_t i = 0; i < n; i++) free(blocks[i]);
+    for (size_t i = 0; i < n; i++) { blocks[i] = malloc(size); memset(blocks[i], 3, size); }
+    sink = (void *)(long)p[0];
+    for (size_t i = 0; i < n; i++) free(blocks[i]);
+    free(blocks);
+    free(neighbour);
+}
+NOINLINE static void bug_uaf_after_8mb_of_frees(void) { uaf_after_frees(500, 8000000); }
+NOINLINE static void bug_realloc_shrink_read_past_end(void) {
+    char *p = malloc(100); memset(p, 4, 100);
+    volatile char *q = realloc(p, 40);
+    sink = (void *)(long)q[44];
+    free((void *)q);
+}
+NOINLINE static void bug_realloc_grow_branch_on_tail(void) {
+    char *p = malloc(24); memset(p, 5, 24);
+    volatile char *q = realloc(p, 200);
+    if (q[100] == 42) puts("grown forty-two");
+    free((void *)q);
+}
+NOINLINE static void *bug_leak_by_exited_thread_body(void *arg) {
+    char *p = malloc(72); memset(p, 9, 72); sink = 0; return arg;
+}
+NOINLINE static void bug_leak_by_exited_thread(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, bug_leak_by_exited_thread_body, NULL) == 0) pthread_join(t, NULL);
+}
+static char *interior;
+NOINLINE static void bug_possibly_lost_interior(void) {
+    char *p = malloc(64); memset(p, 6, 64); interior = p + 8;
+}
+/* An aligned 8-byte load at offset 16 of a 20-byte block (4 bytes past the end): legal with
+ * --partial-loads-ok=yes (the default; the branch on the 4 undefined bytes is the error), an
+ * invalid read with =no. */
+NOINLINE static void bug_partial_load(void) {
+    char *p = malloc(20); memset(p, 1, 20);
+    long w = *(volatile long *)(p + 16);
+    if ((w >> 32) == 42) puts("partial forty-two");
+    free(p);
+}
 NOINLINE static void clean_program(void) {
     /* Small and large blocks; realloc chains; many large blocks freed through the preload, so
      * address_in_range reads memory that belongs to the system allocator. */
@@ -110,6 +181,13 @@ static const struct scenario scenarios[] = {
     {"double_free", bug_double_free}, {"branch_on_fresh", bug_branch_on_fresh},
     {"branch_on_recycled", bug_branch_on_recycled}, {"stale_after_realloc", bug_stale_after_realloc},
     {"still_reachable", bug_still_reachable}, {"clean", clean_program},
+    {"overflow_far", bug_overflow_far}, {"overflow_40_past_end", bug_overflow_40_past_end},
+    {"overflow_72_past_end", bug_overflow_72_past_end}, {"underflow_far", bug_underflow_far},
+    {"uaf_after_8mb_of_frees", bug_uaf_after_8mb_of_frees},
+    {"realloc_shrink_read_past_end", bug_realloc_shrink_read_past_end},
+    {"realloc_grow_branch_on_tail", bug_realloc_grow_branch_on_tail},
+    {"leak_by_exited_thread", bug_leak_by_exited_thread},
+    {"possibly_lost_interior", bug_possibly_lost_interior}, {"partial_load", bug_partial_load},
     {"clean_small_heap", clean_small_heap}, {"usable_sizes", usable_sizes},
 };
 
