@@ -175,8 +175,8 @@ pub extern "C" fn poolgrind_print_stats() {
     crate::alloc::stats::print_stats_at_exit();
 }
 
-/// Runs the heap invariant walker; returns 0 when every invariant holds, else prints the first
-/// violation to stderr and returns 1.
+/// Runs the heap invariant walker; returns 0 when every invariant holds, else 1 (the message is
+/// not printed: use `poolgrind::debug::check_heap` from Rust to read it).
 #[no_mangle]
 pub extern "C" fn poolgrind_check_heap() -> i32 {
     match crate::alloc::debug::check_heap() {

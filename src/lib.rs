@@ -64,9 +64,12 @@
 //!
 //! ## Where things live
 //!
-//! - [`alloc::types`]: every structure and invariant (read it first); [`alloc::track`]: the
-//!   only module that talks to Valgrind; [`alloc::options`]: the environment options table;
-//!   [`debug::check_heap`]: the invariant walker tests run after every step.
+//! - `src/alloc/`: the allocator, its modules in dependency order (`alloc/mod.rs` has the
+//!   table): `types` holds every structure and invariant (read it first), `config` the
+//!   environment options table and the path each request takes, `track` is the only module
+//!   that talks to Valgrind, `dispatch` the one table of entry point × path;
+//!   [`debug::check_heap`] is the invariant walker tests run after every step. The internals
+//!   are private to the crate.
 //! - [`PoolAlloc`] (Rust), [`raw`] (pointer-only API) and [`capi`] (C ABI, preload).
 //! - [`check`]: running programs under memcheck and reading its XML; [`cli`]: the `poolgrind`
 //!   command; [`supp`]: suppression files.

@@ -1,14 +1,44 @@
-//! The allocator. `types` is the hub (structures and invariants); `track` is the only module
-//! that talks to Valgrind; the rest is terse.
+//! The allocator. Dependencies run one way, in this order (a module uses only modules above
+//! it; `layering::module_dependencies_run_one_way` checks it):
+//!
+//! | module      | what it holds |
+//! |-------------|---------------|
+//! | `types`     | every constant, struct and invariant (read it first) |
+//! | `sys`       | the system allocator, the one mapping helper, counters, formatting without allocating |
+//! | `config`    | the options table (by name) and what initialisation decided (the path) |
+//! | `track`     | the only module that talks to Valgrind (client requests) |
+//! | `serial`    | the lock that serialises the allocator under memcheck |
+//! | `meta`      | where a pool's metadata lives (memcheck: the side table and page map) |
+//! | `arena`     | arenas, their lists, taking and giving pools, `address_in_range` |
+//! | `pool`      | size classes' pools and used lists, the central heap, live bitmaps |
+//! | `tcache`    | per-thread caches in front of the central heap |
+//! | `memcheck`  | the memcheck paths and the quarantine |
+//! | `guards`    | debug mode's block guards |
+//! | `stats`     | statistics |
+//! | `walk`      | the heap invariant walker |
+//! | `debug`     | the public test tools (walker, cache flush) |
+//! | `init`      | start-up, fork, exit |
+//! | `dispatch`  | the one table: entry point × path |
+//! | `global`, `raw` | the thin entry points (Rust `GlobalAlloc`, pointer-only API); the C ABI is `crate::capi` |
 
+pub(crate) mod arena;
+pub(crate) mod config;
 pub mod debug;
-pub(crate) mod front;
+pub(crate) mod dispatch;
 pub mod global;
-pub(crate) mod heap;
-pub mod options;
+pub(crate) mod guards;
+pub(crate) mod init;
+pub(crate) mod memcheck;
+pub(crate) mod meta;
+pub(crate) mod pool;
 pub mod raw;
+pub(crate) mod serial;
 pub mod stats;
 pub(crate) mod sys;
 pub(crate) mod tcache;
-pub mod track;
-pub mod types;
+pub(crate) mod track;
+pub(crate) mod types;
+pub(crate) mod walk;
+
+#[cfg(test)]
+mod layering;

@@ -4,9 +4,11 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
 
-use super::heap::{self, CLASSES, COUNTERS};
-use super::tcache;
+use super::memcheck::quarantine;
+use super::pool::CLASSES;
+use super::sys::{FmtBuf, COUNTERS};
 use super::types::*;
+use super::{serial, tcache};
 
 /// One size class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,11 +52,10 @@ pub struct Stats {
 
 /// Takes a snapshot (each class lock is taken briefly; thread-cache counts are racy by nature).
 pub fn stats() -> Stats {
-    heap::ensure_init();
     let mut s = Stats::default();
-    let _serial = super::track::serialize();
+    let _serial = serial::serialize();
     let in_caches = tcache::cached_blocks();
-    let in_quarantine = heap::quarantined_per_class();
+    let in_quarantine = quarantine::per_class();
     for (c, cls) in CLASSES.iter().enumerate() {
         let _g = cls.lock.lock();
         // SAFETY: class lock held.
@@ -122,57 +123,7 @@ impl fmt::Display for Stats {
 /// `atexit` handler installed when `POOLGRIND_STATS=1`.
 pub extern "C" fn print_stats_at_exit() {
     let s = stats();
-    let mut w = StackWriter::<512>::new();
+    let mut w = FmtBuf::<512>::new();
     let _ = write!(w, "{s}");
     w.write_stderr();
-}
-
-/// A `fmt::Write` into a stack buffer that spills to stderr when full: formatting without
-/// allocating (the allocator must never allocate through itself).
-pub struct StackWriter<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackWriter<N> {
-    /// Empty.
-    pub const fn new() -> Self {
-        StackWriter {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    /// Writes what is buffered to file descriptor 2.
-    pub fn write_stderr(&mut self) {
-        let mut off = 0;
-        while off < self.len {
-            // SAFETY: buf[off..len] is initialised; fd 2 may be closed, then write fails harmlessly.
-            let n = unsafe { libc::write(2, self.buf.as_ptr().add(off).cast(), self.len - off) };
-            if n <= 0 {
-                break;
-            }
-            off += n as usize;
-        }
-        self.len = 0;
-    }
-}
-
-impl<const N: usize> Default for StackWriter<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> Write for StackWriter<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if self.len == N {
-                self.write_stderr();
-            }
-            self.buf[self.len] = b;
-            self.len += 1;
-        }
-        Ok(())
-    }
 }

@@ -19,27 +19,9 @@ use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::heap;
+use super::sys::COUNTERS;
 use super::types::*;
-
-const FRESH: u8 = 0;
-const ACTIVE: u8 = 1;
-/// Registering (re-entrant calls during registration bypass the cache) or dead (thread exiting).
-const BYPASS: u8 = 2;
-
-struct Bin {
-    head: *mut u8,
-    /// Read by `stats` from other threads (relaxed), written only by the owner.
-    count: AtomicU32,
-}
-
-/// One thread's cache.
-pub struct TCache {
-    bins: [Bin; NB_SMALL_SIZE_CLASSES],
-    state: u8,
-    next: *mut TCache,
-    prev: *mut TCache,
-}
+use super::{config, pool};
 
 /// This thread's cache: on x86-64 Linux the initial-exec TLS block of `tls.c` (thread pointer
 /// plus a link-time offset: two instructions, no call); elsewhere a `thread_local!`.
@@ -60,7 +42,7 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
                 options(nostack, readonly, pure),
             );
         }
-        // SAFETY: zero bytes are a valid fresh TCache (null lists, zero counts, state FRESH),
+        // SAFETY: zero bytes are a valid fresh TCache (null lists, zero counts, state TC_FRESH),
         // and only this thread uses its own block.
         f(unsafe { &*p })
     }
@@ -73,7 +55,7 @@ thread_local! {
     static TC: UnsafeCell<TCache> = const {
         UnsafeCell::new(TCache {
             bins: [const { Bin { head: null_mut(), count: AtomicU32::new(0) } }; NB_SMALL_SIZE_CLASSES],
-            state: FRESH,
+            state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
         })
@@ -111,9 +93,10 @@ struct Head(UnsafeCell<*mut TCache>);
 unsafe impl Sync for Head {}
 static CACHES: Head = Head(UnsafeCell::new(null_mut()));
 
-/// Creates the pthread key whose destructor flushes a thread's cache. Called from `heap::init`.
+/// Creates the pthread key whose destructor flushes a thread's cache. Called once, from
+/// `init::ensure_init`.
 pub fn init() {
-    if !heap::tcache_on() {
+    if !config::tcache_on() {
         return;
     }
     let mut key: libc::pthread_key_t = 0;
@@ -129,16 +112,35 @@ pub fn init() {
 pub fn try_alloc(class: usize) -> *mut u8 {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's; no reference to it escapes this closure.
-        let bin = unsafe { &mut (*tc.get()).bins[class] };
-        let b = bin.head;
-        if !b.is_null() {
-            // SAFETY: cached blocks are free blocks linked through their first word.
-            bin.head = unsafe { *b.cast::<*mut u8>() };
-            bin.count
-                .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-        }
-        b
+        pop(unsafe { &mut (*tc.get()).bins[class] })
     })
+}
+
+/// Pops the first block of a bin (null when empty).
+#[inline(always)]
+fn pop(bin: &mut Bin) -> *mut u8 {
+    let b = bin.head;
+    if !b.is_null() {
+        // SAFETY: cached blocks are free blocks linked through their first word.
+        bin.head = unsafe { *b.cast::<*mut u8>() };
+        bin.count
+            .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    }
+    b
+}
+
+/// Pushes a free block onto a bin; returns the bin's new count.
+///
+/// # Safety
+/// `b` is a free block of the bin's class that nobody uses any more.
+#[inline(always)]
+unsafe fn push(bin: &mut Bin, b: *mut u8) -> u32 {
+    // SAFETY: the block is free; its first word becomes the link.
+    unsafe { *b.cast::<*mut u8>() = bin.head };
+    bin.head = b;
+    let n = bin.count.load(Ordering::Relaxed) + 1;
+    bin.count.store(n, Ordering::Relaxed);
+    n
 }
 
 /// The fast path's push: false (nothing done) when the cache is not active or the bin is full;
@@ -153,13 +155,11 @@ pub unsafe fn try_free(b: *mut u8, class: usize) -> bool {
         let tc = unsafe { &mut *tc.get() };
         let bin = &mut tc.bins[class];
         let n = bin.count.load(Ordering::Relaxed);
-        if tc.state != ACTIVE || n >= bin_limit(class) {
+        if tc.state != TC_ACTIVE || n >= bin_limit(class) {
             return false;
         }
-        // SAFETY: the block is free; its first word becomes the link.
-        unsafe { *b.cast::<*mut u8>() = bin.head };
-        bin.head = b;
-        bin.count.store(n + 1, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { push(bin, b) };
         true
     })
 }
@@ -171,13 +171,8 @@ pub fn alloc(class: usize) -> *mut u8 {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's; no reference to it escapes this closure.
         let tc = unsafe { &mut *tc.get() };
-        let bin = &mut tc.bins[class];
-        let b = bin.head;
+        let b = pop(&mut tc.bins[class]);
         if !b.is_null() {
-            // SAFETY: cached blocks are free blocks linked through their first word.
-            bin.head = unsafe { *b.cast::<*mut u8>() };
-            bin.count
-                .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
             return b;
         }
         refill(tc, class)
@@ -187,11 +182,11 @@ pub fn alloc(class: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
-    if tc.state != ACTIVE && !activate(tc) {
+    if tc.state != TC_ACTIVE && !activate(tc) {
         return central_one(class);
     }
     let want = (bin_limit(class) / 2) as usize;
-    let (chain, got) = heap::central_alloc(class, want);
+    let (chain, got) = pool::central_alloc(class, want);
     if got == 0 {
         return null_mut();
     }
@@ -209,7 +204,7 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
 }
 
 fn central_one(class: usize) -> *mut u8 {
-    let (b, got) = heap::central_alloc(class, 1);
+    let (b, got) = pool::central_alloc(class, 1);
     if got == 0 {
         null_mut()
     } else {
@@ -226,16 +221,13 @@ pub unsafe fn free(b: *mut u8, class: usize) {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's.
         let tc = unsafe { &mut *tc.get() };
-        if tc.state != ACTIVE {
+        if tc.state != TC_ACTIVE {
             // SAFETY: forwarded.
             return unsafe { free_slow(tc, b, class) };
         }
         let bin = &mut tc.bins[class];
-        // SAFETY: the block is free; its first word becomes the link.
-        unsafe { *b.cast::<*mut u8>() = bin.head };
-        bin.head = b;
-        let n = bin.count.load(Ordering::Relaxed) + 1;
-        bin.count.store(n, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        let n = unsafe { push(bin, b) };
         if n > bin_limit(class) {
             flush(bin, class, (n / 2) as usize);
         }
@@ -249,12 +241,12 @@ pub unsafe fn free(b: *mut u8, class: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(tc: &mut TCache, b: *mut u8, class: usize) {
-    if tc.state == FRESH && activate(tc) {
+    if tc.state == TC_FRESH && activate(tc) {
         // SAFETY: forwarded.
         return unsafe { free(b, class) };
     }
     // SAFETY: forwarded; a single block.
-    unsafe { heap::central_free(class, b, 1) };
+    unsafe { pool::central_free(class, b, 1) };
 }
 
 /// Gives the first `n` blocks of a bin back to the central heap.
@@ -281,20 +273,21 @@ fn flush(bin: &mut Bin, class: usize, n: usize) {
         Ordering::Relaxed,
     );
     // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
-    unsafe { heap::central_free(class, chain, n) };
+    unsafe { pool::central_free(class, chain, n) };
 }
 
 /// Registers the cache (destructor and stats list). False if that is impossible here (no key).
 fn activate(tc: &mut TCache) -> bool {
-    if tc.state != FRESH {
+    if tc.state != TC_FRESH {
         return false;
     }
     let key = KEY.load(Ordering::Acquire);
     if key == u32::MAX {
         return false;
     }
-    tc.state = BYPASS; // re-entrant allocations from pthread_setspecific go to the central heap
-                       // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
+    // Re-entrant allocations from pthread_setspecific go to the central heap.
+    tc.state = TC_BYPASS;
+    // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
     if unsafe { libc::pthread_setspecific(key, (tc as *mut TCache).cast()) } != 0 {
         return false;
     }
@@ -310,8 +303,8 @@ fn activate(tc: &mut TCache) -> bool {
             *CACHES.0.get() = tc;
         }
     }
-    heap::COUNTERS.thread_caches.fetch_add(1, Ordering::Relaxed);
-    tc.state = ACTIVE;
+    COUNTERS.thread_caches.fetch_add(1, Ordering::Relaxed);
+    tc.state = TC_ACTIVE;
     true
 }
 
@@ -319,11 +312,8 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     // SAFETY: the value set in `activate` is this thread's cache, still alive during key
     // destructors (TLS is freed after them).
     let tc = unsafe { &mut *p.cast::<TCache>() };
-    tc.state = BYPASS;
-    for class in 0..NB_SMALL_SIZE_CLASSES {
-        let n = tc.bins[class].count.load(Ordering::Relaxed) as usize;
-        flush(&mut tc.bins[class], class, n);
-    }
+    tc.state = TC_BYPASS;
+    flush_all(tc);
     let _g = REGISTRY.lock();
     // SAFETY: registry lock held; unlink this cache.
     unsafe {
@@ -336,7 +326,7 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
             (*tc.next).prev = tc.prev;
         }
     }
-    heap::COUNTERS.thread_caches.fetch_sub(1, Ordering::Relaxed);
+    COUNTERS.thread_caches.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Blocks held in all thread caches, per class (racy snapshot, for statistics).
@@ -361,12 +351,16 @@ pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
 pub fn flush_current_thread() {
     with_tc(|tc| {
         // SAFETY: this thread's cache.
-        let tc = unsafe { &mut *tc.get() };
-        for class in 0..NB_SMALL_SIZE_CLASSES {
-            let n = tc.bins[class].count.load(Ordering::Relaxed) as usize;
-            flush(&mut tc.bins[class], class, n);
-        }
+        flush_all(unsafe { &mut *tc.get() })
     })
+}
+
+/// Gives every cached block of `tc` back to the central heap.
+fn flush_all(tc: &mut TCache) {
+    for (class, bin) in tc.bins.iter_mut().enumerate() {
+        let n = bin.count.load(Ordering::Relaxed) as usize;
+        flush(bin, class, n);
+    }
 }
 
 pub(crate) fn lock_registry() {
@@ -389,7 +383,7 @@ pub(crate) fn after_fork_child() {
         let tc = unsafe { &mut *tc.get() };
         // SAFETY: as above.
         unsafe {
-            if tc.state == ACTIVE {
+            if tc.state == TC_ACTIVE {
                 tc.next = null_mut();
                 tc.prev = null_mut();
                 *CACHES.0.get() = tc;
@@ -397,8 +391,8 @@ pub(crate) fn after_fork_child() {
                 *CACHES.0.get() = null_mut();
             }
         }
-        heap::COUNTERS
+        COUNTERS
             .thread_caches
-            .store((tc.state == ACTIVE) as u32, Ordering::Relaxed);
+            .store((tc.state == TC_ACTIVE) as u32, Ordering::Relaxed);
     });
 }

@@ -1,6 +1,6 @@
 //! The one door to Valgrind: every client request the allocator makes passes through here.
 //!
-//! Each function is a no-op unless [`init`] found us running under Valgrind; the check is a
+//! Each function is a no-op unless [`detect`] found us running under Valgrind; the check is a
 //! relaxed load of a flag cached at start-up, so natively each call site costs one predictable
 //! branch (the `valgrind_overhead` benchmark measures it against a build with the `valgrind`
 //! feature off, where this module compiles to nothing).
@@ -18,6 +18,9 @@
 //! - the deliberate `address_in_range` read is done with address-error reporting disabled for
 //!   exactly those 4 bytes and only the local copy is marked DEFINED ([`read_foreign_u32`]);
 //!   nothing about memory the allocator does not own is ever changed.
+//!
+//! This module only talks to Valgrind; the lock that serialises the allocator under memcheck
+//! is `serial`'s.
 //!
 //! Under helgrind or DRD a recycled block is announced as new memory ([`recycled`]), so accesses
 //! by its previous and next owners are not reported as a race.
@@ -48,7 +51,7 @@ static ANCHOR: u8 = 0;
 
 /// Detects Valgrind and the tool; call once, before any other function here.
 /// `enabled` is false when `POOLGRIND_VALGRIND=off`.
-pub fn init(enabled: bool) -> Tool {
+pub(crate) fn detect(enabled: bool) -> Tool {
     #[cfg(feature = "valgrind")]
     if enabled && crabgrind::valgrind::running_mode().is_valgrind() {
         // GET_VBITS answers 1 only when memcheck handles it; other tools leave the default 0.
@@ -178,16 +181,6 @@ fn mark(p: *const u8, n: usize, state: MemState) {
     req::request(code, p as usize, n, 0);
 }
 
-/// A fresh arena (or any allocator-private range) becomes NOACCESS.
-#[inline]
-pub fn noaccess(p: *const u8, n: usize) {
-    #[cfg(feature = "valgrind")]
-    if memcheck() {
-        mark(p, n, MemState::NoAccess);
-    }
-    let _ = (p, n);
-}
-
 /// A fresh arena taken from the system allocator under memcheck: NOACCESS, and shrunk to 1
 /// bytes in memcheck's books (RESIZEINPLACE), so that memcheck's address descriptions, which
 /// look at malloc'd blocks before freed ones, never name the 256 KiB arena instead of the freed
@@ -281,123 +274,6 @@ pub fn block_free(p: *const u8) {
         _ => {}
     }
     let _ = p;
-}
-
-/// Under memcheck one recursive lock serialises every allocator operation: the side table, the
-/// quarantine and the class lists need no other lock then, a header opened to write its arena
-/// index is closed by the same thread before anyone else runs (another thread closing it
-/// mid-operation would turn the allocator's own accesses into reported errors), and the
-/// disable–read–enable window of [`read_foreign_u32`] cannot be cut short by another thread's
-/// enable. Valgrind runs one thread at a time anyway, so nothing is lost in parallelism.
-pub struct SerialGuard(bool);
-
-struct SerialLock {
-    /// 0 free, 1 held. A plain spin flag, not a pthread mutex: this lock exists only under
-    /// memcheck, where every guest instruction is expensive and Valgrind runs one thread at a
-    /// time (a waiting thread yields, which lets the holder run).
-    held: core::sync::atomic::AtomicBool,
-    /// The holder's thread id (0: none); a nested `serialize` of the holder takes nothing.
-    owner: core::sync::atomic::AtomicUsize,
-}
-
-static SERIAL: SerialLock = SerialLock {
-    held: core::sync::atomic::AtomicBool::new(false),
-    owner: core::sync::atomic::AtomicUsize::new(0),
-};
-
-impl SerialLock {
-    fn acquire(&self) {
-        while self.held.swap(true, Ordering::Acquire) {
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
-        }
-    }
-
-    fn release(&self) {
-        self.held.store(false, Ordering::Release);
-    }
-}
-
-/// A unique id of the calling thread: its thread pointer (one instruction on x86-64 Linux,
-/// where `fs:0` holds it; `pthread_self` elsewhere, which returns the same value).
-#[inline(always)]
-fn thread_id() -> usize {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux fs:0 is the TCB's self pointer; the asm only reads it.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
-                options(nostack, readonly, preserves_flags));
-        }
-        tp
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    // SAFETY: pthread_self has no preconditions.
-    unsafe {
-        libc::pthread_self() as usize
-    }
-}
-
-/// Takes the memcheck serialisation lock (recursively); a no-op natively.
-#[inline(always)]
-pub fn serialize() -> SerialGuard {
-    if !memcheck() {
-        return SerialGuard(false);
-    }
-    serialize_memcheck()
-}
-
-/// [`serialize`] on a path that runs only under memcheck (no tool check). Recursive without a
-/// counter: a nested guard (the thread already owns the lock) holds nothing, and the outermost
-/// one releases.
-#[inline(always)]
-pub fn serialize_memcheck() -> SerialGuard {
-    debug_assert!(memcheck());
-    let me = thread_id();
-    // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
-    if SERIAL.owner.load(Ordering::Relaxed) == me {
-        return SerialGuard(false);
-    }
-    SERIAL.acquire();
-    SERIAL.owner.store(me, Ordering::Relaxed);
-    SerialGuard(true)
-}
-
-/// Whether the calling thread holds the serialisation lock (debug assertions).
-pub fn serialized_by_me() -> bool {
-    SERIAL.owner.load(Ordering::Relaxed) == thread_id()
-}
-
-impl Drop for SerialGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if self.0 {
-            // The outermost guard of this thread: it took the lock.
-            SERIAL.owner.store(0, Ordering::Relaxed);
-            SERIAL.release();
-        }
-    }
-}
-
-/// fork(): the serialisation lock is taken before every other allocator lock...
-pub(crate) fn fork_prepare() {
-    if memcheck() {
-        SERIAL.acquire();
-    }
-}
-
-/// ...released in the parent...
-pub(crate) fn fork_parent() {
-    if memcheck() {
-        SERIAL.release();
-    }
-}
-
-/// ...and reset in the child, which has only the forking thread.
-pub(crate) fn fork_child() {
-    SERIAL.owner.store(0, Ordering::Relaxed);
-    SERIAL.release();
 }
 
 /// Recycled memory changes owner: tell helgrind and DRD to forget its access history.

@@ -1,8 +1,8 @@
 //! The data-structure hub: every constant, struct and invariant of the allocator lives here.
 //!
 //! The other modules of `alloc` stay terse; when they say "the invariants", they mean the ones
-//! written next to the fields below, and [`crate::alloc::debug::check_heap`] checks every one
-//! of them.
+//! written next to the fields below, and the walker (`walk`, run by
+//! [`crate::debug::check_heap`]) checks every one of them.
 //!
 //! # Tunable settings (and why they are what they are)
 //!
@@ -19,7 +19,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize};
 
 /// Alignment of every pool block (and the spacing of size classes).
 pub const ALIGNMENT: usize = 16;
@@ -74,7 +74,7 @@ pub const fn class_size(class: usize) -> usize {
 ///
 /// Invariants (checked by the walker):
 /// - `arenaindex` is the index in the arena table of the arena this pool lies in. It sits at
-///   offset 0 because [`crate::alloc::raw::address_in_range`] reads exactly those 4 bytes of
+///   offset 0 because `arena::address_in_range` reads exactly those 4 bytes of
 ///   *any* page, ours or not.
 /// - `stride == class_size(szidx) + red zone` for the geometry the process runs with.
 /// - native geometry: `nused + |freeblock list| + (maxnextoffset - nextoffset) / stride + 1
@@ -207,6 +207,76 @@ pub struct ArenaObject {
     pub prevarena: *mut ArenaObject,
 }
 
+/// The arena lists (pymalloc's `usable_arenas`, `unused_arena_objects`, `nfp2lasta`), guarded
+/// by the arena lock.
+///
+/// Invariants (checked by the walker):
+/// - an arena object is on `unused` iff its `address` is 0 (no arena);
+/// - `usable` holds exactly the live arenas with `nfreepools > 0`, sorted ascending;
+/// - `nfp2lasta[n]` is null or the last arena on `usable` with `nfreepools == n`;
+/// - `live` counts the table's slots with an arena, `empty` those whose pools are all empty
+///   and carved.
+pub(crate) struct ArenaLists {
+    /// Slots without an arena, linked through `nextarena`.
+    pub(crate) unused: *mut ArenaObject,
+    /// Arenas with free pools, sorted by `nfreepools` ascending.
+    pub(crate) usable: *mut ArenaObject,
+    /// `nfp2lasta[n]`: the last arena on `usable` with `n` free pools (pymalloc 3.8's trick to
+    /// keep the list sorted in O(1)).
+    pub(crate) nfp2lasta: [*mut ArenaObject; POOLS_PER_ARENA + 1],
+    /// Arenas alive.
+    pub(crate) live: usize,
+    /// Alive arenas whose pools are all empty and were carved (kept as spares, up to
+    /// `arena::SPARE_ARENAS`, plus pymalloc's rightmost one).
+    pub(crate) empty: usize,
+}
+
+/// Freed blocks waiting before they are handed out again (memcheck only): a ring of
+/// `QUARANTINE_SLOTS` entries holding at most `config::quarantine_limit()` bytes of blocks,
+/// oldest first.
+///
+/// Invariants: slots `head .. head + len` (mod the ring's length) hold the quarantined blocks,
+/// each out of its pool and not live (its live bit clear); `bytes` is the sum of their class
+/// sizes; every other slot is null.
+pub(crate) struct Quarantine {
+    pub(crate) ring: UnsafeCell<*mut *mut u8>,
+    pub(crate) head: UnsafeCell<usize>,
+    pub(crate) len: UnsafeCell<usize>,
+    pub(crate) bytes: UnsafeCell<usize>,
+}
+// SAFETY: used only under memcheck, where every access holds the serialisation lock
+// (`serial::serialize`), which fork() also takes first.
+unsafe impl Sync for Quarantine {}
+
+/// A thread cache's states: never used by its thread yet…
+pub(crate) const TC_FRESH: u8 = 0;
+/// …registered (destructor set, on the registry list)…
+pub(crate) const TC_ACTIVE: u8 = 1;
+/// …registering (re-entrant calls during registration bypass the cache) or dead (thread
+/// exiting): every request goes to the central heap.
+pub(crate) const TC_BYPASS: u8 = 2;
+
+/// One size class's list in a thread cache.
+///
+/// Invariant: `count` is the length of the list at `head` (free blocks of the class, linked
+/// through their first word, out of their pools: counted in the class's `nused`).
+pub(crate) struct Bin {
+    pub(crate) head: *mut u8,
+    /// Read by `stats` from other threads (relaxed), written only by the owner.
+    pub(crate) count: core::sync::atomic::AtomicU32,
+}
+
+/// One thread's cache (see `tcache`).
+///
+/// Invariants: `state` is one of `TC_*`; a cache is on the registry list (linked through
+/// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists.
+pub(crate) struct TCache {
+    pub(crate) bins: [Bin; NB_SMALL_SIZE_CLASSES],
+    pub(crate) state: u8,
+    pub(crate) next: *mut TCache,
+    pub(crate) prev: *mut TCache,
+}
+
 /// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
 pub const TRANSFER_SLOTS: usize = 8;
 
@@ -272,39 +342,6 @@ impl ClassState {
     }
 }
 
-/// Counters kept without a lock (relaxed atomics; read by `stats`).
-pub struct Counters {
-    /// Arenas ever created.
-    pub arenas_allocated: AtomicUsize,
-    /// Arenas given back.
-    pub arenas_freed: AtomicUsize,
-    /// Most arenas alive at once.
-    pub arenas_highwater: AtomicUsize,
-    /// Requests served by the system allocator (too large, over-aligned, or `malloc` mode).
-    pub system_allocs: AtomicUsize,
-    /// Thread caches alive.
-    pub thread_caches: AtomicU32,
-}
-
-impl Counters {
-    /// All zero.
-    pub const fn new() -> Self {
-        Counters {
-            arenas_allocated: AtomicUsize::new(0),
-            arenas_freed: AtomicUsize::new(0),
-            arenas_highwater: AtomicUsize::new(0),
-            system_allocs: AtomicUsize::new(0),
-            thread_caches: AtomicU32::new(0),
-        }
-    }
-
-    /// Relaxed increment.
-    #[inline]
-    pub fn bump(c: &AtomicUsize, by: usize) {
-        c.fetch_add(by, Ordering::Relaxed);
-    }
-}
-
 /// A pthread mutex: futex-fast when uncontended, never allocates, and understood by helgrind and
 /// DRD (a spin lock on atomics would make every recycled block look like a data race to them).
 pub struct RawMutex(UnsafeCell<libc::pthread_mutex_t>);
@@ -324,19 +361,6 @@ impl RawMutex {
         // SAFETY: the mutex is initialised (static initialiser) and lives as long as `self`.
         unsafe { libc::pthread_mutex_lock(self.0.get()) };
         MutexGuard(self)
-    }
-
-    /// Locks, unless the memcheck serialisation lock (`track::serialize`) already excludes every
-    /// other thread: under memcheck every path to the central heap holds it, so the inner locks
-    /// would only cost instructions, which memcheck makes expensive.
-    #[inline]
-    pub fn lock_unless_serialized(&self) -> Option<MutexGuard<'_>> {
-        if crate::alloc::track::memcheck() {
-            debug_assert!(crate::alloc::track::serialized_by_me());
-            None
-        } else {
-            Some(self.lock())
-        }
     }
 
     /// Locks without a guard (fork handlers).

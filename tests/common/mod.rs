@@ -161,7 +161,7 @@ pub fn on_stack(e: &VgError, needle: &str) -> bool {
 /// on the program.
 pub fn is_arena_bookkeeping(e: &VgError) -> bool {
     e.kind == "Leak_StillReachable"
-        && on_stack(e, "arena_memory_alloc")
+        && on_stack(e, "alloc::arena::memory_alloc")
         && e.leaked_bytes.unwrap_or(0) <= 64
 }
 

@@ -1,0 +1,416 @@
+//! The one table: which path every request takes, for every entry point. The entry points
+//! (`global`, `raw`, the C ABI) are thin: they call the inlined fast halves here and, for
+//! everything else, one out-of-line function here in tail position.
+//!
+//! | path (`config::Path`) | allocation                         | free                                   |
+//! |-----------------------|------------------------------------|----------------------------------------|
+//! | `Fast`                | thread-cache pop, else refill      | thread-cache push (pointer-only: after `address_in_range`) |
+//! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
+//! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
+//! | `General`: other tool | central heap, "new memory"         | central heap                           |
+//! | `General`: `malloc` mode | system allocator                | system allocator                       |
+//! | `Uninit`              | initialise, then dispatch again at the same place | as its path once initialised |
+//!
+//! Requests larger than [`SMALL_REQUEST_THRESHOLD`] or aligned to more than [`ALIGNMENT`] go to
+//! the system allocator on every path.
+
+use core::ptr::{self, null_mut};
+
+use super::arena::address_in_range;
+use super::config::{self, Path};
+use super::sys::{self, COUNTERS};
+use super::types::*;
+use super::{guards, init, memcheck, pool, serial, tcache, track};
+
+/// Bytes that debug mode adds to a request: 16 before the block (size + front guard), 8 after.
+pub(crate) const DEBUG_OVERHEAD: usize = 24;
+
+/// Largest request any allocator can satisfy (`PTRDIFF_MAX`): larger ones fail here, before the
+/// system allocator (memcheck calls such a size argument "fishy").
+pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
+
+// ---------------------------------------------------------------------------------------------
+// The fast halves, inlined into the entry points: a thread-cache hit and nothing else (they
+// need few registers, so the entry points save none and set up no frame).
+
+/// Path `Fast`: a block for `size` bytes at `align` from this thread's cache; null for
+/// everything else (then call [`alloc`]).
+#[inline(always)]
+pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
+    if size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT && config::path() == Path::Fast {
+        tcache::try_alloc(size_class(size))
+    } else {
+        null_mut()
+    }
+}
+
+/// Path `Fast`: pushes a block of known size into this thread's cache; false for everything
+/// else (then call [`free_sized`]).
+///
+/// # Safety
+/// `p` was allocated for `size` bytes at `align` by this allocator and is no longer used.
+#[inline(always)]
+pub(crate) unsafe fn free_fast_sized(p: *mut u8, size: usize, align: usize) -> bool {
+    size <= SMALL_REQUEST_THRESHOLD
+        && align <= ALIGNMENT
+        && config::path() == Path::Fast
+        // SAFETY: on this path `class_for(size) == size_class(size)`: the block came from this
+        // class's pools.
+        && unsafe { tcache::try_free(p, size_class(size)) }
+}
+
+/// Pointer-only free. Path `Fast`: `address_in_range` once, then the thread cache or the
+/// system allocator; every other path out of line.
+///
+/// # Safety
+/// `p` is null or a live block of this allocator or of the system allocator.
+#[inline(always)]
+pub(crate) unsafe fn free(p: *mut u8) {
+    if config::path() == Path::Fast && !p.is_null() {
+        if address_in_range(p) {
+            // SAFETY: p lies in one of our pools; natively its header names the class.
+            return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+        }
+        // SAFETY: not ours (pools are on): a system or bootstrap block.
+        return unsafe { free_foreign(p) };
+    }
+    // SAFETY: forwarded.
+    unsafe { free_slow(p) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The out-of-line halves.
+
+/// Every allocation but a thread-cache hit: memcheck, initialisation, the general path, the
+/// system allocator. `zeroed` for calloc and `alloc_zeroed`.
+#[inline(never)]
+pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    let small = size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT;
+    loop {
+        match config::path() {
+            Path::Memcheck if small => return memcheck_alloc(size, zeroed),
+            // Initialise, then dispatch again here, so the first block's allocation stack is
+            // every other block's (memcheck groups leaks by it).
+            Path::Uninit if init::ensure_init() => continue,
+            // A re-entrant call while initialising: the bootstrap buffer (zeroed, never reused,
+            // 16-aligned).
+            Path::Uninit if align <= ALIGNMENT => return sys::boot_alloc(size),
+            Path::Uninit => return null_mut(),
+            _ => break,
+        }
+    }
+    match class_for(size, align) {
+        Some(c) => small_alloc(c, size, zeroed),
+        None => large_alloc(size, align, zeroed),
+    }
+}
+
+/// Frees a block whose size is known (a Rust layout), on every path but a thread-cache push.
+///
+/// # Safety
+/// `p` was allocated by this allocator for `size` bytes at `align`.
+#[inline(never)]
+pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if sys::is_boot(p) {
+        return; // served while initialising: never reused
+    }
+    if size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT && config::path() == Path::Memcheck {
+        let _serial = serial::serialize_memcheck();
+        // SAFETY: on this path the block came from the class of its size (a wrong pointer into
+        // a pool is reported by memcheck).
+        unsafe { memcheck::free(p, Some(size_class(size))) };
+        return;
+    }
+    match class_for(size, align) {
+        // SAFETY: `p` was allocated with this size, hence from this class.
+        Some(c) => unsafe { small_free(p, c) },
+        // SAFETY: `p` was allocated by the system allocator.
+        None => unsafe { sys::free(p) },
+    }
+}
+
+/// Pointer-only free on every path but `Fast`.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let _serial = serial::serialize();
+    if !(config::pools_on() && address_in_range(p)) {
+        // SAFETY: not ours: a system or bootstrap block.
+        return unsafe { free_foreign(p) };
+    }
+    if track::memcheck() {
+        // SAFETY: p lies in one of our pools (the class is read with the live check).
+        unsafe { memcheck::free(p, None) };
+    } else {
+        // SAFETY: p lies in one of our pools; its header names the class.
+        unsafe { small_free(p, pool::pool_class(p)) };
+    }
+}
+
+/// Frees a block that is not in our pools: the system allocator's, or the bootstrap buffer's
+/// (never reused).
+///
+/// # Safety
+/// `p` is a live block of the system allocator or of the bootstrap buffer.
+#[inline(never)]
+unsafe fn free_foreign(p: *mut u8) {
+    if !sys::is_boot(p) {
+        // SAFETY: forwarded.
+        unsafe { sys::free(p) };
+    }
+}
+
+/// Pointer-only `realloc`: in place when the size class does not change, else moves. glibc's
+/// rules: `realloc(null, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns null; on
+/// failure null is returned and `p` is left untouched.
+///
+/// # Safety
+/// `p` is null or a live block.
+pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return alloc(size, ALIGNMENT, false);
+    }
+    if size == 0 {
+        // SAFETY: forwarded.
+        unsafe { free(p) };
+        return null_mut();
+    }
+    let _serial = serial::serialize();
+    // SAFETY: forwarded throughout.
+    unsafe {
+        let (old_usable, class) = if ours(p) {
+            let c = pool::pool_class(p);
+            if resize_in_place(c, class_for(size, ALIGNMENT)) {
+                return p;
+            }
+            (small_usable(p, c), Some(c))
+        } else if sys::is_boot(p) {
+            (sys::boot_size(p), None)
+        } else if size > MAX_REQUEST {
+            return null_mut();
+        } else {
+            return sys::realloc(p, size);
+        };
+        let q = alloc(size, ALIGNMENT, false);
+        if !q.is_null() {
+            ptr::copy_nonoverlapping(p, q, old_usable.min(size));
+            // Ownership is known: no second address_in_range (bootstrap blocks are kept).
+            if let Some(c) = class {
+                small_free(p, c);
+            }
+        }
+        q
+    }
+}
+
+/// `realloc` of a block whose size is known (a Rust layout).
+///
+/// # Safety
+/// `p` was allocated for `size` bytes at `align`; `new_size` rounded up to `align` does not
+/// overflow.
+pub(crate) unsafe fn realloc_sized(
+    p: *mut u8,
+    size: usize,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
+    let old = class_for(size, align);
+    let new = class_for(new_size, align);
+    if let Some(c) = old {
+        if resize_in_place(c, new) {
+            return p;
+        }
+    } else if new.is_none() && align <= ALIGNMENT && new_size <= MAX_REQUEST {
+        // SAFETY: `p` is a live system block.
+        return unsafe { sys::realloc(p, new_size) };
+    }
+    let mut q = alloc_fast(new_size, align);
+    if q.is_null() {
+        q = alloc(new_size, align, false);
+    }
+    if !q.is_null() {
+        // SAFETY: both blocks hold at least the smaller size; the old one is then freed.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, size.min(new_size));
+            if !free_fast_sized(p, size, align) {
+                free_sized(p, size, align);
+            }
+        }
+    }
+    q
+}
+
+/// Bytes usable in the block at `p` (0 for null).
+///
+/// # Safety
+/// `p` is null or a live block.
+pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
+    let _serial = serial::serialize();
+    if p.is_null() {
+        0
+    } else if ours(p) {
+        // SAFETY: live pool block.
+        unsafe { small_usable(p, pool::pool_class(p)) }
+    } else if sys::is_boot(p) {
+        // SAFETY: bootstrap block.
+        unsafe { sys::boot_size(p) }
+    } else {
+        // SAFETY: a live system block.
+        unsafe { sys::usable_size(p) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rows of the table.
+
+#[inline]
+fn ours(p: *const u8) -> bool {
+    config::pools_on() && address_in_range(p)
+}
+
+/// The size class serving `size` bytes at `align`, or `None` for the system allocator.
+#[inline(always)]
+fn class_for(size: usize, align: usize) -> Option<usize> {
+    if !config::pools_on() || align > ALIGNMENT {
+        return None;
+    }
+    let need = if config::debug_mode() {
+        size.checked_add(DEBUG_OVERHEAD)?
+    } else {
+        size
+    };
+    (need <= SMALL_REQUEST_THRESHOLD).then(|| size_class(need))
+}
+
+/// Path `Memcheck`: a small block of `size` bytes, zeroed for calloc. Inlined into [`alloc`],
+/// so a memcheck allocation pays for one frame of the allocator's.
+#[inline(always)]
+fn memcheck_alloc(size: usize, zeroed: bool) -> *mut u8 {
+    let _serial = serial::serialize_memcheck();
+    let b = memcheck::alloc(size_class(size), size);
+    if zeroed && !b.is_null() {
+        // SAFETY: the block is a memcheck chunk of exactly `size` addressable bytes.
+        unsafe { ptr::write_bytes(b, 0, size) };
+    }
+    b
+}
+
+/// A small block of `size` bytes from `class` on the `Fast` (after a cache miss) or `General`
+/// path.
+#[inline(always)]
+fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
+    if config::tcache_on() && !config::debug_mode() {
+        let b = tcache::alloc(class);
+        if zeroed && !b.is_null() {
+            // SAFETY: the block has at least `size` bytes.
+            unsafe { ptr::write_bytes(b, 0, size) };
+        }
+        return b;
+    }
+    // Under memcheck small requests take the Memcheck path: never here.
+    debug_assert!(!track::memcheck());
+    let _serial = serial::serialize();
+    if config::debug_mode() {
+        let b = if config::tcache_on() {
+            tcache::alloc(class)
+        } else {
+            pool::central_alloc(class, 1).0
+        };
+        if b.is_null() {
+            return null_mut();
+        }
+        // SAFETY: b is a block of `class`, large enough for size + DEBUG_OVERHEAD.
+        return unsafe { guards::on_alloc(b, size, class, zeroed) };
+    }
+    let (b, n) = pool::central_alloc(class, 1);
+    if n == 0 {
+        return null_mut();
+    }
+    track::block_alloc(b, size);
+    if zeroed {
+        // SAFETY: the block has at least `size` bytes.
+        unsafe { ptr::write_bytes(b, 0, size) };
+    }
+    b
+}
+
+/// Frees a small block of `class` on the `Fast` or `General` path.
+///
+/// # Safety
+/// `p` was returned by `small_alloc` for `class` (or, in debug mode, is any pointer into a
+/// pool: invalid and double frees are detected and reported there).
+#[inline(always)]
+unsafe fn small_free(p: *mut u8, class: usize) {
+    if config::tcache_on() && !config::debug_mode() {
+        // SAFETY: forwarded.
+        return unsafe { tcache::free(p, class) };
+    }
+    let _serial = serial::serialize();
+    // SAFETY: forwarded.
+    unsafe {
+        if track::memcheck() {
+            memcheck::free(p, Some(class));
+        } else if config::debug_mode() {
+            let b = guards::on_free(p, class);
+            if config::tcache_on() {
+                tcache::free(b, class);
+            } else {
+                pool::central_free(class, b, 1);
+            }
+        } else {
+            track::block_free(p);
+            pool::central_free(class, p, 1);
+        }
+    }
+}
+
+/// Bytes the program may use in a small block: the class size natively, the requested size
+/// under memcheck (so `malloc_usable_size` never invites a write memcheck would report) and in
+/// debug mode.
+///
+/// # Safety
+/// `p` is a live small block of `class`.
+unsafe fn small_usable(p: *const u8, class: usize) -> usize {
+    if track::memcheck() {
+        // SAFETY: forwarded.
+        unsafe { memcheck::requested(p) }
+    } else if config::debug_mode() {
+        // SAFETY: forwarded.
+        unsafe { guards::requested_size(p) }
+    } else {
+        class_size(class)
+    }
+}
+
+/// Whether a small block can be resized in place from `class` to `new_class`.
+#[inline(always)]
+fn resize_in_place(class: usize, new_class: Option<usize>) -> bool {
+    new_class == Some(class) && !track::memcheck() && !config::debug_mode()
+}
+
+/// Allocates from the system allocator (large or over-aligned requests, `malloc` mode).
+fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return null_mut();
+    }
+    sys::bump(&COUNTERS.system_allocs);
+    if align <= ALIGNMENT {
+        if zeroed {
+            sys::calloc(1, size)
+        } else {
+            sys::malloc(size)
+        }
+    } else {
+        let p = sys::memalign(align, size);
+        if zeroed && !p.is_null() {
+            // SAFETY: memalign returned at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+}

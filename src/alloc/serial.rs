@@ -1,0 +1,137 @@
+//! Under memcheck, one lock serialises every allocator operation (see [`SerialGuard`]); the
+//! inner locks then are not taken ([`lock_class`]).
+
+use core::sync::atomic::Ordering;
+
+use super::track::memcheck;
+use super::types::{MutexGuard, RawMutex};
+
+/// Under memcheck one recursive lock serialises every allocator operation: the side table, the
+/// quarantine and the class lists need no other lock then, a header opened to write its arena
+/// index is closed by the same thread before anyone else runs (another thread closing it
+/// mid-operation would turn the allocator's own accesses into reported errors), and the
+/// disable–read–enable window of `track::read_foreign_u32` cannot be cut short by another thread's
+/// enable. Valgrind runs one thread at a time anyway, so nothing is lost in parallelism.
+pub struct SerialGuard(bool);
+
+struct SerialLock {
+    /// 0 free, 1 held. A plain spin flag, not a pthread mutex: this lock exists only under
+    /// memcheck, where every guest instruction is expensive and Valgrind runs one thread at a
+    /// time (a waiting thread yields, which lets the holder run).
+    held: core::sync::atomic::AtomicBool,
+    /// The holder's thread id (0: none); a nested `serialize` of the holder takes nothing.
+    owner: core::sync::atomic::AtomicUsize,
+}
+
+static SERIAL: SerialLock = SerialLock {
+    held: core::sync::atomic::AtomicBool::new(false),
+    owner: core::sync::atomic::AtomicUsize::new(0),
+};
+
+impl SerialLock {
+    fn acquire(&self) {
+        while self.held.swap(true, Ordering::Acquire) {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+}
+
+/// A unique id of the calling thread: its thread pointer (one instruction on x86-64 Linux,
+/// where `fs:0` holds it; `pthread_self` elsewhere, which returns the same value).
+#[inline(always)]
+fn thread_id() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux fs:0 is the TCB's self pointer; the asm only reads it.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    // SAFETY: pthread_self has no preconditions.
+    unsafe {
+        libc::pthread_self() as usize
+    }
+}
+
+/// Takes the memcheck serialisation lock (recursively); a no-op natively.
+#[inline(always)]
+pub fn serialize() -> SerialGuard {
+    if !memcheck() {
+        return SerialGuard(false);
+    }
+    serialize_memcheck()
+}
+
+/// [`serialize`] on a path that runs only under memcheck (no tool check). Recursive without a
+/// counter: a nested guard (the thread already owns the lock) holds nothing, and the outermost
+/// one releases.
+#[inline(always)]
+pub fn serialize_memcheck() -> SerialGuard {
+    debug_assert!(memcheck());
+    let me = thread_id();
+    // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
+    if SERIAL.owner.load(Ordering::Relaxed) == me {
+        return SerialGuard(false);
+    }
+    SERIAL.acquire();
+    SERIAL.owner.store(me, Ordering::Relaxed);
+    SerialGuard(true)
+}
+
+/// Whether the calling thread holds the serialisation lock (debug assertions).
+pub fn serialized_by_me() -> bool {
+    SERIAL.owner.load(Ordering::Relaxed) == thread_id()
+}
+
+impl Drop for SerialGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.0 {
+            // The outermost guard of this thread: it took the lock.
+            SERIAL.owner.store(0, Ordering::Relaxed);
+            SERIAL.release();
+        }
+    }
+}
+
+/// fork(): the serialisation lock is taken before every other allocator lock...
+pub(crate) fn fork_prepare() {
+    if memcheck() {
+        SERIAL.acquire();
+    }
+}
+
+/// ...released in the parent...
+pub(crate) fn fork_parent() {
+    if memcheck() {
+        SERIAL.release();
+    }
+}
+
+/// ...and reset in the child, which has only the forking thread.
+pub(crate) fn fork_child() {
+    SERIAL.owner.store(0, Ordering::Relaxed);
+    SERIAL.release();
+}
+
+/// Locks a class or arena mutex, unless the memcheck serialisation lock already excludes every
+/// other thread: under memcheck every path to the central heap holds it, so the inner locks
+/// would only cost instructions, which memcheck makes expensive.
+#[inline]
+pub(crate) fn lock_class(m: &RawMutex) -> Option<MutexGuard<'_>> {
+    if memcheck() {
+        debug_assert!(serialized_by_me());
+        None
+    } else {
+        Some(m.lock())
+    }
+}

@@ -1,0 +1,328 @@
+//! The heap invariant walker: checks every invariant written in `types` (tests run it after
+//! every step, through `debug::check_heap`).
+
+use core::cell::UnsafeCell;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use super::meta::{self, meta};
+use super::pool::CLASSES;
+use super::sys::FmtBuf;
+use super::types::*;
+use super::{arena, config, track};
+
+/// What the walker saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeapReport {
+    /// Arenas alive.
+    pub arenas: usize,
+    /// Pools in use (used or full), all classes.
+    pub pools: usize,
+    /// Blocks out of pools (with the program, cached or quarantined), all classes.
+    pub blocks_out: usize,
+}
+
+/// A broken invariant. Its description is in [`MESSAGE`]: formatted without allocating (the
+/// walker holds every allocator lock, and allocating then would deadlock when this allocator is
+/// the global one), and kept out of the `Result` so that every `?` moves one byte, not 240.
+pub(crate) struct Broken;
+
+struct MessageCell(UnsafeCell<FmtBuf<240>>);
+// SAFETY: written only by the walker and read only by its caller, both holding every class
+// lock, so one thread at a time.
+unsafe impl Sync for MessageCell {}
+
+/// The description of the last broken invariant.
+static MESSAGE: MessageCell = MessageCell(UnsafeCell::new(FmtBuf::truncating()));
+
+impl Broken {
+    fn new(args: core::fmt::Arguments<'_>) -> Self {
+        // SAFETY: every class lock is held (see MessageCell).
+        let m = unsafe { &mut *MESSAGE.0.get() };
+        *m = FmtBuf::truncating();
+        let _ = m.write_fmt(args);
+        Broken
+    }
+
+    /// Copies the description out (to a stack buffer: the caller still holds the locks).
+    ///
+    /// # Safety
+    /// The caller holds every class lock.
+    pub(crate) unsafe fn message(&self) -> FmtBuf<240> {
+        let mut out = FmtBuf::truncating();
+        // SAFETY: forwarded (see MessageCell).
+        let _ = out.write_str(unsafe { (*MESSAGE.0.get()).as_str() });
+        out
+    }
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(Broken::new(format_args!($($fmt)+)));
+        }
+    };
+}
+
+/// Per class, what the pools walked add up to: (pools, capacity, nused).
+type PerClass = [(usize, usize, usize); NB_SMALL_SIZE_CLASSES];
+
+/// Walks everything; the caller holds every class lock and the serialisation lock.
+pub(crate) fn walk() -> Result<HeapReport, Broken> {
+    let narenas = arena::NARENAS.load(Ordering::Acquire);
+    let mut per_class: PerClass = [(0, 0, 0); NB_SMALL_SIZE_CLASSES];
+    check_used_lists(narenas)?;
+    let live = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
+    check_usable_list(live)?;
+    let mut report = check_class_counters(&per_class)?;
+    report.arenas = live;
+    Ok(report)
+}
+
+/// Every class's used list: right class, doubly linked, neither empty nor full pools, no cycle.
+fn check_used_lists(narenas: usize) -> Result<(), Broken> {
+    let mut on_used_list = [0usize; NB_SMALL_SIZE_CLASSES];
+    for (c, cls) in CLASSES.iter().enumerate() {
+        // SAFETY: every class lock is held by check_heap.
+        let mut pool = unsafe { *cls.used.get() };
+        let mut prev: *mut PoolHeader = core::ptr::null_mut();
+        while !pool.is_null() {
+            // SAFETY: pools on a used list are live pools of this process.
+            let (szidx, back, next, nused, stride) = unsafe {
+                let m = meta(pool);
+                (
+                    (*m).szidx,
+                    (*m).prevpool,
+                    (*m).nextpool,
+                    (*m).nused,
+                    (*m).stride,
+                )
+            };
+            ensure!(
+                szidx as usize == c,
+                "pool {pool:p} on class {c}'s used list has szidx {szidx}"
+            );
+            ensure!(
+                back == prev,
+                "pool {pool:p}: prevpool {back:p}, expected {prev:p}"
+            );
+            ensure!(nused > 0, "pool {pool:p} on the used list is empty");
+            ensure!(
+                (nused as usize) < PoolHeader::capacity(stride as usize),
+                "pool {pool:p} on the used list is full"
+            );
+            on_used_list[c] += 1;
+            ensure!(
+                on_used_list[c] <= narenas * POOLS_PER_ARENA,
+                "class {c}: used list has a cycle"
+            );
+            prev = pool;
+            pool = next;
+        }
+    }
+    Ok(())
+}
+
+/// Every arena of the table and its pools (the arena lock is held): returns the live arenas.
+fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broken> {
+    let table = arena::table();
+    let mut live = 0;
+    for i in 0..narenas {
+        // SAFETY: slots below NARENAS are initialised; the arena lock is held.
+        let ao = unsafe { &*table.add(i) };
+        let base = ao.address.load(Ordering::Relaxed);
+        if base == 0 {
+            continue;
+        }
+        live += 1;
+        ensure!(
+            base % POOL_SIZE == 0,
+            "arena {i} at {base:#x} is not page aligned"
+        );
+        let carved = (ao.pool_address - base) / POOL_SIZE;
+        ensure!(
+            carved <= POOLS_PER_ARENA,
+            "arena {i}: pool_address beyond the arena"
+        );
+        let mut free = [false; POOLS_PER_ARENA];
+        let mut nfree = 0;
+        let mut fp = ao.freepools;
+        while !fp.is_null() {
+            let k = (fp as usize).wrapping_sub(base) / POOL_SIZE;
+            ensure!(
+                k < carved && (fp as usize) % POOL_SIZE == 0,
+                "arena {i}: free pool {fp:p} outside its carved pools"
+            );
+            ensure!(!free[k], "arena {i}: pool {k} twice on the free-pool list");
+            free[k] = true;
+            nfree += 1;
+            // SAFETY: free pools are carved pools of this arena.
+            fp = unsafe { (*meta(fp)).nextpool };
+        }
+        ensure!(
+            ao.nfreepools as usize == nfree + POOLS_PER_ARENA - carved,
+            "arena {i}: nfreepools {} but {} free + {} uncarved",
+            ao.nfreepools,
+            nfree,
+            POOLS_PER_ARENA - carved
+        );
+        if track::memcheck() {
+            for k in 0..POOLS_PER_ARENA {
+                let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
+                let e = meta::side_entry_of(pool);
+                ensure!(!e.is_null(), "arena {i}: pool {k} has no side entry");
+            }
+        }
+        for (k, &is_free) in free.iter().enumerate().take(carved) {
+            let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
+            if track::memcheck() {
+                // The in-pool copy of the arena index (all address_in_range reads).
+                track::open_header(pool.cast());
+                // SAFETY: a carved pool of a live arena, header open.
+                let own = unsafe { (*pool).arenaindex };
+                track::close_header(pool.cast());
+                ensure!(
+                    own as usize == i,
+                    "pool {pool:p}: in-pool arenaindex {own} in arena {i}"
+                );
+            }
+            check_pool(pool, i, is_free, per_class)?;
+        }
+    }
+    Ok(live)
+}
+
+/// The usable list is sorted ascending, `nfp2lasta` is right, and the live count matches.
+fn check_usable_list(live: usize) -> Result<(), Broken> {
+    let mut last = 0u32;
+    let mut bad = None;
+    let mut usable_count = 0;
+    let (live2, nfp_ok) = arena::lists_snapshot(|ao, _| {
+        // SAFETY: a live arena on the usable list.
+        let nf = unsafe { (*ao).nfreepools };
+        if nf == 0 || nf < last {
+            bad = Some(nf);
+        }
+        last = nf;
+        usable_count += 1;
+    });
+    ensure!(
+        bad.is_none(),
+        "usable arena list not sorted by free pools (saw {bad:?} after {last})"
+    );
+    ensure!(
+        nfp_ok,
+        "nfp2lasta names an arena with another free-pool count"
+    );
+    ensure!(
+        live2 == live,
+        "arena count {live2} but {live} arenas in the table"
+    );
+    Ok(())
+}
+
+/// Every class's counters equal what its pools add up to.
+fn check_class_counters(per_class: &PerClass) -> Result<HeapReport, Broken> {
+    let mut report = HeapReport::default();
+    for (c, cls) in CLASSES.iter().enumerate() {
+        // SAFETY: class locks held.
+        let (pools, cap, nused) =
+            unsafe { (*cls.pools.get(), *cls.capacity.get(), *cls.nused.get()) };
+        ensure!(
+            (pools, cap, nused) == per_class[c],
+            "class {c}: counters (pools, capacity, nused) = {:?}, walk found {:?}",
+            (pools, cap, nused),
+            per_class[c]
+        );
+        report.pools += pools;
+        report.blocks_out += nused;
+    }
+    Ok(report)
+}
+
+/// Checks one carved pool (its metadata: the header natively, the side entry under memcheck).
+fn check_pool(
+    pool: *mut PoolHeader,
+    arena: usize,
+    is_free: bool,
+    per_class: &mut PerClass,
+) -> Result<(), Broken> {
+    // SAFETY: the pool belongs to a live arena; locks held.
+    let h = unsafe { &*meta(pool) };
+    ensure!(
+        h.arenaindex as usize == arena,
+        "pool {pool:p}: arenaindex {} in arena {arena}",
+        h.arenaindex
+    );
+    if is_free {
+        return Ok(());
+    }
+    let c = h.szidx as usize;
+    ensure!(
+        c < NB_SMALL_SIZE_CLASSES,
+        "pool {pool:p}: size class {c} out of range"
+    );
+    let stride = h.stride as usize;
+    ensure!(
+        stride == config::stride(c),
+        "pool {pool:p}: stride {stride} for class {c}"
+    );
+    let cap = PoolHeader::capacity(stride);
+    let nused = h.nused as usize;
+    ensure!(
+        nused > 0 && nused <= cap,
+        "pool {pool:p}: nused {nused} of {cap} in a pool in use"
+    );
+    let free = if track::memcheck() {
+        (h.avail[0].count_ones() + h.avail[1].count_ones()) as usize
+    } else {
+        let mut n = 0;
+        let mut b = h.freeblock;
+        let first = PoolHeader::first_block(pool) as usize;
+        while !b.is_null() {
+            let off = (b as usize).wrapping_sub(first);
+            ensure!(
+                off % stride == 0 && off / stride < cap,
+                "pool {pool:p}: free block {b:p} is not a block of the pool"
+            );
+            n += 1;
+            ensure!(n <= cap, "pool {pool:p}: free list has a cycle");
+            // SAFETY: free blocks are linked through their first word.
+            b = unsafe { *b.cast::<*mut u8>() };
+        }
+        let virgin = if h.nextoffset <= h.maxnextoffset {
+            (h.maxnextoffset - h.nextoffset) as usize / stride + 1
+        } else {
+            0
+        };
+        n + virgin
+    };
+    ensure!(
+        nused + free == cap,
+        "pool {pool:p}: {nused} used + {free} free != capacity {cap}"
+    );
+    if config::strict() {
+        let live = (h.live[0].load(Ordering::Relaxed).count_ones()
+            + h.live[1].load(Ordering::Relaxed).count_ones()) as usize;
+        ensure!(
+            live <= nused,
+            "pool {pool:p}: {live} live blocks but nused {nused}"
+        );
+        let side = meta::side_entry_of(pool);
+        if !side.is_null() {
+            for i in 0..cap {
+                let is_live = h.live[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0;
+                // SAFETY: the side entry of a live pool; locks held.
+                let req = unsafe { (*side).req[i] } as usize;
+                ensure!(
+                    !is_live || req <= class_size(c),
+                    "pool {pool:p}: block {i} records a request of {req} bytes in class {c}"
+                );
+            }
+        }
+    }
+    per_class[c].0 += 1;
+    per_class[c].1 += cap;
+    per_class[c].2 += nused;
+    Ok(())
+}
