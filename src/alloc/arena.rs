@@ -221,31 +221,7 @@ pub(crate) unsafe fn give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
         if now_empty && !keep_spare && (!(*ao).nextarena.is_null() || track::memcheck()) {
             // Case 1: the arena is empty and another usable arena follows: give it back. (Under
             // memcheck always: a spare arena with no live chunk would be a leak-check candidate.)
-            if l.nfp2lasta[nf] == ao {
-                l.nfp2lasta[nf] = null_mut();
-            }
-            if (*ao).prevarena.is_null() {
-                l.usable = (*ao).nextarena;
-            } else {
-                (*(*ao).prevarena).nextarena = (*ao).nextarena;
-            }
-            if !(*ao).nextarena.is_null() {
-                (*(*ao).nextarena).prevarena = (*ao).prevarena;
-            }
-            let base = (*ao).address.load(Ordering::Relaxed) as *mut u8;
-            // Zero the address before the memory goes: address_in_range must never match a
-            // range that another allocator may hand out next.
-            (*ao).address.store(0, Ordering::Release);
-            if track::memcheck() {
-                meta::unmap_arena(base);
-            }
-            (*ao).nextarena = l.unused;
-            (*ao).prevarena = null_mut();
-            (*ao).freepools = null_mut();
-            l.unused = ao;
-            l.live -= 1;
-            memory_free(base);
-            sys::bump(&COUNTERS.arenas_freed);
+            release(l, ao, nf);
             return;
         }
         if now_empty {
@@ -286,6 +262,41 @@ pub(crate) unsafe fn give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
             (*(*ao).nextarena).prevarena = ao;
         }
         (*lastnf).nextarena = ao;
+    }
+}
+
+/// Unlinks an empty arena with `nf` free pools from the usable list and gives its memory back.
+///
+/// # Safety
+/// The arena lock is held; `ao` is a live arena on the usable list whose pools are all empty.
+unsafe fn release(l: &mut ArenaLists, ao: *mut ArenaObject, nf: usize) {
+    // SAFETY: forwarded; list manipulation under the arena lock.
+    unsafe {
+        if l.nfp2lasta[nf] == ao {
+            l.nfp2lasta[nf] = null_mut();
+        }
+        if (*ao).prevarena.is_null() {
+            l.usable = (*ao).nextarena;
+        } else {
+            (*(*ao).prevarena).nextarena = (*ao).nextarena;
+        }
+        if !(*ao).nextarena.is_null() {
+            (*(*ao).nextarena).prevarena = (*ao).prevarena;
+        }
+        let base = (*ao).address.load(Ordering::Relaxed) as *mut u8;
+        // Zero the address before the memory goes: address_in_range must never match a
+        // range that another allocator may hand out next.
+        (*ao).address.store(0, Ordering::Release);
+        if track::memcheck() {
+            meta::unmap_arena(base);
+        }
+        (*ao).nextarena = l.unused;
+        (*ao).prevarena = null_mut();
+        (*ao).freepools = null_mut();
+        l.unused = ao;
+        l.live -= 1;
+        memory_free(base);
+        sys::bump(&COUNTERS.arenas_freed);
     }
 }
 

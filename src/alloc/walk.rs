@@ -273,30 +273,7 @@ fn check_pool(
         nused > 0 && nused <= cap,
         "pool {pool:p}: nused {nused} of {cap} in a pool in use"
     );
-    let free = if track::memcheck() {
-        (h.avail[0].count_ones() + h.avail[1].count_ones()) as usize
-    } else {
-        let mut n = 0;
-        let mut b = h.freeblock;
-        let first = PoolHeader::first_block(pool) as usize;
-        while !b.is_null() {
-            let off = (b as usize).wrapping_sub(first);
-            ensure!(
-                off % stride == 0 && off / stride < cap,
-                "pool {pool:p}: free block {b:p} is not a block of the pool"
-            );
-            n += 1;
-            ensure!(n <= cap, "pool {pool:p}: free list has a cycle");
-            // SAFETY: free blocks are linked through their first word.
-            b = unsafe { *b.cast::<*mut u8>() };
-        }
-        let virgin = if h.nextoffset <= h.maxnextoffset {
-            (h.maxnextoffset - h.nextoffset) as usize / stride + 1
-        } else {
-            0
-        };
-        n + virgin
-    };
+    let free = free_blocks(pool, h, stride, cap)?;
     ensure!(
         nused + free == cap,
         "pool {pool:p}: {nused} used + {free} free != capacity {cap}"
@@ -325,4 +302,38 @@ fn check_pool(
     per_class[c].1 += cap;
     per_class[c].2 += nused;
     Ok(())
+}
+
+/// Blocks of a pool that can still be handed out: the `avail` bits under memcheck; natively the
+/// free list (each entry a block of the pool, no cycle) plus the virgin blocks.
+fn free_blocks(
+    pool: *mut PoolHeader,
+    h: &PoolHeader,
+    stride: usize,
+    cap: usize,
+) -> Result<usize, Broken> {
+    Ok(if track::memcheck() {
+        (h.avail[0].count_ones() + h.avail[1].count_ones()) as usize
+    } else {
+        let mut n = 0;
+        let mut b = h.freeblock;
+        let first = PoolHeader::first_block(pool) as usize;
+        while !b.is_null() {
+            let off = (b as usize).wrapping_sub(first);
+            ensure!(
+                off % stride == 0 && off / stride < cap,
+                "pool {pool:p}: free block {b:p} is not a block of the pool"
+            );
+            n += 1;
+            ensure!(n <= cap, "pool {pool:p}: free list has a cycle");
+            // SAFETY: free blocks are linked through their first word.
+            b = unsafe { *b.cast::<*mut u8>() };
+        }
+        let virgin = if h.nextoffset <= h.maxnextoffset {
+            (h.maxnextoffset - h.nextoffset) as usize / stride + 1
+        } else {
+            0
+        };
+        n + virgin
+    })
 }
