@@ -11,7 +11,9 @@
 //! - [`results`] aggregates processes into a [`results::Results`] value, which is also the JSON
 //!   format documented in `docs/json-schema.md`;
 //! - [`report`] renders results (human, JSON, JUnit, SARIF);
-//! - [`exit`] holds the stable exit codes.
+//! - [`exit`] holds the stable exit codes;
+//! - [`shipped`] holds what the binary embeds (preload library, suppression files) and writes
+//!   them out where valgrind can read them.
 pub mod batch;
 pub mod cargo;
 pub mod exit;
@@ -22,4 +24,5 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod select;
+pub mod shipped;
 pub mod xml;

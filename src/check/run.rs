@@ -16,7 +16,7 @@
 //! | `--error-limit=no` | big suites exceed the default 1000/10 000,000 limits |
 //! | `--leak-check=full --show-leak-kinds=all` | the policy, not valgrind, decides which leak kinds fail |
 //! | `--child-silent-after-fork=yes` | a forked child that does not exec would otherwise write into the parent's XML |
-//! | `--suppressions=supp/*.supp` | the shipped files, unless `--no-default-supp` |
+//! | `--suppressions=supp/*.supp` | the shipped files (embedded in the binary), unless `--no-default-supp` |
 //!
 //! Extra flags come from `POOLGRIND_VALGRIND_FLAGS` (split on whitespace) then `--vg-arg`, after the
 //! defaults, so they override them (valgrind takes the last value of an option).
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::model::Log;
 use super::results::ProcessRecord;
+use super::shipped;
 use super::xml;
 
 /// Environment variable: the valgrind executable (name or path). Default `valgrind` from `PATH`.
@@ -86,6 +87,15 @@ pub enum RunError {
          `cargo build --release` (it is target/release/libpoolgrind.so) or set {ENV_PRELOAD_LIB}."
     )]
     PreloadMissing(String),
+    /// The files embedded in the binary could not be written to any cache directory.
+    #[error(
+        "cannot write poolgrind's embedded files (preload library, suppression files) to a \
+         cache directory ({0}).\n  Point POOLGRIND_CACHE_DIR at a writable directory."
+    )]
+    Cache(String),
+    /// [`ENV_SUPP_DIR`] names something that is not a readable directory.
+    #[error("{ENV_SUPP_DIR}: {0} is not a readable directory")]
+    SuppDirMissing(String),
     /// A suppression file given with `--suppressions` does not exist.
     #[error("suppression file {0} does not exist")]
     SuppMissing(String),
@@ -191,43 +201,41 @@ fn exe_dir() -> Option<PathBuf> {
         .and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
-/// The directory of the shipped suppression files: [`ENV_SUPP_DIR`]; else `supp/` of the source
-/// tree when poolgrind runs from `target/<profile>/`; else the `supp/` of the source tree it was
-/// built from. `None` when none exists.
-pub fn find_supp_dir() -> Option<PathBuf> {
+/// The directory of the shipped suppression files: [`ENV_SUPP_DIR`] when set, else the copy
+/// embedded in this binary, written out to its cache directory ([`super::shipped`]).
+pub fn find_supp_dir() -> Result<PathBuf, RunError> {
     if let Some(dir) = std::env::var_os(ENV_SUPP_DIR).filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(RunError::SuppDirMissing(dir.display().to_string()))
+        };
     }
-    let mut candidates = Vec::new();
-    if let Some(dir) = exe_dir() {
-        candidates.push(dir.join("../../supp"));
-        candidates.push(dir.join("../../../supp"));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("supp"));
-    candidates
-        .into_iter()
-        .find(|c| c.is_dir())
-        .map(|c| std::fs::canonicalize(&c).unwrap_or(c))
+    shipped::supp_dir().map_err(RunError::Cache)
 }
 
-/// The shipped suppression files (`*.supp` in [`find_supp_dir`]), sorted.
-pub fn default_supp_files() -> Vec<PathBuf> {
-    let Some(dir) = find_supp_dir() else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "supp") && p.is_file())
-        .collect();
-    files.sort();
-    files
+/// The shipped suppression files valgrind gets unless `--no-default-supp`: every `*.supp` of
+/// [`ENV_SUPP_DIR`] (sorted) when it is set, else the embedded default set (`supp/*.supp` of the
+/// source tree this binary was built from, not `supp/programs/`).
+pub fn default_supp_files() -> Result<Vec<PathBuf>, RunError> {
+    let dir = find_supp_dir()?;
+    if std::env::var_os(ENV_SUPP_DIR).is_some_and(|v| !v.is_empty()) {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| RunError::SuppDirMissing(format!("{}: {e}", dir.display())))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "supp") && p.is_file())
+            .collect();
+        files.sort();
+        return Ok(files);
+    }
+    Ok(shipped::default_supp_names().map(|n| dir.join(n)).collect())
 }
 
-/// Locates `libpoolgrind.so`: [`ENV_PRELOAD_LIB`], else next to the running executable, else
-/// `../release/` from it (a debug poolgrind preloading the release library).
+/// Locates `libpoolgrind.so`: [`ENV_PRELOAD_LIB`] when set; else the library embedded in this
+/// binary, written out to its cache directory ([`super::shipped`]); only a build without one
+/// (docs.rs) looks next to the executable and in `../release/` from it.
 pub fn find_preload_lib() -> Result<PathBuf, RunError> {
     if let Some(p) = std::env::var_os(ENV_PRELOAD_LIB).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
@@ -239,6 +247,9 @@ pub fn find_preload_lib() -> Result<PathBuf, RunError> {
                 p.display()
             )))
         };
+    }
+    if let Some(written) = shipped::preload_lib() {
+        return written.map_err(RunError::Cache);
     }
     let mut tried = Vec::new();
     if let Some(dir) = exe_dir() {
@@ -276,7 +287,7 @@ impl RunConfig {
             args.push("--trace-children=yes".into());
         }
         let mut supps = if self.default_supp {
-            default_supp_files()
+            default_supp_files()?
         } else {
             Vec::new()
         };
@@ -502,8 +513,11 @@ mod tests {
     /// `--report-unused-supp` on a Rust project would otherwise list their entries.
     #[test]
     fn default_suppressions_exclude_program_specific_files() {
-        let files = super::default_supp_files();
-        assert!(!files.is_empty(), "the shipped supp/ directory is found");
+        let files = super::default_supp_files().unwrap();
+        assert!(
+            !files.is_empty(),
+            "the shipped suppression files are written out"
+        );
         for f in &files {
             assert!(
                 f.parent().and_then(|d| d.file_name()) == Some("supp".as_ref()),

@@ -43,6 +43,22 @@ pub enum Command {
     /// Suppression files: fmt, check, gen, merge, stale (see `poolgrind supp --help`).
     #[command(subcommand)]
     Supp(crate::supp::cli::SuppCommand),
+    /// Print the path of the preload library (libpoolgrind.so) this poolgrind carries.
+    ///
+    /// The library is embedded in the binary and written to a per-build cache directory on first
+    /// use (POOLGRIND_CACHE_DIR, else ~/.cache/poolgrind); POOLGRIND_PRELOAD_LIB overrides it.
+    ///
+    /// Example: LD_PRELOAD=$(poolgrind preload-path) ./my-program
+    PreloadPath(PreloadPathArgs),
+}
+
+/// `poolgrind preload-path`.
+#[derive(Debug, Clone, Args)]
+pub struct PreloadPathArgs {
+    /// Print the directory of the shipped suppression files instead (programs/python3.supp is
+    /// CPython's; POOLGRIND_SUPP_DIR overrides it).
+    #[arg(long)]
+    pub supp_dir: bool,
 }
 
 /// Options that shape the valgrind command line.
@@ -61,7 +77,8 @@ pub struct MemcheckArgs {
     /// POOLGRIND_VALGRIND_FLAGS (split on whitespace) is added before these.
     #[arg(long = "vg-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub vg_args: Vec<String>,
-    /// LD_PRELOAD the poolgrind C allocator (target/release/libpoolgrind.so, or POOLGRIND_PRELOAD_LIB).
+    /// LD_PRELOAD the poolgrind C allocator (embedded; `poolgrind preload-path` prints where it
+    /// is written; POOLGRIND_PRELOAD_LIB overrides it).
     #[arg(long)]
     pub preload: bool,
     /// Kill a program after SECS seconds (reported as a timeout).

@@ -25,6 +25,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cargo(args) => cargo_cmd(args),
         Command::Report(args) => report_cmd(args),
         Command::Supp(cmd) => crate::supp::cli::run(cmd),
+        Command::PreloadPath(args) => {
+            let path = if args.supp_dir {
+                run::find_supp_dir()?
+            } else {
+                find_preload_lib()?
+            };
+            println!("{}", path.display());
+            Ok(exit::SUCCESS)
+        }
     }
 }
 

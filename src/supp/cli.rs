@@ -518,7 +518,10 @@ fn stale_cmd(
 pub fn report_unused_for_run<'a>(cfg: &RunConfig, logs: impl IntoIterator<Item = &'a Log>) {
     let mut files = cfg.suppressions.clone();
     if cfg.default_supp {
-        files.extend(run::default_supp_files());
+        match run::default_supp_files() {
+            Ok(shipped) => files.extend(shipped),
+            Err(e) => eprintln!("poolgrind: --report-unused-supp: {e}"),
+        }
     }
     let logs: Vec<Log> = logs.into_iter().cloned().collect();
     if files.is_empty() {
