@@ -6,8 +6,10 @@ use poolgrind::check::model::{Log, SuppFrame};
 use poolgrind::check::xml;
 use poolgrind::supp::gen::{generate, GenOptions};
 use poolgrind::supp::glob::{entry_matches_stack, glob_covers, glob_match, StackFrame};
-use poolgrind::supp::merge::merge;
-use poolgrind::supp::{format_file, parse_str, Entry, Extra, LeakKind, SuppFile};
+use poolgrind::supp::merge::{merge, MergeStats};
+use poolgrind::supp::{
+    format_file, parse_str, Entry, Extra, FramePat, LeakKind, LeakKinds, SuppFile,
+};
 use proptest::prelude::*;
 
 fn dir() -> String {
@@ -158,4 +160,267 @@ fn glob_examples() {
     assert!(!glob_covers("_ZN5rbugs4*", "_ZN5rbugs*"));
     assert!(glob_covers("a*c", "ab?c"));
     assert!(!glob_covers("a?c", "a*c"));
+}
+
+/// The merge as it was before the index (issue 11 §1): every kept entry compared with every
+/// other, with the glob inclusion table built in full for every pair of frames. Kept here,
+/// unoptimised, as the reference the indexed merge must equal.
+mod all_pairs {
+    use super::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    const MAX_CELLS: usize = 4_000_000;
+
+    pub fn glob_covers(general: &str, specific: &str) -> bool {
+        if general == specific || general.chars().all(|c| c == '*') && general.contains('*') {
+            return true;
+        }
+        let a: Vec<char> = general.chars().collect();
+        let b: Vec<char> = specific.chars().collect();
+        let (n, m) = (a.len(), b.len());
+        if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
+            return false;
+        }
+        let w = m + 1;
+        let mut ok = vec![false; (n + 1) * w];
+        ok[n * w + m] = true;
+        for i in (0..n).rev() {
+            for j in (0..=m).rev() {
+                ok[i * w + j] = match a[i] {
+                    '*' => ok[(i + 1) * w + j] || (j < m && ok[i * w + j + 1]),
+                    '?' => j < m && b[j] != '*' && ok[(i + 1) * w + j + 1],
+                    c => j < m && b[j] == c && ok[(i + 1) * w + j + 1],
+                };
+            }
+        }
+        ok[0]
+    }
+
+    fn frame_covers(a: &FramePat, b: &FramePat) -> bool {
+        match (a, b) {
+            (FramePat::Fun(x), FramePat::Fun(y)) | (FramePat::Obj(x), FramePat::Obj(y)) => {
+                glob_covers(x, y)
+            }
+            (FramePat::Src { file: fa, line: la }, FramePat::Src { file: fb, line: lb }) => {
+                glob_covers(fa, fb) && (la.is_none() || la == lb)
+            }
+            _ => false,
+        }
+    }
+
+    fn frames_cover(a: &[FramePat], b: &[FramePat]) -> bool {
+        let (n, m) = (a.len(), b.len());
+        let w = m + 1;
+        let mut ok = vec![false; (n + 1) * w];
+        for j in 0..=m {
+            ok[n * w + j] = true;
+        }
+        for i in (0..n).rev() {
+            for j in (0..=m).rev() {
+                ok[i * w + j] = if j == m {
+                    a[i].is_ellipsis() && ok[(i + 1) * w + j]
+                } else if a[i].is_ellipsis() {
+                    ok[(i + 1) * w + j] || ok[i * w + j + 1]
+                } else if b[j].is_ellipsis() {
+                    false
+                } else {
+                    frame_covers(&a[i], &b[j]) && ok[(i + 1) * w + j + 1]
+                };
+            }
+        }
+        ok[0]
+    }
+
+    fn entry_covers(a: &Entry, b: &Entry) -> bool {
+        if a.kind != b.kind || !b.tools.iter().all(|t| a.tools.contains(t)) {
+            return false;
+        }
+        let extra_ok = match (&a.extra, &b.extra) {
+            (None, None) => true,
+            (None, Some(Extra::LeakKinds(_))) => true,
+            (Some(Extra::LeakKinds(ka)), Some(Extra::LeakKinds(kb))) => ka.covers(kb),
+            (Some(Extra::LeakKinds(ka)), None) => ka.covers(&LeakKinds::All),
+            (x, y) => x == y,
+        };
+        extra_ok && frames_cover(&a.frames, &b.frames)
+    }
+
+    fn place(file: &str, e: &Entry) -> String {
+        if e.line == 0 {
+            e.name.clone()
+        } else {
+            format!("{} ({file}:{})", e.name, e.line)
+        }
+    }
+
+    pub fn merge(files: &[SuppFile], header: Vec<String>) -> (SuppFile, MergeStats) {
+        let mut stats = MergeStats::default();
+        let all: Vec<(&str, &Entry)> = files
+            .iter()
+            .flat_map(|f| f.entries.iter().map(move |e| (f.path.as_str(), e)))
+            .collect();
+        stats.entries_in = all.len();
+        let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
+        let mut kept: Vec<usize> = Vec::new();
+        for (i, (file, e)) in all.iter().enumerate() {
+            let key = format!("{:?}", e.matcher_key());
+            match first_of.get(&key) {
+                Some(&j) => stats
+                    .duplicates
+                    .push((place(file, e), place(all[j].0, all[j].1))),
+                None => {
+                    first_of.insert(key, i);
+                    kept.push(i);
+                }
+            }
+        }
+        let mut dropped: HashSet<usize> = HashSet::new();
+        for &b in &kept {
+            for &a in &kept {
+                if a == b || !entry_covers(all[a].1, all[b].1) {
+                    continue;
+                }
+                let mutual = entry_covers(all[b].1, all[a].1);
+                if !mutual || a < b {
+                    stats
+                        .subsumed
+                        .push((place(all[b].0, all[b].1), place(all[a].0, all[a].1)));
+                    dropped.insert(b);
+                    break;
+                }
+            }
+        }
+        let mut out: Vec<Entry> = Vec::new();
+        let mut names: HashSet<String> = HashSet::new();
+        for &i in kept.iter().filter(|i| !dropped.contains(i)) {
+            let (file, e) = all[i];
+            let mut e = e.clone();
+            if !names.insert(e.name.clone()) {
+                let mut n = 2;
+                let new = loop {
+                    let cand = format!("{}-{n}", e.name);
+                    if !names.contains(&cand) {
+                        break cand;
+                    }
+                    n += 1;
+                };
+                stats.renamed.push((place(file, &e), new.clone()));
+                names.insert(new.clone());
+                e.name = new;
+            }
+            e.line = 0;
+            e.name_line = 0;
+            out.push(e);
+        }
+        poolgrind::supp::gen::sort_entries(&mut out);
+        stats.entries_out = out.len();
+        (
+            SuppFile {
+                path: String::new(),
+                header,
+                entries: out,
+                trailer: Vec::new(),
+                warnings: Vec::new(),
+            },
+            stats,
+        )
+    }
+}
+
+/// Short patterns over a tiny alphabet, so that inclusions between random frames are common.
+fn pattern() -> impl Strategy<Value = String> {
+    "[ab*?]{0,4}"
+}
+
+fn frame_pat() -> impl Strategy<Value = FramePat> {
+    prop_oneof![
+        3 => Just(FramePat::Ellipsis),
+        6 => pattern().prop_map(FramePat::Fun),
+        2 => pattern().prop_map(FramePat::Obj),
+        1 => (pattern(), prop::option::of(1u32..3))
+            .prop_map(|(file, line)| FramePat::Src { file, line }),
+    ]
+}
+
+fn leak_kinds() -> impl Strategy<Value = LeakKinds> {
+    prop_oneof![
+        Just(LeakKinds::All),
+        Just(LeakKinds::None),
+        prop::collection::btree_set(prop::sample::select(LeakKind::ALL.to_vec()), 1..3)
+            .prop_map(LeakKinds::Set),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let kind_extra = prop_oneof![
+        prop::option::of(leak_kinds().prop_map(Extra::LeakKinds))
+            .prop_map(|x| ("Leak".to_string(), x)),
+        Just(("Cond".to_string(), None)),
+        Just(("Addr4".to_string(), None)),
+        prop::sample::select(vec!["write(buf)", "read(buf)"])
+            .prop_map(|p| ("Param".to_string(), Some(Extra::Param(p.to_string())))),
+    ];
+    let tools = prop_oneof![
+        4 => Just(vec!["Memcheck".to_string()]),
+        1 => Just(vec!["Memcheck".to_string(), "Helgrind".to_string()]),
+    ];
+    (
+        kind_extra,
+        tools,
+        // Entries made in code may be all `...` or empty: the index must cope.
+        prop::collection::vec(frame_pat(), 0..5),
+        "[xyz]",
+        1usize..50,
+    )
+        .prop_map(|((kind, extra), tools, frames, name, line)| Entry {
+            comments: Vec::new(),
+            name,
+            tools,
+            kind,
+            extra,
+            frames,
+            line,
+            name_line: line + 1,
+        })
+}
+
+fn supp_file() -> impl Strategy<Value = SuppFile> {
+    ("[fg]\\.supp", prop::collection::vec(entry(), 0..24)).prop_map(|(path, entries)| SuppFile {
+        path,
+        entries,
+        ..SuppFile::default()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Issue 11 §1: the indexed merge (candidates by kind and first concrete frame) drops,
+    /// reports and renames exactly what comparing every pair did.
+    #[test]
+    fn indexed_merge_equals_all_pairs(files in prop::collection::vec(supp_file(), 1..3)) {
+        let header = vec!["h".to_string()];
+        let (got, got_stats) = merge(&files, header.clone());
+        let (want, want_stats) = all_pairs::merge(&files, header);
+        prop_assert_eq!(&got_stats, &want_stats);
+        prop_assert_eq!(got, want);
+    }
+
+    /// The shortcuts in front of the glob inclusion table (literal patterns, literal prefix
+    /// and suffix cut off) give the table's answer.
+    #[test]
+    fn glob_covers_shortcuts_equal_the_full_table(
+        general in "[ab*?]{0,7}",
+        specific in "[ab*?]{0,7}",
+        affix in "(|a|ab|ba)",
+    ) {
+        for (g, s) in [
+            (general.clone(), specific.clone()),
+            (format!("{affix}{general}"), format!("{affix}{specific}")),
+            (format!("{general}{affix}"), format!("{specific}{affix}")),
+            (format!("{affix}{general}{affix}"), specific.clone()),
+        ] {
+            prop_assert_eq!(glob_covers(&g, &s), all_pairs::glob_covers(&g, &s), "{} vs {}", g, s);
+        }
+    }
 }
