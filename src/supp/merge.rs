@@ -159,7 +159,9 @@ fn prefix_hashes(s: &str) -> Vec<u64> {
     let mut x: u64 = 0;
     h.push(x);
     for &b in s.as_bytes() {
-        x = x.wrapping_mul(0x0000_0100_0000_01b3).wrapping_add(u64::from(b) + 1);
+        x = x
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .wrapping_add(u64::from(b) + 1);
         h.push(x);
     }
     h

@@ -180,6 +180,24 @@ struct EntryError {
     at_close: bool,
 }
 
+impl EntryError {
+    /// The error is inside the entry: skip to its `}`.
+    fn open(diag: Diagnostic) -> Self {
+        EntryError {
+            diag,
+            at_close: false,
+        }
+    }
+
+    /// The parser already stands after the entry (or at the next `{`).
+    fn closed(diag: Diagnostic) -> Self {
+        EntryError {
+            diag,
+            at_close: true,
+        }
+    }
+}
+
 impl<'a> Parser<'a> {
     fn diag(&self, line: usize, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
@@ -318,46 +336,67 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn entry(&mut self, open: usize) -> Result<Entry, EntryError> {
-        let eof = |p: &Self, what: &str| {
-            EntryError {
-            diag: p.diag(
-                p.last_line(),
-                format!("unterminated entry (opened at line {open}): end of file while expecting {what}"),
+    /// "end of file while expecting …" for the entry opened at line `open`.
+    fn eof(&self, open: usize, what: &str) -> EntryError {
+        EntryError::closed(self.diag(
+            self.last_line(),
+            format!(
+                "unterminated entry (opened at line {open}): end of file while expecting {what}"
             ),
-            at_close: true,
-        }
-        };
-        let err = |d: Diagnostic| EntryError {
-            diag: d,
-            at_close: false,
-        };
-        let err_closed = |d: Diagnostic| EntryError {
-            diag: d,
-            at_close: true,
-        };
+        ))
+    }
 
-        // Name.
-        let name = self.next_text().ok_or_else(|| eof(self, "a name line"))?;
-        check_len(self, name).map_err(err)?;
+    /// Reads one entry after its `{` (at line `open`): name, kind line, extra line, frames.
+    fn entry(&mut self, open: usize) -> Result<Entry, EntryError> {
+        let name = self.entry_name(open)?;
+        let (tools, kind) = self.entry_kind(open, name)?;
+        let extra = self.entry_extra(open, &tools, &kind)?;
+        let frames = self.entry_frames(open)?;
+        Ok(Entry {
+            comments: Vec::new(),
+            name: name.text.to_string(),
+            tools,
+            kind,
+            extra,
+            frames,
+            line: open,
+            name_line: name.no,
+        })
+    }
+
+    /// The name line.
+    fn entry_name(&mut self, open: usize) -> Result<Line<'a>, EntryError> {
+        let name = self
+            .next_text()
+            .ok_or_else(|| self.eof(open, "a name line"))?;
+        check_len(self, name).map_err(EntryError::open)?;
         if name.text == "}" {
-            return Err(err_closed(
+            return Err(EntryError::closed(
                 self.diag(name.no, "expected a suppression name after '{', found '}'"),
             ));
         }
         if name.text == "{" {
-            return Err(err(self.diag(
+            return Err(EntryError::open(self.diag(
                 name.no,
                 format!("expected a suppression name, found '{{' (the entry opened at line {open} is not closed)"),
             )));
         }
-        // Kind.
+        Ok(name)
+    }
+
+    /// The `Tool[,Tool]:Kind` line after `name`: (tools, kind). A frame there means the name
+    /// or the kind line is missing; Memcheck kinds are checked against valgrind 3.19's.
+    fn entry_kind(
+        &mut self,
+        open: usize,
+        name: Line<'a>,
+    ) -> Result<(Vec<String>, String), EntryError> {
         let kind = self
             .next_text()
-            .ok_or_else(|| eof(self, "a `Tool:Kind` line"))?;
-        check_len(self, kind).map_err(err)?;
+            .ok_or_else(|| self.eof(open, "a `Tool:Kind` line"))?;
+        check_len(self, kind).map_err(EntryError::open)?;
         if kind.text == "}" {
-            return Err(err_closed(self.diag(
+            return Err(EntryError::closed(self.diag(
                 kind.no,
                 "missing kind line: expected `Tool:Kind` (e.g. `Memcheck:Leak`) before '}'",
             )));
@@ -377,10 +416,10 @@ impl<'a> Parser<'a> {
                     clip(kind.text)
                 )
             };
-            return Err(err(self.diag(kind.no, msg)));
+            return Err(EntryError::open(self.diag(kind.no, msg)));
         }
         let Some((tools, kind_name)) = parse_kind_line(kind.text) else {
-            return Err(err(self.diag(
+            return Err(EntryError::open(self.diag(
                 kind.no,
                 format!(
                     "expected `Tool[,Tool]:Kind` (e.g. `Memcheck:Leak`), found `{}`",
@@ -388,15 +427,26 @@ impl<'a> Parser<'a> {
                 ),
             )));
         };
-        let memcheck = tools.iter().any(|t| t == "Memcheck");
-        if memcheck {
-            if MEMCHECK_KINDS_NEWER.contains(&kind_name.as_str()) {
+        self.check_tools_and_kind(kind, &tools, &kind_name)?;
+        Ok((tools, kind_name))
+    }
+
+    /// Memcheck kinds valgrind 3.19 rejects are errors, newer ones warnings; an entry for no
+    /// known tool is a warning (valgrind ignores it).
+    fn check_tools_and_kind(
+        &mut self,
+        kind: Line<'a>,
+        tools: &[String],
+        kind_name: &str,
+    ) -> Result<(), EntryError> {
+        if tools.iter().any(|t| t == "Memcheck") {
+            if MEMCHECK_KINDS_NEWER.contains(&kind_name) {
                 self.warnings.push(self.diag(
                     kind.no,
                     format!("Memcheck kind `{kind_name}` needs valgrind 3.20 or newer; 3.19 rejects the whole file"),
                 ));
-            } else if !MEMCHECK_KINDS.contains(&kind_name.as_str()) {
-                return Err(err(self.diag(
+            } else if !MEMCHECK_KINDS.contains(&kind_name) {
+                return Err(EntryError::open(self.diag(
                     kind.no,
                     format!(
                         "unknown Memcheck kind `{kind_name}` (valgrind rejects the file); expected one of {}",
@@ -416,14 +466,24 @@ impl<'a> Parser<'a> {
                 ),
             ));
         }
+        Ok(())
+    }
 
-        // Extra line.
-        let mut extra = None;
+    /// The optional line between the kind line and the frames: a Memcheck:Param entry's
+    /// syscall parameter (always there), a Memcheck:Leak entry's `match-leak-kinds:`, another
+    /// tool's extra line.
+    fn entry_extra(
+        &mut self,
+        open: usize,
+        tools: &[String],
+        kind_name: &str,
+    ) -> Result<Option<Extra>, EntryError> {
+        let memcheck = tools.iter().any(|t| t == "Memcheck");
         if memcheck && kind_name == "Param" {
             let p = self
                 .next_text()
-                .ok_or_else(|| eof(self, "the syscall parameter line of a Param entry"))?;
-            check_len(self, p).map_err(err)?;
+                .ok_or_else(|| self.eof(open, "the syscall parameter line of a Param entry"))?;
+            check_len(self, p).map_err(EntryError::open)?;
             if p.text == "}" || is_frame_like(p.text) {
                 let d = self.diag(
                     p.no,
@@ -432,35 +492,46 @@ impl<'a> Parser<'a> {
                         clip(p.text)
                     ),
                 );
-                return Err(if p.text == "}" { err_closed(d) } else { err(d) });
+                return Err(if p.text == "}" {
+                    EntryError::closed(d)
+                } else {
+                    EntryError::open(d)
+                });
             }
-            extra = Some(Extra::Param(p.text.to_string()));
-        } else if let Some(p) = self.peek_text() {
-            if let Some(rest) = p.text.strip_prefix("match-leak-kinds:") {
-                if memcheck && kind_name == "Leak" {
-                    self.next_text();
-                    let kinds = parse_leak_kinds(rest).map_err(|m| err(self.diag(p.no, m)))?;
-                    extra = Some(Extra::LeakKinds(kinds));
-                } else if memcheck {
-                    return Err(err(self.diag(
-                        p.no,
-                        format!("`match-leak-kinds:` is only valid in Memcheck:Leak entries, not Memcheck:{kind_name}"),
-                    )));
-                }
-            }
-            if extra.is_none() && !memcheck && p.text != "}" && !is_frame_like(p.text) {
+            return Ok(Some(Extra::Param(p.text.to_string())));
+        }
+        let Some(p) = self.peek_text() else {
+            return Ok(None);
+        };
+        if let Some(rest) = p.text.strip_prefix("match-leak-kinds:") {
+            if memcheck && kind_name == "Leak" {
                 self.next_text();
-                extra = Some(Extra::Other(p.text.to_string()));
+                let kinds =
+                    parse_leak_kinds(rest).map_err(|m| EntryError::open(self.diag(p.no, m)))?;
+                return Ok(Some(Extra::LeakKinds(kinds)));
+            } else if memcheck {
+                return Err(EntryError::open(self.diag(
+                    p.no,
+                    format!("`match-leak-kinds:` is only valid in Memcheck:Leak entries, not Memcheck:{kind_name}"),
+                )));
             }
         }
+        if !memcheck && p.text != "}" && !is_frame_like(p.text) {
+            self.next_text();
+            return Ok(Some(Extra::Other(p.text.to_string())));
+        }
+        Ok(None)
+    }
 
-        // Frames.
+    /// Frame lines up to the closing `}`: at least one that is not `...`, at most
+    /// [`MAX_FRAMES`].
+    fn entry_frames(&mut self, open: usize) -> Result<Vec<FramePat>, EntryError> {
         let mut frames = Vec::new();
         let close = loop {
             let l = self
                 .next_text()
-                .ok_or_else(|| eof(self, "a frame line or '}'"))?;
-            check_len(self, l).map_err(err)?;
+                .ok_or_else(|| self.eof(open, "a frame line or '}'"))?;
+            check_len(self, l).map_err(EntryError::open)?;
             if l.text == "}" {
                 break l;
             }
@@ -470,47 +541,32 @@ impl<'a> Parser<'a> {
                 while !matches!(self.toks[self.pos].1, Tok::Text(_)) {
                     self.pos -= 1;
                 }
-                return Err(err_closed(self.diag(
+                return Err(EntryError::closed(self.diag(
                     l.no,
                     format!("expected a frame line or '}}' closing the entry opened at line {open}, found '{{'"),
                 )));
             }
             match parse_frame(l.text) {
                 Ok(f) => frames.push(f),
-                Err(m) => return Err(err(self.diag(l.no, m))),
+                Err(m) => return Err(EntryError::open(self.diag(l.no, m))),
             }
         };
-        if frames.is_empty() {
-            return Err(err_closed(self.diag(
-                close.no,
-                "entry has no frame lines: expected at least one `fun:`, `obj:` or `src:` line before '}'",
-            )));
+        let problem = if frames.is_empty() {
+            Some("entry has no frame lines: expected at least one `fun:`, `obj:` or `src:` line before '}'".to_string())
+        } else if frames.iter().all(FramePat::is_ellipsis) {
+            Some("entry has only `...` frames: valgrind needs at least one `fun:`, `obj:` or `src:` line".to_string())
+        } else if frames.len() > MAX_FRAMES {
+            Some(format!(
+                "entry has {} frame lines; valgrind honours at most {MAX_FRAMES} and silently drops the rest",
+                frames.len()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => Err(EntryError::closed(self.diag(close.no, m))),
+            None => Ok(frames),
         }
-        if frames.iter().all(FramePat::is_ellipsis) {
-            return Err(err_closed(self.diag(
-                close.no,
-                "entry has only `...` frames: valgrind needs at least one `fun:`, `obj:` or `src:` line",
-            )));
-        }
-        if frames.len() > MAX_FRAMES {
-            return Err(err_closed(self.diag(
-                close.no,
-                format!(
-                    "entry has {} frame lines; valgrind honours at most {MAX_FRAMES} and silently drops the rest",
-                    frames.len()
-                ),
-            )));
-        }
-        Ok(Entry {
-            comments: Vec::new(),
-            name: name.text.to_string(),
-            tools,
-            kind: kind_name,
-            extra,
-            frames,
-            line: open,
-            name_line: name.no,
-        })
     }
 }
 
