@@ -113,7 +113,7 @@ proptest! {
         which in 0usize..4,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..20),
     ) {
-        let name = ["leak.xml", "invalid.xml", "segv.xml", "hostile/protocol6.xml"][which];
+        let name = ["leak.xml", "invalid.xml", "segv.xml", "protocol6/fds.xml"][which];
         let mut doc = fixture(name);
         for (at, byte, op) in edits {
             if doc.is_empty() { break; }

@@ -81,6 +81,34 @@ pub struct VgError {
     pub aux: Vec<Aux>,
     /// The suppression valgrind generated for this error, if any.
     pub suppression: Option<GeneratedSupp>,
+    /// `<fd>` of a descriptor error (`FdBadClose`, `FdNotClosed`, `FdBadUse`; protocol 5+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// `<path>` of a descriptor error, when the descriptor names a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_path: Option<String>,
+}
+
+/// Whether a memcheck error kind is a file-descriptor error (`--track-fds`): `FdBadClose`,
+/// `FdNotClosed`, `FdBadUse`, and any later `Fd*` kind. These are not memory errors; the policy's
+/// `--fail-on fds` selects them.
+pub fn is_descriptor_kind(kind: &str) -> bool {
+    kind.starts_with("Fd")
+}
+
+impl VgError {
+    /// A descriptor error (see [`is_descriptor_kind`]).
+    pub fn is_descriptor_error(&self) -> bool {
+        is_descriptor_kind(&self.kind)
+    }
+
+    /// Whether a suppression can match this error. Valgrind matches suppressions against the
+    /// error's stack; an error without one (a descriptor inherited from the parent process, shown
+    /// with `--track-fds=all`) is never suppressed, and valgrind generates no suppression for it
+    /// ("No origin, error cannot be suppressed", `gen_suppression` in coregrind/m_errormgr.c).
+    pub fn can_be_suppressed(&self) -> bool {
+        !self.stack.is_empty()
+    }
 }
 
 /// `<fatal_signal>`: the program (or valgrind) died of a signal.
@@ -102,17 +130,89 @@ pub struct FatalSignal {
     pub stack: Vec<Frame>,
 }
 
-/// How complete a log was.
+/// How far a log can be trusted. Only [`Completeness::Complete`] logs can pass a run: every other
+/// state maps to exit 3 (`docs/exit-codes.md`), with the errors read so far still reported and
+/// counted (a damaged log never yields fewer failures than were read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Completeness {
-    /// Closing `</valgrindoutput>` seen.
+    /// Well-formed from `<valgrindoutput>` to `</valgrindoutput>`, every element the reader relies
+    /// on is where the protocol puts it and closed there, `<status>` reached `FINISHED`, and the
+    /// totals valgrind wrote (`<errorcounts>`, protocol 6's summaries) agree with the errors read.
     #[default]
     Complete,
     /// The log ends early (valgrind crashed or was killed); what was read is kept.
     Truncated,
-    /// Bytes that are not XML follow or interrupt the document; what was read is kept.
+    /// Bytes that are not XML text: outside or after the document, between valgrind's elements,
+    /// invalid UTF-8 or control characters; what was read is kept.
     Junk,
+    /// XML whose structure or totals are wrong: an element left unclosed or closed twice, an
+    /// element where valgrind never writes it, an error without a kind, no `FINISHED` status (the
+    /// process died at start-up or valgrind stopped early), or counts that contradict the errors.
+    Damaged,
+}
+
+/// Bytes and blocks, as in the heap and leak summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Bytes.
+    pub bytes: u64,
+    /// Blocks.
+    pub blocks: u64,
+}
+
+/// `<heap_summary>` (memcheck, protocol 6): the heap at exit and over the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeapSummary {
+    /// `<memory_in_use_at_exit>`.
+    pub in_use_at_exit: Totals,
+    /// `<total_heap_usage><allocs>`.
+    pub allocs: u64,
+    /// `<total_heap_usage><frees>`.
+    pub frees: u64,
+    /// `<total_heap_usage><bytes_allocated>`.
+    pub bytes_allocated: u64,
+}
+
+/// `<leak_summary>` (memcheck, protocol 6): totals of one leak check, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakSummary {
+    /// `<definitely_lost>`.
+    pub definitely_lost: Totals,
+    /// `<indirectly_lost>`.
+    pub indirectly_lost: Totals,
+    /// `<possibly_lost>`.
+    pub possibly_lost: Totals,
+    /// `<still_reachable>`.
+    pub still_reachable: Totals,
+    /// `<suppressed>`: leaks matched by a suppression (not listed as errors).
+    pub suppressed: Totals,
+}
+
+impl LeakSummary {
+    /// The totals of a leak error kind (`Leak_DefinitelyLost` → `definitely_lost`).
+    pub fn of_kind(&self, kind: &str) -> Option<Totals> {
+        match kind {
+            "Leak_DefinitelyLost" => Some(self.definitely_lost),
+            "Leak_IndirectlyLost" => Some(self.indirectly_lost),
+            "Leak_PossiblyLost" => Some(self.possibly_lost),
+            "Leak_StillReachable" => Some(self.still_reachable),
+            _ => None,
+        }
+    }
+}
+
+/// `<error_summary>` (protocol 6): valgrind's `ERROR SUMMARY` line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorSummary {
+    /// Errors found, not suppressed (occurrences).
+    pub errors: u64,
+    /// Distinct error contexts found.
+    pub error_contexts: u64,
+    /// Errors suppressed (occurrences).
+    pub suppressed: u64,
+    /// Distinct contexts suppressed.
+    pub suppressed_contexts: u64,
 }
 
 /// Everything read from one valgrind XML log (one process).
@@ -128,6 +228,10 @@ pub struct Log {
     pub ppid: Option<u32>,
     /// Executable and arguments of the client (`<args><argv>`).
     pub argv: Vec<String>,
+    /// Valgrind's own executable and options (`<args><vargv>`): the leak options decide which
+    /// totals must match the errors listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valgrind_argv: Vec<String>,
     /// Errors in the order they appear.
     pub errors: Vec<VgError>,
     /// `<errorcounts>`: (unique, count). The last block wins.
@@ -138,6 +242,18 @@ pub struct Log {
     pub fatal_signal: Option<FatalSignal>,
     /// Whether `<status><state>FINISHED` was seen.
     pub finished: bool,
+    /// `<heap_summary>` (protocol 6; absent with `-q`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_summary: Option<HeapSummary>,
+    /// The last `<leak_summary>` (protocol 6; one per leak check, the last one is at exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak_summary: Option<LeakSummary>,
+    /// `<all_heap_blocks_freed>` (protocol 6): `true` when no block was live at the leak check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_heap_blocks_freed: Option<bool>,
+    /// `<error_summary>` (protocol 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_summary: Option<ErrorSummary>,
     /// Whether the document was complete.
     pub completeness: Completeness,
     /// Human-readable notes about what the parser tolerated (unknown elements, junk at line N…).

@@ -69,6 +69,8 @@ pub enum LogStatus {
     Truncated,
     /// The log contains bytes that are not XML.
     Junk,
+    /// The log's structure or totals are wrong (see `check::model::Completeness::Damaged`).
+    Damaged,
     /// No log was written (valgrind did not start, or the process was skipped).
     Missing,
 }
@@ -193,7 +195,12 @@ impl ProcessResult {
             && !self.timed_out
             && matches!(
                 self.log,
-                Some(LogStatus::Truncated | LogStatus::Junk | LogStatus::Missing) | None
+                Some(
+                    LogStatus::Truncated
+                        | LogStatus::Junk
+                        | LogStatus::Damaged
+                        | LogStatus::Missing
+                ) | None
             )
     }
 
@@ -453,6 +460,7 @@ impl Results {
                     Completeness::Complete => LogStatus::Complete,
                     Completeness::Truncated => LogStatus::Truncated,
                     Completeness::Junk => LogStatus::Junk,
+                    Completeness::Damaged => LogStatus::Damaged,
                 };
                 let proc_ = ProcessResult {
                     binary: argv
@@ -555,7 +563,7 @@ impl Results {
                 s.failing_distinct
             ),
             exit::VALGRIND_FAILED => format!(
-                "FAILED: valgrind crashed / log truncated or missing in {} process{}",
+                "FAILED: valgrind crashed / log truncated, damaged or missing in {} process{}",
                 s.valgrind_failed,
                 if s.valgrind_failed == 1 { "" } else { "es" }
             ),

@@ -303,6 +303,9 @@ fn process_problem(p: &ProcessResult) -> Option<String> {
         Some(crate::check::results::LogStatus::Junk) => {
             parts.push("log contains junk (not XML)".to_string())
         }
+        Some(crate::check::results::LogStatus::Damaged) => {
+            parts.push("log damaged: its structure or totals are wrong, not trusted".to_string())
+        }
         Some(crate::check::results::LogStatus::Missing) | None if !p.timed_out => {
             parts.push("no valgrind log was written".to_string())
         }
