@@ -22,15 +22,16 @@ fn fixture(name: &str) -> String {
 }
 
 #[test]
-fn malformed_file_gives_file_line_and_usage_exit() {
+fn malformed_file_gives_file_line_and_setup_exit() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(
         t.path().join("bad.supp"),
         "{\n n\n Memcheck:Leak\n match-leak-kinds: definit\n fun:f\n}\n",
     )
     .unwrap();
+    // A malformed input file is a setup error (3), as in every command (docs/exit-codes.md).
     let o = poolgrind(&["supp", "fmt", "bad.supp"], t.path());
-    assert_eq!(o.status.code(), Some(64));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         stderr(&o).starts_with("bad.supp:4: bad match-leak-kinds value `definit`"),
         "{}",
@@ -39,10 +40,11 @@ fn malformed_file_gives_file_line_and_usage_exit() {
     let o = poolgrind(&["supp", "check", "bad.supp"], t.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.supp:4:"));
+    // Judging a malformed file is `check`'s job (1); a file it cannot read is a setup error (3).
     let o = poolgrind(&["supp", "check", "missing.supp"], t.path());
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
-        stderr(&o).contains("missing.supp:0: cannot read the file"),
+        stderr(&o).contains("missing.supp: cannot read the file"),
         "{}",
         stderr(&o)
     );

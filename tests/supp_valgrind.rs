@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use poolgrind::check::model::Log;
-use poolgrind::check::run::{find_valgrind, run_under_memcheck, Output, RunConfig};
+use poolgrind::check::run::{
+    find_valgrind, run_under_memcheck, MemcheckSettings, Output, RunConfig,
+};
 use poolgrind::supp::check::valgrind_accepts;
 use poolgrind::supp::gen::{generate, GenOptions};
 use poolgrind::supp::{format_file, parse_file};
@@ -61,10 +63,13 @@ fn memcheck_with(
     vg_args: &[&str],
 ) -> Vec<Log> {
     let cfg = RunConfig {
-        vg_args: vg_args.iter().map(|a| a.to_string()).collect(),
+        settings: MemcheckSettings {
+            vg_args: vg_args.iter().map(|a| a.to_string()).collect(),
+            suppressions: supp.into_iter().map(Path::to_path_buf).collect(),
+            no_default_supp: true,
+            ..MemcheckSettings::default()
+        },
         command: command.iter().map(Into::into).collect(),
-        suppressions: supp.into_iter().map(Path::to_path_buf).collect(),
-        default_supp: false,
         xml_dir: dir.join(format!("xml-{label}")),
         cwd: Some(dir.to_path_buf()),
         output: Output::Null,

@@ -65,7 +65,7 @@ pub fn run_batch(
     jobs: &[Job],
     opts: &BatchOptions,
 ) -> Result<Vec<ProcessRecord>, RunError> {
-    find_valgrind(base.valgrind.as_deref())?;
+    find_valgrind(base.settings.valgrind.as_deref())?;
     let workers = opts.jobs.max(1).min(jobs.len().max(1));
     let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<ProcessRecord>>> = Mutex::new(vec![None; jobs.len()]);

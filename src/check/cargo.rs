@@ -4,8 +4,8 @@
 //! [`ENV_CHILD_CONFIG`] (the run options as JSON, including a results directory), then runs cargo
 //! (or `cargo nextest`). Cargo starts each test binary as `<runner> <binary> <args>`; the child
 //! mode ([`child_main`]) runs it under memcheck, writes its XML and a `record-*.json` into the
-//! results directory, and exits with the program's own status, so cargo and nextest report test
-//! failures as usual. Afterwards the parent reads every record ([`collect_records`]) and reports
+//! results directory, and exits with the program's own status, unchanged, so cargo and nextest
+//! report test failures as usual. Afterwards the parent reads every record ([`collect_records`]) and reports
 //! all binaries together.
 //!
 //! - nextest runs one process per test (`<binary> --exact <name> --nocapture`): every error is
@@ -13,8 +13,11 @@
 //! - plain `cargo test` runs one process per test binary; errors are attributed per binary, and
 //!   per test where the stack passes through a test function
 //!   ([`super::frames::test_name_from_stack`]).
-//! - Doctests are run by rustdoc, which does not use the target runner on stable Rust: they are
-//!   not checked.
+//! - Doctests: rustdoc (Rust 1.95) runs each doctest binary (`rust_out`) through the same
+//!   runner, so they are checked too. A `should_panic` doctest exits 101 by design: the child
+//!   hands every status back unchanged, records are marked `exit_judged_by_cargo`, and the
+//!   parent takes the program verdict from cargo's own exit status
+//!   ([`super::results::Results::with_cargo_exit_code`]).
 //! - Skip patterns and `--partition` are applied in the child to the key `binary` or
 //!   `binary::test`; a skipped program does not run at all and exits 0.
 //! - Cargo splits the runner string on whitespace: the poolgrind executable's path must not
@@ -23,14 +26,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::batch::skip_reason;
 use super::frames::binary_display_name;
 use super::results::{test_from_argv, ProcessRecord};
-use super::run::{find_valgrind, read_logs, run_under_memcheck, RunConfig, RunError};
+use super::run::{read_logs, run_under_memcheck, MemcheckSettings, RunConfig, RunError};
 use super::select::{Partition, SkipList};
 
 /// Environment variable carrying [`ChildConfig`] as JSON to `run --child-mode`.
@@ -41,20 +43,8 @@ pub const ENV_CHILD_CONFIG: &str = "POOLGRIND_CHILD_CONFIG";
 pub struct ChildConfig {
     /// Directory shared by all children: XML directories and `record-*.json` files.
     pub results_dir: PathBuf,
-    /// valgrind executable.
-    pub valgrind: Option<PathBuf>,
-    /// Extra suppression files.
-    pub suppressions: Vec<PathBuf>,
-    /// Use the shipped suppression files.
-    pub default_supp: bool,
-    /// Follow children.
-    pub trace_children: bool,
-    /// Extra valgrind flags.
-    pub vg_args: Vec<String>,
-    /// Library to LD_PRELOAD.
-    pub preload: Option<PathBuf>,
-    /// Per-process timeout in seconds.
-    pub timeout_secs: Option<f64>,
+    /// How valgrind runs (resolved by the parent: absolute paths).
+    pub settings: MemcheckSettings,
     /// Skip patterns.
     pub skip: Vec<String>,
     /// CI shard.
@@ -66,13 +56,7 @@ impl ChildConfig {
     pub fn run_config(&self, command: Vec<OsString>, xml_dir: PathBuf) -> RunConfig {
         RunConfig {
             command,
-            valgrind: self.valgrind.clone(),
-            suppressions: self.suppressions.clone(),
-            default_supp: self.default_supp,
-            trace_children: self.trace_children,
-            vg_args: self.vg_args.clone(),
-            preload: self.preload.clone(),
-            timeout: self.timeout_secs.map(Duration::from_secs_f64),
+            settings: self.settings.clone(),
             xml_dir,
             ..RunConfig::default()
         }
@@ -111,11 +95,15 @@ pub enum CargoError {
     RunnerPath(String),
 }
 
+/// The status handed back to cargo: the program's own, unchanged (cargo and nextest judge it;
+/// a `should_panic` doctest exits 101 on purpose). A program killed by a signal gets the shell's
+/// `128 + signal`; one that never ran (a setup error) gets [`super::exit::SETUP_ERROR`], so cargo
+/// does not count it as passed.
 fn exit_code_of(record: &ProcessRecord) -> i32 {
     match (record.exit_code, record.signal) {
         (Some(c), _) => c,
         (None, Some(sig)) => 128 + sig,
-        (None, None) => 1,
+        (None, None) => super::exit::SETUP_ERROR,
     }
 }
 
@@ -187,17 +175,22 @@ pub fn child_main(command: Vec<OsString>) -> Result<i32, CargoError> {
                     ..outcome.record
                 },
                 Err(e) => {
-                    eprintln!("poolgrind: {e}");
+                    // The program did not run: the record says so (a setup error, no exit
+                    // status), and cargo is told with a non-zero status that the binary failed.
+                    eprintln!("poolgrind: setup error: {e}");
                     ProcessRecord {
                         argv,
                         test,
                         setup_error: Some(e.to_string()),
-                        exit_code: Some(super::exit::VALGRIND_FAILED),
                         ..ProcessRecord::default()
                     }
                 }
             }
         };
+    let record = ProcessRecord {
+        exit_judged_by_cargo: true,
+        ..record
+    };
     let json = serde_json::to_string(&record).unwrap_or_default();
     std::fs::write(&record_path, json).map_err(|source| CargoError::ResultsDir {
         path: record_path.display().to_string(),
@@ -338,13 +331,17 @@ pub fn runner_env_var(triple: &str) -> String {
 pub struct CargoOutcome {
     /// One record per program cargo ran.
     pub records: Vec<ProcessRecord>,
-    /// cargo's own exit status.
+    /// cargo's own exit status (`128 + signal` if a signal killed it).
     pub cargo_status: Option<i32>,
 }
 
 /// Runs `cargo <cargo_args>` with the memcheck runner; `cfg.results_dir` must exist.
+///
+/// The settings are [resolved](MemcheckSettings::resolve) first (valgrind found, absolute paths:
+/// cargo runs each test binary in its package's directory).
 pub fn run_cargo(cargo_args: &[String], cfg: &ChildConfig) -> Result<CargoOutcome, CargoError> {
-    find_valgrind(cfg.valgrind.as_deref())?;
+    let mut cfg = cfg.clone();
+    cfg.settings.resolve()?;
     std::fs::create_dir_all(&cfg.results_dir).map_err(|source| CargoError::ResultsDir {
         path: cfg.results_dir.display().to_string(),
         source,
@@ -368,16 +365,19 @@ pub fn run_cargo(cargo_args: &[String], cfg: &ChildConfig) -> Result<CargoOutcom
     );
     cmd.env(
         ENV_CHILD_CONFIG,
-        serde_json::to_string(cfg).unwrap_or_default(),
+        serde_json::to_string(&cfg).unwrap_or_default(),
     );
     let status = cmd.status().map_err(|source| CargoError::Spawn {
         what: cargo.to_string_lossy().into_owned(),
         source,
     })?;
     let records = collect_records(&cfg.results_dir)?;
+    use std::os::unix::process::ExitStatusExt;
     Ok(CargoOutcome {
         records,
-        cargo_status: status.code(),
+        cargo_status: status
+            .code()
+            .or_else(|| status.signal().map(|sig| 128 + sig)),
     })
 }
 

@@ -88,9 +88,18 @@ impl LeakKind {
 pub enum PolicyError {
     /// Unknown word in `--leak-kinds`.
     #[error(
-        "unknown leak kind `{0}` (expected definite, indirect, possible, reachable, all or none)"
+        "unknown leak kind `{0}` (valid values: a comma list of definite, indirect, possible, \
+         reachable; or all, none)"
     )]
     LeakKind(String),
+    /// Unknown word in `--fail-on`.
+    #[error("unknown error kind `{word}`{hint} (valid values: all; {groups}; or a comma list of memcheck kinds: {kinds})", groups = FAIL_ON_GROUPS.join(", "), kinds = MEMCHECK_ERROR_KINDS.join(", "))]
+    FailOn {
+        /// The word.
+        word: String,
+        /// A suggestion, e.g. ` (did you mean Leak_DefinitelyLost?)`.
+        hint: String,
+    },
     /// The baseline file cannot be read.
     #[error("cannot read baseline {path}: {source}")]
     BaselineIo {
@@ -112,6 +121,77 @@ pub enum PolicyError {
         /// What serde said.
         message: String,
     },
+}
+
+/// Words of `--fail-on` besides `all` and the error kinds: `leak` stands for every leak kind
+/// selected by `--leak-kinds`.
+pub const FAIL_ON_GROUPS: &[&str] = &["leak"];
+
+/// The `<kind>`s valgrind writes for memcheck and for the core's descriptor checks, as `--fail-on`
+/// accepts them (valgrind's spelling, case-sensitive): the fifteen of the XML protocol
+/// (`docs/internals/xml-output-protocol4.txt`), `FishyValue`, the allocation-function checks of
+/// 3.20–3.22 (mc_errors.c), and `--track-fds`' two.
+pub const MEMCHECK_ERROR_KINDS: &[&str] = &[
+    "InvalidRead",
+    "InvalidWrite",
+    "InvalidFree",
+    "MismatchedFree",
+    "InvalidJump",
+    "Overlap",
+    "InvalidMemPool",
+    "UninitCondition",
+    "UninitValue",
+    "SyscallParam",
+    "ClientCheck",
+    "Leak_DefinitelyLost",
+    "Leak_IndirectlyLost",
+    "Leak_PossiblyLost",
+    "Leak_StillReachable",
+    "FishyValue",
+    "ReallocSizeZero",
+    "InvalidAlignment",
+    "InvalidSize",
+    "MismatchedAllocateDeallocateSize",
+    "MismatchedAllocateDeallocateAlignment",
+    "FdBadClose",
+    "FdNotClosed",
+];
+
+/// Parses a `--fail-on` value: `all` (or nothing) is `None`, no restriction; otherwise the set of
+/// kinds and groups that fail. Every word is checked: a typo must not pass silently.
+pub fn parse_fail_on(value: &str) -> Result<Option<BTreeSet<String>>, PolicyError> {
+    let mut words = BTreeSet::new();
+    for word in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let known =
+            word == "all" || FAIL_ON_GROUPS.contains(&word) || MEMCHECK_ERROR_KINDS.contains(&word);
+        if !known {
+            return Err(PolicyError::FailOn {
+                word: word.to_string(),
+                hint: fail_on_hint(word),
+            });
+        }
+        words.insert(word.to_string());
+    }
+    Ok((!words.is_empty() && !words.contains("all")).then_some(words))
+}
+
+/// A suggestion for a wrong `--fail-on` word: a kind spelled in another case or without `_`,
+/// or a `--leak-kinds` word.
+fn fail_on_hint(word: &str) -> String {
+    let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    if let Some(k) = MEMCHECK_ERROR_KINDS
+        .iter()
+        .chain(FAIL_ON_GROUPS)
+        .find(|k| squash(k) == squash(word) || squash(k) == squash(word).trim_end_matches('s'))
+    {
+        return format!(" (did you mean {k}?)");
+    }
+    if LeakKind::from_name(word).is_some() {
+        return format!(
+            " (leak kinds are chosen with --leak-kinds {word}; --fail-on takes `leak`)"
+        );
+    }
+    String::new()
 }
 
 /// Parses a `--leak-kinds` value: a comma-separated list, or `all` / `none`.
@@ -216,21 +296,6 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Builds a `--fail-on` set from a comma-separated list; `all` means no restriction.
-    pub fn parse_fail_on(value: &str) -> Option<BTreeSet<String>> {
-        let words: BTreeSet<String> = value
-            .split(',')
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-            .map(str::to_string)
-            .collect();
-        if words.is_empty() || words.contains("all") {
-            None
-        } else {
-            Some(words)
-        }
-    }
-
     /// The verdict for an error of `kind` with fingerprint id `fingerprint`.
     pub fn verdict(&self, kind: &str, fingerprint: &str) -> Verdict {
         let leak = LeakKind::of_error_kind(kind);
@@ -292,7 +357,7 @@ mod tests {
     #[test]
     fn fail_on_and_baseline() {
         let p = Policy {
-            fail_on: Policy::parse_fail_on("InvalidRead,leak"),
+            fail_on: parse_fail_on("InvalidRead,leak").unwrap(),
             baseline: Some(Baseline::from_entries([(
                 "abc".to_string(),
                 "k".to_string(),
@@ -305,5 +370,23 @@ mod tests {
         assert_eq!(p.verdict("Leak_DefinitelyLost", "x"), Verdict::Fail);
         assert!(parse_leak_kinds("definite,bogus").is_err());
         assert_eq!(parse_leak_kinds("all").unwrap().len(), 4);
+    }
+
+    /// issue 10 §3: `--fail-on leaks`, `definite` and `leak_definitelylost` passed silently.
+    #[test]
+    fn fail_on_rejects_typos_with_a_hint() {
+        let err = |w: &str| parse_fail_on(w).unwrap_err().to_string();
+        assert!(
+            err("leaks").contains("did you mean leak?"),
+            "{}",
+            err("leaks")
+        );
+        assert!(err("leak_definitelylost").contains("did you mean Leak_DefinitelyLost?"));
+        assert!(err("definite").contains("--leak-kinds definite"));
+        assert!(err("InvalidRead,bogus").contains("`bogus`"));
+        assert!(err("bogus").contains("valid values: all; leak;"));
+        assert_eq!(parse_fail_on("all").unwrap(), None);
+        assert_eq!(parse_fail_on("").unwrap(), None);
+        assert_eq!(parse_fail_on("leak,InvalidRead").unwrap().unwrap().len(), 2);
     }
 }

@@ -43,6 +43,10 @@ pub struct ProcessRecord {
     pub logs: Vec<Log>,
     /// A problem that kept valgrind from producing a log (failed to start, unreadable XML).
     pub setup_error: Option<String>,
+    /// Run by `poolgrind cargo`: cargo (or nextest) judges the exit status, not poolgrind (a
+    /// `should_panic` doctest exits 101 on purpose); see [`Results::cargo_exit_code`].
+    #[serde(default)]
+    pub exit_judged_by_cargo: bool,
 }
 
 impl ProcessRecord {
@@ -177,16 +181,31 @@ pub struct ProcessResult {
     pub notes: Vec<String>,
     /// Wall-clock milliseconds (of the started program).
     pub duration_ms: Option<u64>,
+    /// Started by cargo through `poolgrind cargo`: its exit status and the signal it died of are
+    /// cargo's to judge (they are shown, and count through [`Results::cargo_exit_code`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exit_judged_by_cargo: bool,
 }
 
 impl ProcessResult {
-    /// The program failed on its own: non-zero exit, signal or timeout.
+    /// The program failed on its own: non-zero exit, signal or timeout. Under `poolgrind cargo`
+    /// the exit status and the runner-seen signal are cargo's verdict, not this process's; a
+    /// fatal signal valgrind reported and a timeout still count.
     pub fn program_failed(&self) -> bool {
+        let by_status = !self.exit_judged_by_cargo
+            && (self.exit_code.is_some_and(|c| c != 0) || self.signal.is_some());
+        !self.skipped && (by_status || self.fatal_signal.is_some() || self.timed_out)
+    }
+
+    /// The program never started: a setup error (valgrind missing, a bad option valgrind was
+    /// never given), told apart from a valgrind that crashed by having no exit status at all.
+    pub fn setup_failed(&self) -> bool {
         !self.skipped
-            && (self.exit_code.is_some_and(|c| c != 0)
-                || self.signal.is_some()
-                || self.fatal_signal.is_some()
-                || self.timed_out)
+            && !self.timed_out
+            && self.log == Some(LogStatus::Missing)
+            && self.exit_code.is_none()
+            && self.signal.is_none()
+            && !self.notes.is_empty()
     }
 
     /// Valgrind did not produce a complete log (and it was not killed by our timeout).
@@ -276,8 +295,12 @@ pub struct Summary {
     pub skipped: usize,
     /// Processes that failed on their own.
     pub programs_failed: usize,
-    /// Processes whose log is missing, truncated or junk.
+    /// Processes whose log is missing, truncated or junk (setup errors included).
     pub valgrind_failed: usize,
+    /// Of those, processes that never started: a setup error, not a valgrind crash (written
+    /// only when non-zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub setup_failed: usize,
     /// Errors that fail (sum of counts).
     pub failing: u64,
     /// Distinct failing errors (by fingerprint).
@@ -294,6 +317,10 @@ pub struct Summary {
     pub verdict: String,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Everything a report shows; serialised as the JSON format.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Results {
@@ -305,6 +332,10 @@ pub struct Results {
     pub policy: String,
     /// Totals and verdict.
     pub summary: Summary,
+    /// Under `poolgrind cargo`: cargo's own exit status (`128 + signal` if killed), which is the
+    /// program verdict (non-zero: exit 2 unless memory errors or valgrind failures rank higher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cargo_exit_code: Option<i32>,
     /// Client processes.
     pub processes: Vec<ProcessResult>,
     /// Errors, in process order then log order.
@@ -412,6 +443,7 @@ impl Results {
                 skipped: rec.skipped,
                 duration_ms: rec.duration_ms,
                 notes: rec.setup_error.iter().cloned().collect(),
+                exit_judged_by_cargo: rec.exit_judged_by_cargo,
                 ..ProcessResult::default()
             };
             if rec.logs.is_empty() {
@@ -484,6 +516,7 @@ impl Results {
                     fatal_signal: fatal,
                     notes,
                     duration_ms: if is_root { rec.duration_ms } else { None },
+                    exit_judged_by_cargo: rec.exit_judged_by_cargo,
                 };
                 let index = processes.len();
                 for err in &log.errors {
@@ -497,6 +530,7 @@ impl Results {
             version: SCHEMA_VERSION,
             policy: policy.describe(),
             summary: Summary::default(),
+            cargo_exit_code: None,
             processes,
             errors,
         };
@@ -504,10 +538,22 @@ impl Results {
         results
     }
 
+    /// Sets cargo's exit status as the program verdict (`poolgrind cargo`) and re-summarises.
+    pub fn with_cargo_exit_code(mut self, code: i32) -> Results {
+        self.cargo_exit_code = Some(code);
+        self.summarise();
+        self
+    }
+
     /// Combines results (e.g. CI shards read back from JSON) and re-applies `policy`.
     pub fn merge(parts: Vec<Results>, policy: &Policy) -> Results {
         let mut processes = Vec::new();
         let mut errors = Vec::new();
+        // A failing shard's cargo status wins over a passing one's.
+        let cargo_exit_code = parts
+            .iter()
+            .filter_map(|p| p.cargo_exit_code)
+            .max_by_key(|c| *c != 0);
         for part in parts {
             let offset = processes.len();
             processes.extend(part.processes);
@@ -522,6 +568,7 @@ impl Results {
             version: SCHEMA_VERSION,
             policy: policy.describe(),
             summary: Summary::default(),
+            cargo_exit_code,
             processes,
             errors,
         };
@@ -540,7 +587,9 @@ impl Results {
             s.skipped += usize::from(p.skipped);
             s.programs_failed += usize::from(p.program_failed());
             s.valgrind_failed += usize::from(p.valgrind_failed());
+            s.setup_failed += usize::from(p.setup_failed());
         }
+        let cargo_failed = self.cargo_exit_code.filter(|c| *c != 0);
         for e in &self.errors {
             match e.verdict {
                 Verdict::Fail => {
@@ -553,7 +602,11 @@ impl Results {
             }
         }
         s.failing_distinct = distinct.len();
-        s.exit_code = exit::combine(s.failing > 0, s.valgrind_failed > 0, s.programs_failed > 0);
+        s.exit_code = exit::combine(
+            s.failing > 0,
+            s.valgrind_failed > 0,
+            s.programs_failed > 0 || cargo_failed.is_some(),
+        );
         s.verdict = match s.exit_code {
             exit::SUCCESS => "passed: no memory errors".to_string(),
             exit::MEMORY_ERRORS => format!(
@@ -562,10 +615,28 @@ impl Results {
                 if s.failing == 1 { "" } else { "s" },
                 s.failing_distinct
             ),
+            exit::VALGRIND_FAILED if s.setup_failed == s.valgrind_failed => format!(
+                "FAILED: setup error in {} process{}: valgrind did not start, nothing was checked",
+                s.setup_failed,
+                if s.setup_failed == 1 { "" } else { "es" }
+            ),
             exit::VALGRIND_FAILED => format!(
-                "FAILED: valgrind crashed / log truncated, damaged or missing in {} process{}",
-                s.valgrind_failed,
-                if s.valgrind_failed == 1 { "" } else { "es" }
+                "FAILED: valgrind crashed / log truncated, damaged or missing in {} process{}{}",
+                s.valgrind_failed - s.setup_failed,
+                if s.valgrind_failed - s.setup_failed == 1 {
+                    ""
+                } else {
+                    "es"
+                },
+                if s.setup_failed > 0 {
+                    format!("; setup error in {}", s.setup_failed)
+                } else {
+                    String::new()
+                }
+            ),
+            _ if s.programs_failed == 0 => format!(
+                "FAILED: cargo exited with status {} (a test failed or did not build; no memory errors)",
+                cargo_failed.unwrap_or_default()
             ),
             _ => format!(
                 "FAILED: {} program{} failed on {} own (no memory errors)",
@@ -594,6 +665,59 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// issue 10 §3: a program that never started is a setup error, not "valgrind crashed"
+    /// (same exit code, different words and JSON).
+    #[test]
+    fn setup_error_is_counted_apart_from_a_crash() {
+        let rec = ProcessRecord {
+            argv: vec!["/bin/true".into()],
+            setup_error: Some("valgrind not found".into()),
+            ..ProcessRecord::default()
+        };
+        let r = Results::build(&[rec], &Policy::default());
+        assert_eq!(r.summary.exit_code, exit::SETUP_ERROR);
+        assert_eq!((r.summary.valgrind_failed, r.summary.setup_failed), (1, 1));
+        assert!(
+            r.summary.verdict.contains("setup error"),
+            "{}",
+            r.summary.verdict
+        );
+        assert!(
+            !r.summary.verdict.contains("crashed"),
+            "{}",
+            r.summary.verdict
+        );
+        let ran = ProcessRecord {
+            argv: vec!["/bin/true".into()],
+            exit_code: Some(0),
+            ..ProcessRecord::default()
+        };
+        let r = Results::build(&[ran], &Policy::default());
+        assert_eq!((r.summary.valgrind_failed, r.summary.setup_failed), (1, 0));
+        assert!(r.summary.verdict.contains("valgrind crashed"));
+    }
+
+    /// issue 10 §4: under cargo a program's own status is cargo's to judge.
+    #[test]
+    fn cargo_judges_exit_status() {
+        let rec = |code| ProcessRecord {
+            argv: vec!["rust_out".into()],
+            exit_code: Some(code),
+            exit_judged_by_cargo: true,
+            ..ProcessRecord::default()
+        };
+        // No log was read here, so valgrind_failed is set; look at programs_failed only.
+        let r = Results::build(&[rec(101)], &Policy::default()).with_cargo_exit_code(0);
+        assert_eq!(r.summary.programs_failed, 0);
+        let r = Results::build(&[rec(0)], &Policy::default()).with_cargo_exit_code(101);
+        assert_eq!(r.cargo_exit_code, Some(101));
+        let merged = Results::merge(
+            vec![r.clone(), r.with_cargo_exit_code(0)],
+            &Policy::default(),
+        );
+        assert_eq!(merged.cargo_exit_code, Some(101), "a failing shard wins");
+    }
 
     #[test]
     fn nextest_argv_names_the_test() {

@@ -32,13 +32,28 @@ use super::shipped;
 use super::xml;
 
 /// Environment variable: the valgrind executable (name or path). Default `valgrind` from `PATH`.
-pub const ENV_VALGRIND: &str = "POOLGRIND_VALGRIND";
+///
+/// Not `POOLGRIND_VALGRIND`: that is the allocator's `auto|off` switch (`src/alloc/config.rs`),
+/// read by every program that links poolgrind, including the programs this tool runs. The CLI
+/// does not read the old name at all (a path there is an invalid allocator option, and `off`
+/// there is not a valgrind).
+pub const ENV_VALGRIND_BIN: &str = "POOLGRIND_VALGRIND_BIN";
 /// Environment variable: extra valgrind flags, split on whitespace.
 pub const ENV_VALGRIND_FLAGS: &str = "POOLGRIND_VALGRIND_FLAGS";
 /// Environment variable: directory of the shipped suppression files.
 pub const ENV_SUPP_DIR: &str = "POOLGRIND_SUPP_DIR";
 /// Environment variable: the poolgrind preload library (`libpoolgrind.so`).
 pub const ENV_PRELOAD_LIB: &str = "POOLGRIND_PRELOAD_LIB";
+
+/// Every environment variable the CLI reads (the allocator's own are in `src/alloc/config.rs`;
+/// the two share the `POOLGRIND_` namespace, and a test checks that no name means two things).
+pub const CLI_ENV: &[&str] = &[
+    ENV_VALGRIND_BIN,
+    ENV_VALGRIND_FLAGS,
+    ENV_SUPP_DIR,
+    ENV_PRELOAD_LIB,
+    super::cargo::ENV_CHILD_CONFIG,
+];
 
 /// The memcheck flags poolgrind always passes (before suppressions and user flags).
 /// `{xml}` is replaced by the XML file pattern.
@@ -60,7 +75,7 @@ pub enum RunError {
     /// valgrind is not installed or not where it was said to be.
     #[error(
         "valgrind not found ({0}).\n  Install it: `apt-get install valgrind` (Debian/Ubuntu) or \
-         `dnf install valgrind` (Fedora), or point {ENV_VALGRIND} at the executable."
+         `dnf install valgrind` (Fedora), or point {ENV_VALGRIND_BIN} (or --valgrind) at the executable."
     )]
     ValgrindMissing(String),
     /// valgrind could not be started.
@@ -119,25 +134,146 @@ pub enum Output {
     Null,
 }
 
+/// How valgrind runs: the options of `poolgrind run` and `poolgrind cargo` that shape valgrind's
+/// command line and the client's environment. Declared once: clap reads it from the command line
+/// (flattened into both commands), serde carries it to `run --child-mode` (inside
+/// [`super::cargo::ChildConfig`]), and [`RunConfig`] holds it for every program.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct MemcheckSettings {
+    /// Extra suppression file (repeatable).
+    #[arg(long = "suppressions", visible_alias = "supp", value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Do not use the shipped supp/*.supp files.
+    #[arg(long)]
+    pub no_default_supp: bool,
+    /// Follow child processes (one XML log per process).
+    #[arg(long)]
+    pub trace_children: bool,
+    /// Extra valgrind option, passed verbatim (repeatable): --vg-arg=--track-origins=yes.
+    /// POOLGRIND_VALGRIND_FLAGS (split on whitespace) is added before these. --redzone-size,
+    /// --freelist-vol and --freelist-big-blocks are also handed to the allocator (POOLGRIND_REDZONE,
+    /// POOLGRIND_QUARANTINE, POOLGRIND_QUARANTINE_BIG).
+    #[arg(long = "vg-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub vg_args: Vec<String>,
+    /// LD_PRELOAD the poolgrind C allocator (target/release/libpoolgrind.so, or POOLGRIND_PRELOAD_LIB).
+    #[arg(long)]
+    pub preload: bool,
+    /// Kill a program after SECS seconds (reported as a timeout).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<f64>,
+    /// Keep the XML logs in DIR (created) instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub keep_xml: Option<PathBuf>,
+    /// The valgrind executable (default: POOLGRIND_VALGRIND_BIN, else `valgrind` from PATH).
+    #[arg(long, value_name = "PATH")]
+    pub valgrind: Option<PathBuf>,
+    /// The preload library found by [`MemcheckSettings::resolve`] (not an option).
+    #[arg(skip)]
+    pub preload_lib: Option<PathBuf>,
+}
+
+/// `--timeout`: a positive, finite number of seconds (`Duration::from_secs_f64` panics on the rest).
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds (expected a positive number, e.g. 30 or 0.5)"
+        )),
+    }
+}
+
+impl MemcheckSettings {
+    /// Checks, before anything runs, what can be checked, and makes the settings independent of
+    /// the working directory (cargo runs test binaries in their package's directory): the valgrind
+    /// executable (made absolute), the suppression files (exist; made absolute: with
+    /// `--trace-children` valgrind re-reads them in each child, whose working directory may
+    /// differ), and the preload library.
+    pub fn resolve(&mut self) -> Result<(), RunError> {
+        self.valgrind = Some(find_valgrind(self.valgrind.as_deref())?);
+        for s in &mut self.suppressions {
+            if !s.is_file() {
+                return Err(RunError::SuppMissing(s.display().to_string()));
+            }
+            *s = std::fs::canonicalize(&*s).unwrap_or_else(|_| s.clone());
+        }
+        if self.preload && self.preload_lib.is_none() {
+            self.preload_lib = Some(find_preload_lib()?);
+        }
+        Ok(())
+    }
+
+    /// The per-process timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map(Duration::from_secs_f64)
+    }
+
+    /// The user's extra valgrind flags: [`ENV_VALGRIND_FLAGS`] (split on whitespace), then
+    /// `--vg-arg`s, in the order valgrind sees them.
+    pub fn extra_flags(&self) -> Vec<String> {
+        let mut flags: Vec<String> = std::env::var_os(ENV_VALGRIND_FLAGS)
+            .map(|f| {
+                f.to_string_lossy()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        flags.extend(self.vg_args.iter().cloned());
+        flags
+    }
+
+    /// The allocator's environment for memcheck options the allocator must mirror (issue 14):
+    /// the allocator cannot read valgrind's command line, so the red-zone size and the free-list
+    /// volumes given to valgrind are handed to it here. Valgrind takes the last value of an
+    /// option, and so does this. `POOLGRIND_QUARANTINE` set by the user wins over
+    /// `--freelist-vol` (it is the allocator's own override).
+    pub fn allocator_env(&self) -> Vec<(OsString, OsString)> {
+        let user_quarantine = std::env::var_os(ALLOC_ENV_QUARANTINE).is_some();
+        allocator_env_for(&self.extra_flags(), user_quarantine)
+    }
+}
+
+/// The allocator's variable for memcheck's `--redzone-size`.
+pub const ALLOC_ENV_REDZONE: &str = "POOLGRIND_REDZONE";
+/// The allocator's variable for memcheck's `--freelist-vol`.
+pub const ALLOC_ENV_QUARANTINE: &str = "POOLGRIND_QUARANTINE";
+/// The allocator's variable for memcheck's `--freelist-big-blocks`.
+pub const ALLOC_ENV_QUARANTINE_BIG: &str = "POOLGRIND_QUARANTINE_BIG";
+
+/// [`MemcheckSettings::allocator_env`] for a list of valgrind flags.
+pub fn allocator_env_for(flags: &[String], user_quarantine: bool) -> Vec<(OsString, OsString)> {
+    let mapping = [
+        ("--redzone-size=", ALLOC_ENV_REDZONE),
+        ("--freelist-vol=", ALLOC_ENV_QUARANTINE),
+        ("--freelist-big-blocks=", ALLOC_ENV_QUARANTINE_BIG),
+    ];
+    let mut env = Vec::new();
+    for (flag, var) in mapping {
+        if var == ALLOC_ENV_QUARANTINE && user_quarantine {
+            continue;
+        }
+        // Only a plain decimal number: valgrind rejects anything else itself.
+        let value = flags
+            .iter()
+            .rev()
+            .find_map(|f| f.strip_prefix(flag))
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(v) = value {
+            env.push((OsString::from(var), OsString::from(v)));
+        }
+    }
+    env
+}
+
 /// Everything needed to run one program under memcheck.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
     /// The program and its arguments.
     pub command: Vec<OsString>,
-    /// valgrind executable; `None`: [`ENV_VALGRIND`] or `valgrind` from `PATH`.
-    pub valgrind: Option<PathBuf>,
-    /// Extra suppression files (`--suppressions`).
-    pub suppressions: Vec<PathBuf>,
-    /// Also use the shipped `supp/*.supp` files.
-    pub default_supp: bool,
-    /// `--trace-children=yes` (one XML file per process).
-    pub trace_children: bool,
-    /// Extra valgrind flags (after [`ENV_VALGRIND_FLAGS`], which is read by [`RunConfig::valgrind_args`]).
-    pub vg_args: Vec<String>,
-    /// LD_PRELOAD this library into the client (the poolgrind C library for `--preload`).
-    pub preload: Option<PathBuf>,
-    /// Kill the process group after this long (SIGTERM, then SIGKILL 5 s later).
-    pub timeout: Option<Duration>,
+    /// How valgrind runs.
+    pub settings: MemcheckSettings,
     /// Directory for this run's XML files (created; should be empty and used by this run only).
     pub xml_dir: PathBuf,
     /// Extra environment variables for the client.
@@ -163,11 +299,11 @@ impl RunOutcome {
     }
 }
 
-/// Locates the valgrind executable: `explicit`, else [`ENV_VALGRIND`], else `valgrind` in `PATH`.
+/// Locates the valgrind executable: `explicit`, else [`ENV_VALGRIND_BIN`], else `valgrind` in `PATH`.
 pub fn find_valgrind(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
     let wanted: PathBuf = match explicit {
         Some(p) => p.to_path_buf(),
-        None => std::env::var_os(ENV_VALGRIND)
+        None => std::env::var_os(ENV_VALGRIND_BIN)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("valgrind")),
@@ -283,15 +419,16 @@ impl RunConfig {
                 }
             })
             .collect();
-        if self.trace_children {
+        let settings = &self.settings;
+        if settings.trace_children {
             args.push("--trace-children=yes".into());
         }
-        let mut supps = if self.default_supp {
-            default_supp_files()?
-        } else {
+        let mut supps = if settings.no_default_supp {
             Vec::new()
+        } else {
+            default_supp_files()?
         };
-        for s in &self.suppressions {
+        for s in &settings.suppressions {
             if !s.is_file() {
                 return Err(RunError::SuppMissing(s.display().to_string()));
             }
@@ -304,15 +441,7 @@ impl RunConfig {
             a.push(s);
             args.push(a);
         }
-        if let Some(flags) = std::env::var_os(ENV_VALGRIND_FLAGS) {
-            args.extend(
-                flags
-                    .to_string_lossy()
-                    .split_whitespace()
-                    .map(OsString::from),
-            );
-        }
-        args.extend(self.vg_args.iter().map(OsString::from));
+        args.extend(settings.extra_flags().into_iter().map(OsString::from));
         Ok(args)
     }
 }
@@ -327,7 +456,12 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     if cfg.command.is_empty() {
         return Err(RunError::NoCommand);
     }
-    let valgrind = find_valgrind(cfg.valgrind.as_deref())?;
+    let valgrind = find_valgrind(cfg.settings.valgrind.as_deref())?;
+    let preload = match (&cfg.settings.preload_lib, cfg.settings.preload) {
+        (Some(lib), _) => Some(lib.clone()),
+        (None, true) => Some(find_preload_lib()?),
+        (None, false) => None,
+    };
     std::fs::create_dir_all(&cfg.xml_dir).map_err(|source| RunError::XmlDir {
         path: cfg.xml_dir.display().to_string(),
         source,
@@ -339,10 +473,15 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
-    for (k, v) in &cfg.env {
+    for (k, v) in cfg
+        .settings
+        .allocator_env()
+        .into_iter()
+        .chain(cfg.env.clone())
+    {
         cmd.env(k, v);
     }
-    if let Some(lib) = &cfg.preload {
+    if let Some(lib) = &preload {
         let mut value = OsString::from(lib.as_os_str());
         if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
             value.push(":");
@@ -367,7 +506,8 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
             cmd.stdout(file).stderr(err);
         }
     }
-    if cfg.timeout.is_some() {
+    let timeout = cfg.settings.timeout();
+    if timeout.is_some() {
         // Its own process group, so a timeout can stop traced children too.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     }
@@ -377,7 +517,7 @@ pub fn run_under_memcheck(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         source,
     })?;
     let pid = child.id();
-    let (status, timed_out) = wait_with_timeout(&mut child, cfg.timeout)?;
+    let (status, timed_out) = wait_with_timeout(&mut child, timeout)?;
     let duration = started.elapsed();
 
     let mut record = ProcessRecord {
@@ -509,6 +649,56 @@ pub fn temp_xml_dir(label: &str) -> std::io::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    /// issue 10 §5: the CLI's variables and the allocator's options share the `POOLGRIND_`
+    /// namespace; no name may mean two things (`POOLGRIND_VALGRIND` was both the allocator's
+    /// `auto|off` and the CLI's valgrind path).
+    #[test]
+    fn cli_env_names_are_not_allocator_options() {
+        let allocator: Vec<&str> = crate::alloc::config::OPTIONS
+            .iter()
+            .map(|o| o.env.to_str().unwrap())
+            .collect();
+        assert!(allocator.contains(&"POOLGRIND_VALGRIND"));
+        for name in super::CLI_ENV {
+            assert!(
+                !allocator.contains(name),
+                "{name} is both a CLI variable and an allocator option"
+            );
+            assert!(name.starts_with("POOLGRIND_"), "{name}");
+        }
+    }
+
+    /// issue 14: memcheck options the allocator mirrors become its environment; the last value
+    /// wins (as in valgrind); a user's `POOLGRIND_QUARANTINE` wins over `--freelist-vol`.
+    #[test]
+    fn memcheck_options_become_allocator_environment() {
+        let flags: Vec<String> = [
+            "--redzone-size=32",
+            "--track-origins=yes",
+            "--redzone-size=64",
+            "--freelist-vol=1000",
+            "--freelist-big-blocks=bogus",
+        ]
+        .map(String::from)
+        .to_vec();
+        let env = |user: bool| -> Vec<(String, String)> {
+            super::allocator_env_for(&flags, user)
+                .into_iter()
+                .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            env(false),
+            [
+                pair("POOLGRIND_REDZONE", "64"),
+                pair("POOLGRIND_QUARANTINE", "1000")
+            ]
+        );
+        assert_eq!(env(true), [pair("POOLGRIND_REDZONE", "64")]);
+        assert!(super::allocator_env_for(&[], false).is_empty());
+    }
+
     /// Program-specific files (`supp/programs/`, CPython's) are not loaded for every program:
     /// `--report-unused-supp` on a Rust project would otherwise list their entries.
     #[test]

@@ -3,12 +3,30 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::check::policy;
+use crate::check::run::MemcheckSettings;
+use crate::check::select::{Partition, SkipList};
+
+/// A clap value parser that checks a value with `check` and keeps it as given: every option value
+/// is validated while parsing, so a bad one is a usage error (exit 64) naming the valid values.
+fn valid<T, E>(
+    check: impl Fn(&str) -> Result<T, E> + Clone + Send + Sync + 'static,
+) -> impl clap::builder::TypedValueParser<Value = String>
+where
+    E: std::fmt::Display,
+{
+    clap::builder::StringValueParser::new()
+        .try_map(move |s: String| check(&s).map(|_| s.clone()).map_err(|e| e.to_string()))
+}
 
 /// Run programs and test suites under valgrind's memcheck; report, and fail CI for the right reasons.
 ///
-/// Exit codes: 0 clean, 1 memory errors, 2 the program itself failed, 3 valgrind crashed / setup
-/// error, 64 usage error (docs/exit-codes.md).
+/// Exit codes: 0 clean, 1 memory errors (or a `supp` check's findings), 2 the program itself
+/// failed, 3 valgrind crashed / setup error (valgrind missing, unreadable input file), 64 usage
+/// error (docs/exit-codes.md).
 #[derive(Debug, Parser)]
 #[command(
     name = "poolgrind",
@@ -33,7 +51,8 @@ pub enum Command {
     ///
     /// poolgrind's options come before cargo's subcommand. Plain `cargo test` runs test binaries
     /// one after another; for parallel valgrind processes and per-test attribution use nextest
-    /// (its own -j applies). Doctests are not run under memcheck (rustdoc ignores the runner).
+    /// (its own -j applies). Doctests run under memcheck too; each program's exit status goes
+    /// back to cargo unchanged and the program verdict is cargo's exit status.
     ///
     /// Example: poolgrind cargo test --workspace
     /// Example: poolgrind cargo --leak-kinds all nextest run -j 4
@@ -61,45 +80,15 @@ pub struct PreloadPathArgs {
     pub supp_dir: bool,
 }
 
-/// Options that shape the valgrind command line.
-#[derive(Debug, Clone, Args)]
-pub struct MemcheckArgs {
-    /// Extra suppression file (repeatable).
-    #[arg(long = "suppressions", visible_alias = "supp", value_name = "FILE")]
-    pub suppressions: Vec<PathBuf>,
-    /// Do not use the shipped supp/*.supp files.
-    #[arg(long)]
-    pub no_default_supp: bool,
-    /// Follow child processes (one XML log per process).
-    #[arg(long)]
-    pub trace_children: bool,
-    /// Extra valgrind option, passed verbatim (repeatable): --vg-arg=--track-origins=yes.
-    /// POOLGRIND_VALGRIND_FLAGS (split on whitespace) is added before these.
-    #[arg(long = "vg-arg", value_name = "ARG", allow_hyphen_values = true)]
-    pub vg_args: Vec<String>,
-    /// LD_PRELOAD the poolgrind C allocator (embedded; `poolgrind preload-path` prints where it
-    /// is written; POOLGRIND_PRELOAD_LIB overrides it).
-    #[arg(long)]
-    pub preload: bool,
-    /// Kill a program after SECS seconds (reported as a timeout).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Keep the XML logs in DIR (created) instead of a temporary directory.
-    #[arg(long, value_name = "DIR")]
-    pub keep_xml: Option<PathBuf>,
-    /// The valgrind executable (default: POOLGRIND_VALGRIND, else `valgrind` from PATH).
-    #[arg(long, value_name = "PATH")]
-    pub valgrind: Option<PathBuf>,
-}
-
 /// What fails.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
     /// Leak kinds that fail: comma list of definite, indirect, possible, reachable; or all, none.
-    #[arg(long, value_name = "KINDS", default_value = "definite,indirect")]
+    #[arg(long, value_name = "KINDS", default_value = "definite,indirect", value_parser = valid(policy::parse_leak_kinds))]
     pub leak_kinds: String,
-    /// Error kinds that fail: `all`, or a comma list of memcheck kinds (`leak` = the leak kinds above).
-    #[arg(long, value_name = "KINDS", default_value = "all")]
+    /// Error kinds that fail: `all`, or a comma list of memcheck kinds (InvalidRead, …;
+    /// `leak` = the leak kinds above).
+    #[arg(long, value_name = "KINDS", default_value = "all", value_parser = valid(policy::parse_fail_on))]
     pub fail_on: String,
     /// Known errors (JSON, from --write-baseline) that do not fail.
     #[arg(long, value_name = "FILE")]
@@ -154,14 +143,14 @@ pub struct OutputArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SelectArgs {
     /// Skip programs/tests matching PATTERN (glob with * and ?, or re:REGEX; repeatable).
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", value_parser = valid(|p: &str| SkipList::default().add(p, None)))]
     pub skip: Vec<String>,
     /// Read skip patterns from FILE (one per line, # comments).
     #[arg(long, value_name = "FILE")]
     pub skip_file: Vec<PathBuf>,
     /// Run only shard i of n (1-based), e.g. 2/4; programs/tests are assigned by hash.
-    #[arg(long, value_name = "i/n")]
-    pub partition: Option<String>,
+    #[arg(long, value_name = "i/n", value_parser = |s: &str| s.parse::<Partition>())]
+    pub partition: Option<Partition>,
 }
 
 /// `poolgrind run`.
@@ -169,7 +158,7 @@ pub struct SelectArgs {
 pub struct RunArgs {
     /// Valgrind command line.
     #[command(flatten)]
-    pub memcheck: MemcheckArgs,
+    pub memcheck: MemcheckSettings,
     /// What fails.
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -205,7 +194,7 @@ pub struct RunArgs {
 pub struct CargoArgs {
     /// Valgrind command line.
     #[command(flatten)]
-    pub memcheck: MemcheckArgs,
+    pub memcheck: MemcheckSettings,
     /// What fails.
     #[command(flatten)]
     pub policy: PolicyArgs,

@@ -4,18 +4,19 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::args::{CargoArgs, Cli, Command, MemcheckArgs, ReportArgs, RunArgs, SelectArgs};
+use super::args::{CargoArgs, Cli, Command, ReportArgs, RunArgs, SelectArgs};
 use super::emit::{emit, policy};
 use crate::check::batch::{self, BatchOptions, Job};
 use crate::check::cargo::{self, ChildConfig};
-use crate::check::exit;
+use crate::check::exit::{self, CliError};
 use crate::check::report::json;
 use crate::check::results::{ProcessRecord, Results};
-use crate::check::run::{self, find_preload_lib, RunConfig};
+use crate::check::run::{self, MemcheckSettings, RunConfig};
 use crate::check::select::{Partition, SkipList};
 use crate::check::xml;
 
-/// Runs the parsed command line; `Err` is a setup error (exit 3).
+/// Runs the parsed command line; `Err` is a setup error (exit 3) unless it is a
+/// [`CliError::Usage`] (see [`exit::of_error`]).
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) if args.child_mode => {
@@ -29,7 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let path = if args.supp_dir {
                 run::find_supp_dir()?
             } else {
-                find_preload_lib()?
+                run::find_preload_lib()?
             };
             println!("{}", path.display());
             Ok(exit::SUCCESS)
@@ -74,30 +75,22 @@ impl Drop for XmlRoot {
 fn selection(args: &SelectArgs) -> anyhow::Result<(SkipList, Option<Partition>)> {
     let mut skip = SkipList::default();
     for p in &args.skip {
-        skip.add(p, None)?;
+        // Checked by clap already (a bad pattern on the command line is a usage error).
+        skip.add(p, None)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     for f in &args.skip_file {
-        skip.add_file(f)?;
+        skip.add_file(f)
+            .map_err(|e| CliError::Input(e.to_string()))?;
     }
-    let partition = args.partition.as_deref().map(str::parse).transpose()?;
-    Ok((skip, partition))
+    Ok((skip, args.partition))
 }
 
-fn base_config(m: &MemcheckArgs) -> anyhow::Result<RunConfig> {
-    Ok(RunConfig {
-        valgrind: m.valgrind.clone(),
-        suppressions: m.suppressions.clone(),
-        default_supp: !m.no_default_supp,
-        trace_children: m.trace_children,
-        vg_args: m.vg_args.clone(),
-        preload: if m.preload {
-            Some(find_preload_lib()?)
-        } else {
-            None
-        },
-        timeout: m.timeout.map(std::time::Duration::from_secs_f64),
-        ..RunConfig::default()
-    })
+/// The settings of a run, checked before anything starts (valgrind, suppression files, preload).
+fn resolved(settings: &MemcheckSettings) -> anyhow::Result<MemcheckSettings> {
+    let mut s = settings.clone();
+    s.resolve()?;
+    Ok(s)
 }
 
 /// Forgets XML paths of a temporary directory that is about to disappear.
@@ -112,14 +105,15 @@ fn forget_temp_paths(records: &mut [ProcessRecord], root: &XmlRoot) {
 fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
     let policy = policy(&args.policy)?;
     let (skip, partition) = selection(&args.select)?;
-    let base = base_config(&args.memcheck)?;
     let jobs: Vec<Job> = match &args.batch {
-        Some(file) => batch::read_batch_file(file, &args.command)
-            .with_context(|| format!("cannot read batch file {}", file.display()))?,
+        Some(file) => batch::read_batch_file(file, &args.command).map_err(|e| {
+            CliError::Input(format!("cannot read batch file {}: {e}", file.display()))
+        })?,
         None if args.command.is_empty() => {
-            anyhow::bail!(
-                "no command given: poolgrind run [OPTIONS] -- CMD [ARGS…] (or --batch FILE)"
+            return Err(CliError::Usage(
+                "no command given: poolgrind run [OPTIONS] -- CMD [ARGS…] (or --batch FILE)".into(),
             )
+            .into())
         }
         None => vec![Job {
             key: args
@@ -130,6 +124,10 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
                 .join(" "),
             command: args.command.clone(),
         }],
+    };
+    let base = RunConfig {
+        settings: resolved(&args.memcheck)?,
+        ..RunConfig::default()
     };
     let root = XmlRoot::new(args.memcheck.keep_xml.as_ref(), "run")?;
     let opts = BatchOptions {
@@ -142,7 +140,10 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
     let mut records = batch::run_batch(&base, &jobs, &opts)?;
     forget_temp_paths(&mut records, &root);
     if args.report_unused_supp {
-        crate::supp::cli::report_unused_for_run(&base, records.iter().flat_map(|r| &r.logs));
+        crate::supp::cli::report_unused_for_run(
+            &base.settings,
+            records.iter().flat_map(|r| &r.logs),
+        );
     }
     let results = Results::build(&records, &policy);
     emit(&results, &args.output, &args.policy)
@@ -151,46 +152,35 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
 fn cargo_cmd(args: CargoArgs) -> anyhow::Result<i32> {
     let policy = policy(&args.policy)?;
     let (skip, partition) = selection(&args.select)?;
-    let base = base_config(&args.memcheck)?;
+    let settings = resolved(&args.memcheck)?;
     let root = XmlRoot::new(args.memcheck.keep_xml.as_ref(), "cargo")?;
     let cfg = ChildConfig {
         results_dir: root.path.clone(),
-        valgrind: base.valgrind.clone(),
-        suppressions: base
-            .suppressions
-            .iter()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-            .collect(),
-        default_supp: base.default_supp,
-        trace_children: base.trace_children,
-        vg_args: base.vg_args.clone(),
-        preload: base.preload.clone(),
-        timeout_secs: args.memcheck.timeout,
+        settings: settings.clone(),
         skip: skip.patterns(),
         partition,
     };
     let mut outcome = cargo::run_cargo(&args.cargo_args, &cfg)?;
     forget_temp_paths(&mut outcome.records, &root);
+    let cargo_status = outcome.cargo_status.unwrap_or(exit::SETUP_ERROR);
     if outcome.records.is_empty() {
-        let status = outcome
-            .cargo_status
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "a signal".into());
         eprintln!(
-            "poolgrind: cargo exited with status {status} without running any program under memcheck \
-             (did the build fail, or did the command run no binaries?)"
+            "poolgrind: cargo exited with status {cargo_status} without running any program under \
+             memcheck (did the build fail, or did the command run no binaries?)"
         );
-        return Ok(if outcome.cargo_status == Some(0) {
+        return Ok(if cargo_status == 0 {
             exit::SUCCESS
         } else {
-            exit::VALGRIND_FAILED
+            exit::SETUP_ERROR
         });
     }
     if args.report_unused_supp {
         let logs = outcome.records.iter().flat_map(|r| r.logs.iter());
-        crate::supp::cli::report_unused_for_run(&base, logs);
+        crate::supp::cli::report_unused_for_run(&settings, logs);
     }
-    let results = Results::build(&outcome.records, &policy);
+    // The program verdict is cargo's: each child handed its status back unchanged, and cargo
+    // (libtest, rustdoc, nextest) decided what a failure is (a `should_panic` doctest exits 101).
+    let results = Results::build(&outcome.records, &policy).with_cargo_exit_code(cargo_status);
     emit(&results, &args.output, &args.policy)
 }
 

@@ -5,19 +5,22 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::args::{ColorArg, FormatArg, OutputArgs, PolicyArgs};
-use crate::check::policy::{parse_leak_kinds, Baseline, Policy, Verdict};
+use crate::check::exit::CliError;
+use crate::check::policy::{parse_fail_on, parse_leak_kinds, Baseline, Policy, Verdict};
 use crate::check::report::{self, human, Format};
 use crate::check::results::Results;
 
 /// Builds the policy from the command line (reads the baseline file).
 pub fn policy(args: &PolicyArgs) -> anyhow::Result<Policy> {
     let baseline = match &args.baseline {
-        Some(path) => Some(Baseline::load(path)?),
+        Some(path) => Some(Baseline::load(path).map_err(|e| CliError::Input(e.to_string()))?),
         None => None,
     };
+    // The values were checked by clap; an error here is still a usage error.
+    let usage = |e: crate::check::policy::PolicyError| CliError::Usage(e.to_string());
     Ok(Policy {
-        leak_kinds: parse_leak_kinds(&args.leak_kinds)?,
-        fail_on: Policy::parse_fail_on(&args.fail_on),
+        leak_kinds: parse_leak_kinds(&args.leak_kinds).map_err(usage)?,
+        fail_on: parse_fail_on(&args.fail_on).map_err(usage)?,
         baseline,
     })
 }

@@ -30,8 +30,9 @@ pub fn main() -> i32 {
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("poolgrind: error: {e:#}");
-            exit::VALGRIND_FAILED
+            let (code, what) = exit::of_error(&e);
+            eprintln!("poolgrind: {what}: {e:#}");
+            code
         }
     }
 }

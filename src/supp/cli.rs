@@ -1,8 +1,10 @@
 //! `poolgrind supp …`: the suppression-file subcommands (wired into the CLI as `Command::Supp`).
 //!
-//! Exit codes: 0 success; 1 the check asked for found something (`fmt --check`: a file is not
-//! in canonical form; `check`: a file is invalid; `stale --fail`: unused entries); 64
-//! (`check::exit::USAGE`) an input file is malformed or cannot be read, with file:line messages.
+//! Exit codes (`crate::check::exit`, the same for every command): 0 success; 1
+//! ([`exit::FINDINGS`]) the check asked for found something (`fmt --check`: a file is not in
+//! canonical form; `check`: a file is invalid; `stale --fail`: unused entries); 3
+//! ([`exit::SETUP_ERROR`]) an input file cannot be read, or (except for `check`, whose finding it
+//! is) is malformed, with file:line messages; 64 a bad option value.
 
 use std::path::{Path, PathBuf};
 
@@ -20,9 +22,6 @@ use super::gen::{generate, header_lines, GenOptions};
 use super::merge::merge;
 use super::parse::{parse_file, parse_leak_kinds};
 use super::stale::{format_report, report, SavedCounts, StaleReport};
-
-/// Exit code: the check found something (see the module docs).
-pub const FOUND: i32 = 1;
 
 /// `poolgrind supp` subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,9 +47,16 @@ pub enum SuppCommand {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Also run `valgrind --suppressions=FILE true` and report what valgrind says.
-        #[arg(long)]
-        valgrind: bool,
+        /// Also run `valgrind --suppressions=FILE true` and report what valgrind says; with
+        /// =PATH, that valgrind (default: POOLGRIND_VALGRIND_BIN, else `valgrind` from PATH).
+        #[arg(
+            long,
+            value_name = "PATH",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = ""
+        )]
+        valgrind: Option<String>,
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
@@ -116,7 +122,7 @@ pub struct GenArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Leak kinds to write entries for: all, or a list of definite,indirect,possible,reachable.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = leak_kinds_value)]
     pub leak_kinds: String,
     /// Most concrete frames per entry.
     #[arg(long, default_value_t = 12)]
@@ -159,7 +165,7 @@ pub fn run(cmd: SuppCommand) -> anyhow::Result<i32> {
             files,
             valgrind,
             deny_warnings,
-        } => check_cmd(&files, valgrind, deny_warnings),
+        } => check_cmd(&files, valgrind.as_deref(), deny_warnings),
         SuppCommand::Gen(args) => gen_cmd(args),
         SuppCommand::Merge {
             inputs,
@@ -219,7 +225,7 @@ fn write_output(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
 
 fn fmt_cmd(files: &[PathBuf], write: bool, check: bool) -> anyhow::Result<i32> {
     let Some(parsed) = load_all(files) else {
-        return Ok(exit::USAGE);
+        return Ok(exit::SETUP_ERROR);
     };
     let mut differs = false;
     for (path, f) in files.iter().zip(&parsed) {
@@ -241,17 +247,32 @@ fn fmt_cmd(files: &[PathBuf], write: bool, check: bool) -> anyhow::Result<i32> {
             print!("{text}");
         }
     }
-    Ok(if differs { FOUND } else { exit::SUCCESS })
+    Ok(if differs {
+        exit::FINDINGS
+    } else {
+        exit::SUCCESS
+    })
 }
 
-fn check_cmd(files: &[PathBuf], valgrind: bool, deny_warnings: bool) -> anyhow::Result<i32> {
+fn check_cmd(
+    files: &[PathBuf],
+    valgrind: Option<&str>,
+    deny_warnings: bool,
+) -> anyhow::Result<i32> {
     let mut bad = false;
-    let mut vg = None;
-    if valgrind {
-        vg = Some(run::find_valgrind(None)?);
-    }
+    // `--valgrind` alone: the default valgrind; `--valgrind=PATH`: that one.
+    let vg = match valgrind {
+        Some("") => Some(run::find_valgrind(None)?),
+        Some(p) => Some(run::find_valgrind(Some(Path::new(p)))?),
+        None => None,
+    };
     for f in files {
-        match parse_file(f) {
+        // A file that cannot be read is a setup error, as in every command; a malformed one is
+        // this command's finding.
+        let bytes = std::fs::read(f).map_err(|e| {
+            exit::CliError::Input(format!("{}: cannot read the file: {e}", f.display()))
+        })?;
+        match super::parse::parse_bytes(&f.display().to_string(), &bytes) {
             Ok(s) => {
                 for w in &s.warnings {
                     eprintln!("{w} (warning)");
@@ -272,7 +293,7 @@ fn check_cmd(files: &[PathBuf], valgrind: bool, deny_warnings: bool) -> anyhow::
             }
         }
     }
-    Ok(if bad { FOUND } else { exit::SUCCESS })
+    Ok(if bad { exit::FINDINGS } else { exit::SUCCESS })
 }
 
 /// This command line, for the header (`poolgrind` plus the arguments, shell-quoted).
@@ -293,6 +314,13 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// `--leak-kinds` checked while parsing the command line (a bad value is a usage error, 64).
+fn leak_kinds_value(value: &str) -> Result<String, String> {
+    parse_leak_kinds(value)
+        .map(|_| value.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn leak_kinds(value: &str) -> anyhow::Result<Vec<LeakKind>> {
     let k = parse_leak_kinds(value).map_err(|e| anyhow::anyhow!("--leak-kinds: {e}"))?;
     Ok(k.kinds().into_iter().collect())
@@ -311,9 +339,12 @@ fn gen_cmd(args: GenArgs) -> anyhow::Result<i32> {
         let dir = run::temp_xml_dir("supp-gen").context("cannot create a directory for XML")?;
         let cfg = RunConfig {
             command: args.command.iter().map(Into::into).collect(),
-            suppressions: args.suppressions.clone(),
-            default_supp: !args.no_default_supp,
-            trace_children: args.trace_children,
+            settings: run::MemcheckSettings {
+                suppressions: args.suppressions.clone(),
+                no_default_supp: args.no_default_supp,
+                trace_children: args.trace_children,
+                ..run::MemcheckSettings::default()
+            },
             xml_dir: dir.clone(),
             output: Output::Inherit,
             ..RunConfig::default()
@@ -373,7 +404,7 @@ fn merge_cmd(
     regenerate: Option<String>,
 ) -> anyhow::Result<i32> {
     let Some(files) = load_all(inputs) else {
-        return Ok(exit::USAGE);
+        return Ok(exit::SETUP_ERROR);
     };
     let mut header = header_lines(Some(&regenerate.unwrap_or_else(this_command_line)), &[]);
     header[0] = "Merged by `poolgrind supp merge`: do not edit by hand; regenerate instead.".into();
@@ -492,7 +523,7 @@ fn stale_cmd(
     json: bool,
 ) -> anyhow::Result<i32> {
     let Some(files) = load_all(supp) else {
-        return Ok(exit::USAGE);
+        return Ok(exit::SETUP_ERROR);
     };
     let counts = load_counts(logs)?;
     if let Some(p) = save {
@@ -506,7 +537,7 @@ fn stale_cmd(
         print!("{}", format_report(&r));
     }
     Ok(if fail && !r.stale.is_empty() {
-        FOUND
+        exit::FINDINGS
     } else {
         exit::SUCCESS
     })
@@ -515,9 +546,12 @@ fn stale_cmd(
 /// `poolgrind run --report-unused-supp`: prints (to stderr) the suppressions of `cfg` (its
 /// `--suppressions` files and, unless `--no-default-supp`, the shipped ones) that never fired in
 /// `logs`.
-pub fn report_unused_for_run<'a>(cfg: &RunConfig, logs: impl IntoIterator<Item = &'a Log>) {
+pub fn report_unused_for_run<'a>(
+    cfg: &run::MemcheckSettings,
+    logs: impl IntoIterator<Item = &'a Log>,
+) {
     let mut files = cfg.suppressions.clone();
-    if cfg.default_supp {
+    if !cfg.no_default_supp {
         match run::default_supp_files() {
             Ok(shipped) => files.extend(shipped),
             Err(e) => eprintln!("poolgrind: --report-unused-supp: {e}"),

@@ -293,7 +293,8 @@ fn process_problem(p: &ProcessResult) -> Option<String> {
     } else if let Some(sig) = p.signal.filter(|_| !p.timed_out) {
         parts.push(format!("killed by signal {sig}"));
     }
-    if let Some(code) = p.exit_code.filter(|c| *c != 0) {
+    // Under `poolgrind cargo` the status is cargo's to judge (a `should_panic` doctest exits 101).
+    if let Some(code) = p.exit_code.filter(|c| *c != 0 && !p.exit_judged_by_cargo) {
         parts.push(format!("exited with status {code}"));
     }
     match p.log {
