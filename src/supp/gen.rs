@@ -20,7 +20,18 @@
 //! 4. a stack with no user frame at all (the Rust runtime's own allocations) keeps its runtime
 //!    frames, normalised, with leading allocator frames folded;
 //! 5. at most [`GenOptions::max_frames`] concrete frames are kept (deep recursion would otherwise
-//!    make entries as long as `--num-callers`).
+//!    make entries as long as `--num-callers`);
+//! 6. an error inside std's backtrace machinery (capture and symbolisation: `std::backtrace`,
+//!    `std::backtrace_rs`, and the crates std vendors for it, gimli, addr2line, miniz_oxide …)
+//!    is the runtime's, whoever asked for the backtrace: with `RUST_BACKTRACE=1` every panic
+//!    symbolises, and the symbolisation cache std keeps for the rest of the process is reported
+//!    as a few dozen still-reachable blocks whose stacks name whichever test panicked first.
+//!    Every frame the machinery calls counts as runtime, and the entry is `...` plus the
+//!    machinery's innermost frame with a real symbol (`std::backtrace_rs::symbolize::gimli::
+//!    Cache::with_global` for the whole cache): one entry for all of them, the same in every
+//!    run; `supp/rust-std.supp` ships it, so a run with the shipped files reports none of them.
+//!    Frames of std's vendored crates (their source under `/rust/deps/`: hashbrown behind
+//!    `HashMap`, gimli …) are runtime frames everywhere.
 //!
 //! Entries that differ only in their leak kinds are merged into one with the union of kinds.
 //! Names are `Kind-first_user_function-hash`, the hash being FNV-1a over the entry's kind line,
@@ -101,6 +112,20 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// runtime rather than user code.
 fn classes(frames: &[Frame]) -> Vec<FrameClass> {
     let mut out: Vec<FrameClass> = frames.iter().map(classify).collect();
+    for (f, c) in frames.iter().zip(out.iter_mut()) {
+        if *c == FrameClass::User && is_std_vendored(f) {
+            *c = FrameClass::Runtime;
+        }
+    }
+    // Whatever std's backtrace machinery calls is the runtime's (step 6), whatever the frame's
+    // name (`addr2line::line::path_push` has no source line, libgcc's `_Unwind_Backtrace` none).
+    if let Some(outer) = frames.iter().rposition(is_backtrace_machinery) {
+        for c in &mut out[..=outer] {
+            if *c != FrameClass::Allocator {
+                *c = FrameClass::Runtime;
+            }
+        }
+    }
     let mut rust_runtime_seen = false;
     for (f, c) in frames.iter().zip(out.iter_mut()) {
         let name = f.func.as_deref().map(display_name).unwrap_or_default();
@@ -112,6 +137,43 @@ fn classes(frames: &[Frame]) -> Vec<FrameClass> {
         }
     }
     out
+}
+
+/// The frame's source path, `dir/file` (either may be missing).
+fn source_path(f: &Frame) -> String {
+    match (f.dir.as_deref(), f.file.as_deref()) {
+        (Some(d), Some(file)) if !file.starts_with('/') => format!("{d}/{file}"),
+        (_, Some(file)) => file.to_string(),
+        (Some(d), None) => d.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// A crate std vendors (hashbrown, gimli, addr2line, miniz_oxide, rustc-demangle …): the Rust
+/// project builds them under `/rust/deps/<crate>-<version>/`, so their frames carry that path.
+fn is_std_vendored(f: &Frame) -> bool {
+    source_path(f).starts_with("/rust/deps/")
+}
+
+/// A frame of std's backtrace capture or symbolisation (`std::backtrace`, `std::backtrace_rs`,
+/// `std::sys::backtrace` printing) — not the short-backtrace trampolines, which wrap user code.
+pub fn is_backtrace_machinery(f: &Frame) -> bool {
+    let name = f.func.as_deref().map(display_name).unwrap_or_default();
+    if name.contains("__rust_begin_short_backtrace") || name.contains("__rust_end_short_backtrace")
+    {
+        return false;
+    }
+    let path = source_path(f);
+    // std's copy of backtrace-rs is a submodule: `library/std/src/../../backtrace/src/…`.
+    path.contains("library/std/src/../../backtrace/src/")
+        || path.contains("library/backtrace/src/")
+        || path.ends_with("library/std/src/backtrace.rs")
+        || name.contains("backtrace_rs::")
+        || ["std::backtrace::", "std::sys::backtrace::"]
+            .iter()
+            .any(|p| {
+                name.starts_with(p) || name.strip_prefix('<').is_some_and(|n| n.starts_with(p))
+            })
 }
 
 fn is_preload(f: &Frame) -> bool {
@@ -198,6 +260,9 @@ pub fn shape_frames(
     };
     if n == 0 {
         return (out, None);
+    }
+    if let Some(out) = backtrace_frames(sframes, stack, cls) {
+        return out;
     }
     let keep_top = if leak {
         !is_preload(&stack[0]) && cls[0] != FrameClass::Allocator
@@ -287,6 +352,46 @@ pub fn shape_frames(
         out.pop();
     }
     (out, user_name)
+}
+
+/// Step 6 of the module docs: for an error inside std's backtrace machinery (a machinery frame
+/// above the first user frame), `...` and one machinery frame with a mangled name (a real
+/// symbol, the same in every build of the toolchain; inlined frames only have bare DWARF names
+/// such as `resolve`): the outermost one of symbolisation, else the innermost one, else the
+/// innermost machinery frame. `None` for other errors.
+fn backtrace_frames(
+    sframes: &[SuppFrame],
+    stack: &[Frame],
+    cls: &[FrameClass],
+) -> Option<(Vec<FramePat>, Option<String>)> {
+    let first_user = cls
+        .iter()
+        .position(|c| *c == FrameClass::User)
+        .unwrap_or(cls.len());
+    let marks: Vec<usize> = (0..first_user)
+        .filter(|&i| is_backtrace_machinery(&stack[i]))
+        .collect();
+    let mangled = |i: &usize| matches!(&sframes[*i], SuppFrame::Fun(n) if n.starts_with("_R") || n.starts_with("_ZN"));
+    // Everything symbolisation allocates hangs below one function of std's backtrace-rs
+    // (`Cache::with_global`); other errors anchor at their innermost symbol.
+    let symbolize = |i: &usize| {
+        mangled(i)
+            && stack[*i]
+                .func
+                .as_deref()
+                .is_some_and(|n| display_name(n).contains("backtrace_rs::symbolize"))
+    };
+    let anchor = marks
+        .iter()
+        .copied()
+        .rfind(symbolize)
+        .or_else(|| marks.iter().copied().find(mangled))
+        .or(marks.first().copied())?;
+    let label = stack[anchor].func.as_deref().map(display_name);
+    Some((
+        vec![FramePat::Ellipsis, pattern_of(&sframes[anchor])],
+        label,
+    ))
 }
 
 /// The frames of an allocator-only entry: the allocator frames on top of the stack (after
@@ -438,7 +543,8 @@ fn short_label(name: &str) -> String {
             }
         })
         .collect();
-    let cleaned = cleaned.trim_matches('_');
+    // `with_global::<F, T>` loses its arguments above: no dangling `::`.
+    let cleaned = cleaned.trim_matches('_').trim_end_matches(':');
     let mut out: String = cleaned.chars().take(80).collect();
     if out.is_empty() {
         out.push_str("unknown");
