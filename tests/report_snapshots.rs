@@ -3,7 +3,7 @@
 //! XML (tests/fixtures/xml/protocol6/, capture-new.sh) and hand-made hostile XML
 //! (tests/fixtures/xml/hostile/).
 
-use poolgrind::check::policy::Policy;
+use poolgrind::check::policy::{Policy, Verdict};
 use poolgrind::check::report::human;
 use poolgrind::check::results::{ProcessRecord, Results};
 use poolgrind::check::xml;
@@ -499,4 +499,143 @@ fn sarif_groups_repeated_occurrences_by_fingerprint() {
         );
         assert_eq!(a["locations"], b["locations"], "same place: listed once");
     }
+}
+
+// ---- JSON size and merging CI shards (issue 10 §6) ----
+
+/// Errors the policy ignores are written as counts per fingerprint unless `-v`; the totals and
+/// the verdict are the same either way, and a merge under a policy that counts them restores
+/// them (without stacks) instead of passing.
+#[test]
+fn json_keeps_ignored_errors_as_counts_unless_verbose() {
+    use poolgrind::check::policy::parse_leak_kinds;
+    use poolgrind::check::report::json;
+    let r = results_for(&["leak.xml", "rust_tests.xml"], &Policy::default());
+    assert!(
+        r.summary.ignored > 0,
+        "the fixtures have ignored leak kinds"
+    );
+    let full = json::render(&r, true);
+    let compact = json::render(&r, false);
+    assert!(compact.len() < full.len());
+    let c = json::parse(&compact).unwrap();
+    let f = json::parse(&full).unwrap();
+    assert_eq!(c.summary, f.summary);
+    assert_eq!(c.summary, r.summary);
+    assert!(c.errors.iter().all(|e| e.verdict != Verdict::Ignored));
+    assert_eq!(
+        c.ignored_errors.iter().map(|g| g.count).sum::<u64>(),
+        r.summary.ignored
+    );
+    assert_eq!(
+        f.errors.len(),
+        r.errors.len(),
+        "-v keeps every record in full"
+    );
+    // Merging under the same policy: identical totals from either form.
+    let (m, notes) = Results::merge_named(vec![("c.json".into(), c.clone())], &Policy::default());
+    assert_eq!(m.summary, r.summary);
+    assert!(notes.is_empty(), "{notes:?}");
+    // Under a policy that counts every leak kind, the counted records come back.
+    let all = Policy {
+        leak_kinds: parse_leak_kinds("all").unwrap(),
+        ..Policy::default()
+    };
+    let want = Results::merge(vec![f], &all).summary;
+    let (got, notes) = Results::merge_named(vec![("c.json".into(), c)], &all);
+    assert_eq!(got.summary, want);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("reported without their stacks")),
+        "{notes:?}"
+    );
+    insta::assert_snapshot!(
+        "leak_json_compact",
+        json::render(&results_for(&["leak.xml"], &Policy::default()), false)
+    );
+}
+
+/// `report --merge a.json a.json`: the second copy is noticed and not counted; a merged file
+/// merged again with one of its parts counts that part once.
+#[test]
+fn merge_counts_a_shard_given_twice_once() {
+    use poolgrind::check::report::json;
+    let a = json::parse(&json::render(
+        &results_for(&["leak.xml", "segv.xml"], &Policy::default()),
+        false,
+    ))
+    .unwrap();
+    let b = json::parse(&json::render(
+        &results_for(&["invalid.xml"], &Policy::default()),
+        false,
+    ))
+    .unwrap();
+    let p = Policy::default();
+    let (once, _) = Results::merge_named(vec![("a.json".into(), a.clone())], &p);
+    let (twice, notes) = Results::merge_named(
+        vec![("a.json".into(), a.clone()), ("a2.json".into(), a.clone())],
+        &p,
+    );
+    assert_eq!(twice.summary, once.summary);
+    assert_eq!(twice.errors.len(), once.errors.len());
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("a2.json: every process in it was already read from a.json"),
+        "{notes:?}"
+    );
+    // Distinct shards add up.
+    let (ab, notes) = Results::merge_named(
+        vec![("a.json".into(), a.clone()), ("b.json".into(), b.clone())],
+        &p,
+    );
+    assert!(notes.is_empty());
+    assert_eq!(ab.summary.failing, a.summary.failing + b.summary.failing);
+    // The merged file with one of its parts again: that part counted once.
+    let merged = json::parse(&json::render(&ab, false)).unwrap();
+    let (again, notes) = Results::merge_named(
+        vec![("ab.json".into(), merged), ("b.json".into(), b.clone())],
+        &p,
+    );
+    assert_eq!(again.summary, ab.summary);
+    assert!(
+        notes[0].contains("b.json: every process in it was already read from ab.json"),
+        "{notes:?}"
+    );
+}
+
+/// The same through the command line, with JSON files written by `poolgrind report`.
+#[test]
+fn report_merge_cli_says_a_shard_was_given_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let pg = env!("CARGO_BIN_EXE_poolgrind");
+    let out = std::process::Command::new(pg)
+        .args(["report", "--format", "json", "-o"])
+        .arg(&a)
+        .arg(fixture("leak.xml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let merge = |files: &[&std::path::Path]| {
+        std::process::Command::new(pg)
+            .args(["report", "--merge", "--color", "never"])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let one = merge(&[&a]);
+    let two = merge(&[&a, &a]);
+    assert_eq!(two.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        String::from_utf8_lossy(&two.stdout),
+        "counted once"
+    );
+    let err = String::from_utf8_lossy(&two.stderr);
+    assert!(
+        err.contains("every process in it was already read from")
+            && err.contains("the same shard given twice"),
+        "{err}"
+    );
 }

@@ -223,6 +223,30 @@ impl ProcessResult {
             )
     }
 
+    /// What identifies this process among the parts of a merge: everything the runner
+    /// recorded about it (two runs never share pid, duration and log file).
+    fn identity(&self) -> String {
+        serde_json::to_string(&(
+            &self.argv,
+            &self.test,
+            self.pid,
+            self.ppid,
+            &self.xml_file,
+            self.exit_code,
+            self.signal,
+            self.timed_out,
+            self.skipped,
+            self.duration_ms,
+            self.log,
+        ))
+        .unwrap_or_default()
+    }
+
+    /// The command and test, to match a process skipped in one shard with its run in another.
+    fn command_key(&self) -> String {
+        serde_json::to_string(&(&self.argv, &self.test)).unwrap_or_default()
+    }
+
     /// `binary` or `binary › test`.
     pub fn label(&self) -> String {
         let binary = if self.binary.is_empty() {
@@ -338,8 +362,77 @@ pub struct Results {
     pub cargo_exit_code: Option<i32>,
     /// Client processes.
     pub processes: Vec<ProcessResult>,
-    /// Errors, in process order then log order.
+    /// Errors, in process order then log order. Errors the policy ignores are here only in
+    /// memory and with `-v`; the JSON keeps them as counts in [`Results::ignored_errors`].
     pub errors: Vec<ErrorResult>,
+    /// Ignored errors folded to counts per fingerprint (see [`Results::compact_ignored`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_errors: Vec<IgnoredError>,
+}
+
+/// Errors the policy ignores (e.g. still-reachable blocks under the default leak kinds), kept
+/// as counts: one entry per fingerprint, with where they occurred but without stacks. A test
+/// suite's still-reachable records are most of a full JSON report's size and read by nobody.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredError {
+    /// Memcheck's kind.
+    pub kind: String,
+    /// The description of its first occurrence.
+    pub what: String,
+    /// Fingerprint id, as in [`ErrorResult::fingerprint`].
+    pub fingerprint: String,
+    /// Its readable key.
+    pub fingerprint_key: String,
+    /// Occurrences in all processes (sum of `occurrences[].count`).
+    pub count: u64,
+    /// Leaked bytes in all processes (leak kinds).
+    pub bytes: Option<u64>,
+    /// One entry per error record folded in.
+    pub occurrences: Vec<IgnoredOccurrence>,
+}
+
+/// Where an ignored error occurred.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredOccurrence {
+    /// Index into [`Results::processes`].
+    pub process: usize,
+    /// Test, when attributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// Occurrences in that process.
+    pub count: u64,
+    /// Leaked bytes (leak kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Leaked blocks (leak kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<u64>,
+}
+
+impl IgnoredError {
+    /// The occurrences as error records without stacks (for a merge whose policy counts them).
+    fn expand(&self, processes: &[ProcessResult], verdict: Verdict) -> Vec<ErrorResult> {
+        self.occurrences
+            .iter()
+            .map(|o| ErrorResult {
+                process: o.process,
+                binary: processes
+                    .get(o.process)
+                    .map(|p| p.binary.clone())
+                    .unwrap_or_default(),
+                test: o.test.clone(),
+                kind: self.kind.clone(),
+                what: self.what.clone(),
+                bytes: o.bytes,
+                blocks: o.blocks,
+                count: o.count,
+                fingerprint: self.fingerprint.clone(),
+                fingerprint_key: self.fingerprint_key.clone(),
+                verdict,
+                ..ErrorResult::default()
+            })
+            .collect()
+    }
 }
 
 /// The test an argv runs when it names exactly one (`--exact NAME`, as nextest passes it).
@@ -533,6 +626,7 @@ impl Results {
             cargo_exit_code: None,
             processes,
             errors,
+            ignored_errors: Vec::new(),
         };
         results.summarise();
         results
@@ -547,21 +641,133 @@ impl Results {
 
     /// Combines results (e.g. CI shards read back from JSON) and re-applies `policy`.
     pub fn merge(parts: Vec<Results>, policy: &Policy) -> Results {
-        let mut processes = Vec::new();
-        let mut errors = Vec::new();
+        let named = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (format!("part {}", i + 1), r))
+            .collect();
+        Results::merge_named(named, policy).0
+    }
+
+    /// Combines named results (CI shards: the name is the file) and re-applies `policy`; also
+    /// returns what the merge noticed, one line each, for stderr.
+    ///
+    /// A process already read from an earlier part (the same shard given twice, or a merged
+    /// file merged again with one of its parts) is counted once, with its errors: processes
+    /// are the same when everything the runner recorded about them is (command, pid, parent,
+    /// log file, exit status, signal, duration). A process skipped in one part (outside its
+    /// `--partition`) that ran in another is not counted as skipped. Ignored errors that a
+    /// shard kept only as counts become error records without stacks when `policy` counts them.
+    pub fn merge_named(parts: Vec<(String, Results)>, policy: &Policy) -> (Results, Vec<String>) {
+        let mut notes = Vec::new();
+        let mut processes: Vec<ProcessResult> = Vec::new();
+        let mut errors: Vec<ErrorResult> = Vec::new();
+        let mut ignored: Vec<IgnoredError> = Vec::new();
         // A failing shard's cargo status wins over a passing one's.
         let cargo_exit_code = parts
             .iter()
-            .filter_map(|p| p.cargo_exit_code)
+            .filter_map(|(_, p)| p.cargo_exit_code)
             .max_by_key(|c| *c != 0);
-        for part in parts {
-            let offset = processes.len();
-            processes.extend(part.processes);
-            for mut e in part.errors {
-                e.process += offset;
-                e.verdict = policy.verdict(&e.kind, &e.fingerprint);
-                errors.push(e);
+        // identity -> (part name, index in `processes`)
+        let mut seen: std::collections::HashMap<String, (String, usize)> = Default::default();
+        let ran: std::collections::HashSet<String> = parts
+            .iter()
+            .flat_map(|(_, r)| r.processes.iter())
+            .filter(|p| !p.skipped)
+            .map(ProcessResult::command_key)
+            .collect();
+        for (name, part) in parts {
+            // Old index -> new index (None: dropped as a duplicate).
+            let mut map: Vec<Option<usize>> = Vec::with_capacity(part.processes.len());
+            let mut dup_of: Vec<String> = Vec::new();
+            let (mut dups, mut counted) = (0usize, 0usize);
+            for p in part.processes {
+                if p.skipped && ran.contains(&p.command_key()) {
+                    map.push(None);
+                    continue;
+                }
+                let id = p.identity();
+                if let Some((other, index)) = seen.get(&id) {
+                    dups += usize::from(!p.skipped);
+                    if !p.skipped && !dup_of.contains(other) {
+                        dup_of.push(other.clone());
+                    }
+                    // A skipped twin maps to the first; a run twin and its errors are dropped.
+                    map.push(p.skipped.then_some(*index));
+                    continue;
+                }
+                counted += usize::from(!p.skipped);
+                seen.insert(id, (name.clone(), processes.len()));
+                map.push(Some(processes.len()));
+                processes.push(p);
             }
+            if dups > 0 {
+                let whole = counted == 0;
+                notes.push(if whole {
+                    format!(
+                        "{name}: every process in it was already read from {} (the same shard \
+                         given twice?): counted once",
+                        dup_of.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{name}: {dups} of its {} processes were already read from {}: counted once",
+                        dups + counted,
+                        dup_of.join(", ")
+                    )
+                });
+            }
+            let remap = |i: usize| map.get(i).copied().flatten();
+            for mut e in part.errors {
+                if let Some(i) = remap(e.process) {
+                    e.process = i;
+                    e.verdict = policy.verdict(&e.kind, &e.fingerprint);
+                    errors.push(e);
+                }
+            }
+            for mut g in part.ignored_errors {
+                g.occurrences.retain_mut(|o| match remap(o.process) {
+                    Some(i) => {
+                        o.process = i;
+                        true
+                    }
+                    None => false,
+                });
+                if !g.occurrences.is_empty() {
+                    ignored.push(g);
+                }
+            }
+        }
+        // Ignored errors kept as counts: regroup by fingerprint; those the policy now counts
+        // become records without stacks.
+        let mut restored = 0u64;
+        let mut kept: Vec<IgnoredError> = Vec::new();
+        for g in ignored {
+            let verdict = policy.verdict(&g.kind, &g.fingerprint);
+            if verdict != Verdict::Ignored {
+                restored += g.occurrences.len() as u64;
+                errors.extend(g.expand(&processes, verdict));
+                continue;
+            }
+            match kept.iter_mut().find(|k| k.fingerprint == g.fingerprint) {
+                Some(k) => k.occurrences.extend(g.occurrences),
+                None => kept.push(g),
+            }
+        }
+        if restored > 0 {
+            notes.push(format!(
+                "{restored} error records that a shard kept only as counts (written without -v) \
+                 are counted by this policy: reported without their stacks"
+            ));
+        }
+        for k in &mut kept {
+            k.count = k.occurrences.iter().map(|o| o.count).sum();
+            k.bytes = k
+                .occurrences
+                .iter()
+                .map(|o| o.bytes)
+                .sum::<Option<u64>>()
+                .filter(|_| k.occurrences.iter().any(|o| o.bytes.is_some()));
         }
         let mut results = Results {
             schema: "poolgrind-results".into(),
@@ -571,9 +777,61 @@ impl Results {
             cargo_exit_code,
             processes,
             errors,
+            ignored_errors: kept,
         };
         results.summarise();
-        results
+        (results, notes)
+    }
+
+    /// A copy in which the errors the policy ignores are folded into
+    /// [`Results::ignored_errors`]: counts per fingerprint and process, no stacks. This is what
+    /// the JSON report writes unless `-v` asks for every record.
+    pub fn compact_ignored(&self) -> Results {
+        let mut out = Results {
+            schema: self.schema.clone(),
+            version: self.version,
+            policy: self.policy.clone(),
+            summary: self.summary.clone(),
+            cargo_exit_code: self.cargo_exit_code,
+            processes: self.processes.clone(),
+            errors: Vec::with_capacity(self.errors.len()),
+            ignored_errors: self.ignored_errors.clone(),
+        };
+        let mut index: std::collections::HashMap<String, usize> = out
+            .ignored_errors
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.fingerprint.clone(), i))
+            .collect();
+        for e in &self.errors {
+            if e.verdict != Verdict::Ignored {
+                out.errors.push(e.clone());
+                continue;
+            }
+            let i = *index.entry(e.fingerprint.clone()).or_insert_with(|| {
+                out.ignored_errors.push(IgnoredError {
+                    kind: e.kind.clone(),
+                    what: e.what.clone(),
+                    fingerprint: e.fingerprint.clone(),
+                    fingerprint_key: e.fingerprint_key.clone(),
+                    ..IgnoredError::default()
+                });
+                out.ignored_errors.len() - 1
+            });
+            let g = &mut out.ignored_errors[i];
+            g.count += e.count;
+            if let Some(b) = e.bytes {
+                g.bytes = Some(g.bytes.unwrap_or(0) + b);
+            }
+            g.occurrences.push(IgnoredOccurrence {
+                process: e.process,
+                test: e.test.clone(),
+                count: e.count,
+                bytes: e.bytes,
+                blocks: e.blocks,
+            });
+        }
+        out
     }
 
     /// Recomputes [`Results::summary`] from processes and errors.
@@ -601,6 +859,7 @@ impl Results {
                 Verdict::Ignored => s.ignored += e.count,
             }
         }
+        s.ignored += self.ignored_errors.iter().map(|g| g.count).sum::<u64>();
         s.failing_distinct = distinct.len();
         s.exit_code = exit::combine(
             s.failing > 0,

@@ -134,7 +134,8 @@ pub struct OutputArgs {
     /// Colour the human report.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorArg,
-    /// List errors ignored by the policy in full.
+    /// List errors ignored by the policy in full (the JSON report otherwise keeps them as
+    /// counts per fingerprint).
     #[arg(long, short = 'v')]
     pub verbose: bool,
 }

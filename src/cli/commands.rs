@@ -199,9 +199,13 @@ fn report_cmd(args: ReportArgs) -> anyhow::Result<i32> {
                     e.column()
                 )
             })?;
-            parts.push(part);
+            parts.push((f.display().to_string(), part));
         }
-        Results::merge(parts, &policy)
+        let (results, notes) = Results::merge_named(parts, &policy);
+        for note in notes {
+            eprintln!("poolgrind: {note}");
+        }
+        results
     } else {
         let mut records = Vec::new();
         for f in &args.files {

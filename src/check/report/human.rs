@@ -385,10 +385,13 @@ pub fn render(results: &Results, opts: &HumanOptions) -> String {
             plural(count, "process")
         );
     }
-    if !ignored.is_empty() {
+    if !ignored.is_empty() || !results.ignored_errors.is_empty() {
         let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
         for e in &ignored {
             *by_kind.entry(e.kind.as_str()).or_default() += e.count;
+        }
+        for g in &results.ignored_errors {
+            *by_kind.entry(g.kind.as_str()).or_default() += g.count;
         }
         let list: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
         let _ = writeln!(out, "not counted by policy: {}", list.join(", "));

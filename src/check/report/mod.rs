@@ -24,11 +24,11 @@ pub enum Format {
     Sarif,
 }
 
-/// Renders results in a format; `human` uses `opts`.
+/// Renders results in a format; `human` uses `opts`, `json` its `verbose`.
 pub fn render(results: &Results, format: Format, opts: &human::HumanOptions) -> String {
     match format {
         Format::Human => human::render(results, opts),
-        Format::Json => json::render(results),
+        Format::Json => json::render(results, opts.verbose),
         Format::Junit => junit::render(results),
         Format::Sarif => sarif::render(results),
     }
