@@ -639,3 +639,75 @@ fn report_merge_cli_says_a_shard_was_given_twice() {
         "{err}"
     );
 }
+
+// ---- JUnit keeps binaries apart (issue 10 §6) ----
+
+/// A library `twin` with unit tests and an integration test `tests/twin.rs`: cargo names both
+/// executables `deps/twin-<hash>`. Run for real with `poolgrind cargo test`, the JUnit report
+/// has two suites named after their crate roots, and the leak is a failure of the library's
+/// test only.
+#[test]
+fn junit_keeps_lib_tests_and_same_named_integration_test_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("twin");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::create_dir_all(krate.join("tests")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"twin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ndoctest = false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        "pub fn make(n: usize) -> Vec<u8> { vec![7; n] }\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn leaks() {\n        std::mem::forget(super::make(100));\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("tests/twin.rs"),
+        "#[test]\nfn clean() {\n    assert_eq!(twin::make(3).len(), 3);\n}\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_poolgrind"))
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .args(["cargo", "--format", "junit", "--color", "never", "-o"])
+        .arg(&junit)
+        .args(["test", "--offline"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("poolgrind runs");
+    let text = std::fs::read_to_string(&junit).unwrap_or_else(|e| {
+        panic!(
+            "no JUnit ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // Both executables really share cargo's name.
+    let deps: Vec<String> = std::fs::read_dir(dir.path().join("target/debug/deps"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("twin-") && !n.contains('.'))
+        .collect();
+    assert_eq!(deps.len(), 2, "{deps:?}");
+    let suites: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("<testsuite name=\""))
+        .map(|l| &l[..l.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        suites,
+        ["twin (src/lib.rs)", "twin (tests/twin.rs)"],
+        "{text}"
+    );
+    let lib_suite =
+        &text[text.find("twin (src/lib.rs)").unwrap()..text.find("twin (tests/twin.rs)").unwrap()];
+    assert!(lib_suite.contains("name=\"tests::leaks\""), "{text}");
+    assert!(lib_suite.contains("<failure type=\"memcheck\""), "{text}");
+    let it_suite = &text[text
+        .find("<testsuite name=\"twin (tests/twin.rs)\"")
+        .unwrap()..];
+    assert!(it_suite.contains("failures=\"0\""), "{text}");
+}

@@ -462,6 +462,88 @@ pub fn test_from_argv(argv: &[String]) -> Option<String> {
     (names.len() == 1).then(|| names.remove(0))
 }
 
+/// Gives executables that share a display name distinct names. Cargo names a library's unit
+/// tests and an integration test of the same name both `deps/<name>-<hash>` (slab's lib tests
+/// and `tests/slab.rs` are both `slab`): reports would merge two binaries into one. Each such
+/// executable is named after its crate root as cargo's dep-info file beside it records it
+/// (`slab (src/lib.rs)`, `slab (tests/slab.rs)`), else by its file name with the hash.
+/// Executables without cargo's hash (doctests' `rust_out`, one per temporary directory) keep
+/// their name.
+fn disambiguate_binaries(processes: &mut [ProcessResult], errors: &mut [ErrorResult]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let exe = |p: &ProcessResult| p.argv.first().cloned().unwrap_or_default();
+    let mut paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in processes.iter() {
+        let path = exe(p);
+        let file = path.rsplit('/').next().unwrap_or(&path);
+        if file.len() > 17 && frames::binary_display_name(&path) != file {
+            paths
+                .entry(frames::binary_display_name(&path))
+                .or_default()
+                .insert(path);
+        }
+    }
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (display, set) in paths.into_iter().filter(|(_, s)| s.len() > 1) {
+        let roots: Vec<Option<String>> = set.iter().map(|p| crate_root_of(p)).collect();
+        let distinct: BTreeSet<&Option<String>> = roots.iter().collect();
+        let by_root = distinct.len() == roots.len() && roots.iter().all(Option::is_some);
+        for (path, root) in set.iter().zip(roots) {
+            let name = match root {
+                Some(root) if by_root => format!("{display} ({root})"),
+                _ => path.rsplit('/').next().unwrap_or(path).to_string(),
+            };
+            names.insert(path.clone(), name);
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    for p in processes.iter_mut() {
+        if let Some(n) = names.get(&exe(p)) {
+            p.binary = n.clone();
+        }
+    }
+    for e in errors.iter_mut() {
+        if let Some(p) = processes.get(e.process) {
+            e.binary = p.binary.clone();
+        }
+    }
+}
+
+/// The crate root of a cargo-built executable (`src/lib.rs`, `tests/slab.rs`): the first source
+/// in the dep-info file cargo writes beside it (`<exe>.d`: `<exe>: <root> <other sources>…`).
+/// Absolute roots (a registry crate) are shortened to the part from `src/`, `tests/`,
+/// `benches/` or `examples/` on.
+fn crate_root_of(exe: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("{exe}.d")).ok()?;
+    // The file starts with a rule for itself (`<exe>.d: …`), then the executable's.
+    let target = format!("{exe}:");
+    let line = text.lines().find(|l| l.starts_with(&target))?;
+    let deps = line[target.len()..].trim_start();
+    // Make-style escaping: a space inside a path is `\ `.
+    let mut root = String::new();
+    let mut chars = deps.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => root.extend(chars.next()),
+            ' ' => break,
+            c => root.push(c),
+        }
+    }
+    if root.is_empty() {
+        return None;
+    }
+    if root.starts_with('/') {
+        for dir in ["/src/", "/tests/", "/benches/", "/examples/"] {
+            if let Some(i) = root.rfind(dir) {
+                return Some(root[i + 1..].to_string());
+            }
+        }
+    }
+    Some(root)
+}
+
 fn stack_results(stack: &[Frame]) -> Vec<FrameResult> {
     stack.iter().map(FrameResult::from_frame).collect()
 }
@@ -618,6 +700,7 @@ impl Results {
                 processes.push(proc_);
             }
         }
+        disambiguate_binaries(&mut processes, &mut errors);
         let mut results = Results {
             schema: "poolgrind-results".into(),
             version: SCHEMA_VERSION,
@@ -769,6 +852,12 @@ impl Results {
                 .sum::<Option<u64>>()
                 .filter(|_| k.occurrences.iter().any(|o| o.bytes.is_some()));
         }
+        for p in &mut processes {
+            if let Some(exe) = p.argv.first() {
+                p.binary = frames::binary_display_name(exe);
+            }
+        }
+        disambiguate_binaries(&mut processes, &mut errors);
         let mut results = Results {
             schema: "poolgrind-results".into(),
             version: SCHEMA_VERSION,
