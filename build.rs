@@ -51,6 +51,10 @@ fn main() {
     for name in ALIASES {
         println!("cargo::rustc-cdylib-link-arg=-Wl,--defsym={name}=poolgrind_{name}");
     }
+    // A soname: valgrind gives an object without one the soname "NONE", which its malloc
+    // replacement's soname synonym may match, and would then replace our sized local `malloc`
+    // names (src/capi.rs) with memcheck's own allocator.
+    println!("cargo::rustc-cdylib-link-arg=-Wl,-soname,libpoolgrind.so");
     println!(
         "cargo::rustc-cdylib-link-arg=-Wl,--version-script={}",
         script.display()

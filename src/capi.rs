@@ -5,6 +5,21 @@
 //! `cargo:rustc-cdylib-link-arg` — so they exist only in the cdylib, and depending on the Rust
 //! crate as a library never replaces the process's malloc.
 //!
+//! # Frames that read as the C library's
+//!
+//! Under memcheck, a block's allocation and free stacks start at the function that issued the
+//! client request, and users' suppression files written against glibc (by valgrind's
+//! `--gen-suppressions`, CPython's `valgrind-python.supp`, …) expect that frame to be `malloc`,
+//! `calloc`, `realloc`, `free`, … with the program's function under it. So each entry point is
+//! two functions: the exported `poolgrind_X` keeps only the native thread-cache hit and jumps
+//! (a tail call) to `X_named`, which does everything else inlined — pools, memcheck requests,
+//! initialisation — and which carries a local symbol named `X` ([`frame_name!`]). A request the
+//! system allocator serves is handed to the system's own `X` in tail position, so memcheck
+//! records it exactly as without us. The local name is not exported and does not share an
+//! address with the exported `X` (valgrind would take a sized, exported malloc-family symbol for
+//! an allocator to replace); the cdylib has a soname, which keeps valgrind's "no soname"
+//! malloc synonym from matching it (`build.rs`).
+//!
 //! Errors follow POSIX/glibc: null plus `errno = ENOMEM` when out of memory or on size overflow;
 //! `EINVAL` for a bad alignment. Nothing here panics (the functions only do integer checks and
 //! call into the allocator, which never panics).
@@ -12,7 +27,24 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
-use crate::alloc::raw;
+use crate::alloc::dispatch::{self, Realloc};
+use crate::alloc::sys;
+use crate::alloc::types::ALIGNMENT;
+
+/// Gives the function `$f` a second, local ELF symbol `$name` with the same address and size,
+/// which valgrind shows in stacks (see the module documentation). Only with the `preload`
+/// feature (on by default): a program that links the crate as a Rust library with LTO may want
+/// no local symbol named `malloc` in its object.
+macro_rules! frame_name {
+    ($f:ident, $name:literal) => {
+        #[cfg(all(feature = "preload", target_os = "linux"))]
+        core::arch::global_asm!(
+            concat!(".set ", $name, ", {f}"),
+            concat!(".type ", $name, ", @function"),
+            f = sym $f,
+        );
+    };
+}
 
 fn set_errno(e: i32) {
     // SAFETY: __errno_location returns this thread's errno.
@@ -29,16 +61,40 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 /// `malloc`.
 #[no_mangle]
 pub extern "C" fn poolgrind_malloc(size: usize) -> *mut c_void {
-    // SAFETY: malloc has no preconditions.
-    enomem_if_null(unsafe { raw::malloc(size) })
+    let b = dispatch::alloc_fast(size, ALIGNMENT);
+    if !b.is_null() {
+        return b.cast();
+    }
+    malloc_named(size)
 }
+
+#[inline(never)]
+extern "C" fn malloc_named(size: usize) -> *mut c_void {
+    match dispatch::alloc_pool(size, ALIGNMENT, false) {
+        Some(b) => enomem_if_null(b),
+        None => sys::malloc(size).cast(),
+    }
+}
+frame_name!(malloc_named, "malloc");
 
 /// `calloc`; ENOMEM on `n * size` overflow.
 #[no_mangle]
 pub extern "C" fn poolgrind_calloc(n: usize, size: usize) -> *mut c_void {
-    // SAFETY: calloc has no preconditions.
-    enomem_if_null(unsafe { raw::calloc(n, size) })
+    calloc_named(n, size)
 }
+
+#[inline(never)]
+extern "C" fn calloc_named(n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    match dispatch::alloc_pool(total, ALIGNMENT, true) {
+        Some(b) => enomem_if_null(b),
+        None => sys::calloc(n, size).cast(),
+    }
+}
+frame_name!(calloc_named, "calloc");
 
 /// `realloc` (glibc semantics for null and 0).
 ///
@@ -47,12 +103,26 @@ pub extern "C" fn poolgrind_calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn poolgrind_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: forwarded.
-    let q = unsafe { raw::realloc(p.cast(), size) };
-    if q.is_null() && size != 0 {
-        set_errno(libc::ENOMEM);
-    }
-    q.cast()
+    unsafe { realloc_named(p, size) }
 }
+
+/// # Safety
+/// As [`poolgrind_realloc`].
+#[inline(never)]
+unsafe extern "C" fn realloc_named(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded.
+    match unsafe { dispatch::realloc_pool(p.cast(), size) } {
+        Realloc::Done(q) => {
+            if q.is_null() && size != 0 {
+                set_errno(libc::ENOMEM);
+            }
+            q.cast()
+        }
+        // SAFETY: `q` is null or a live system block.
+        Realloc::System(q) => unsafe { sys::realloc(q, size) }.cast(),
+    }
+}
+frame_name!(realloc_named, "realloc");
 
 /// `reallocarray`: `realloc(p, n * size)` with overflow checking.
 ///
@@ -64,15 +134,24 @@ pub unsafe extern "C" fn poolgrind_reallocarray(
     n: usize,
     size: usize,
 ) -> *mut c_void {
+    // SAFETY: forwarded.
+    unsafe { reallocarray_named(p, n, size) }
+}
+
+/// # Safety
+/// As [`poolgrind_realloc`].
+#[inline(never)]
+unsafe extern "C" fn reallocarray_named(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: forwarded.
-        Some(total) => unsafe { poolgrind_realloc(p, total) },
+        Some(total) => unsafe { realloc_named(p, total) },
         None => {
             set_errno(libc::ENOMEM);
             null_mut()
         }
     }
 }
+frame_name!(reallocarray_named, "reallocarray");
 
 /// `free`; `free(NULL)` does nothing.
 ///
@@ -81,8 +160,23 @@ pub unsafe extern "C" fn poolgrind_reallocarray(
 #[no_mangle]
 pub unsafe extern "C" fn poolgrind_free(p: *mut c_void) {
     // SAFETY: forwarded.
-    unsafe { raw::free(p.cast()) }
+    if !unsafe { dispatch::free_fast(p.cast()) } {
+        // SAFETY: forwarded.
+        unsafe { free_named(p) }
+    }
 }
+
+/// # Safety
+/// As [`poolgrind_free`].
+#[inline(never)]
+unsafe extern "C" fn free_named(p: *mut c_void) {
+    // SAFETY: forwarded.
+    if !unsafe { dispatch::free_pool(p.cast()) } {
+        // SAFETY: a live system block.
+        unsafe { sys::free(p.cast()) }
+    }
+}
+frame_name!(free_named, "free");
 
 /// `malloc_usable_size`.
 ///
@@ -91,31 +185,42 @@ pub unsafe extern "C" fn poolgrind_free(p: *mut c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn poolgrind_malloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: forwarded.
-    unsafe { raw::usable_size(p.cast()) }
+    unsafe { dispatch::usable_size(p.cast()) }
 }
 
-fn aligned(align: usize, size: usize) -> *mut c_void {
+/// `memalign`: a non-power-of-two alignment is rounded up, as glibc does.
+#[no_mangle]
+pub extern "C" fn poolgrind_memalign(align: usize, size: usize) -> *mut c_void {
+    memalign_named(align, size)
+}
+
+#[inline(never)]
+extern "C" fn memalign_named(align: usize, size: usize) -> *mut c_void {
+    match dispatch::alloc_pool(size, align, false) {
+        Some(b) => enomem_if_null(b),
+        None => sys::memalign(align, size).cast(),
+    }
+}
+frame_name!(memalign_named, "memalign");
+
+/// `aligned_alloc`: EINVAL unless `align` is a power of two.
+#[no_mangle]
+pub extern "C" fn poolgrind_aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    aligned_alloc_named(align, size)
+}
+
+#[inline(never)]
+extern "C" fn aligned_alloc_named(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
         return null_mut();
     }
-    // SAFETY: align is a power of two.
-    enomem_if_null(unsafe { raw::memalign(align, size) })
+    match dispatch::alloc_pool(size, align, false) {
+        Some(b) => enomem_if_null(b),
+        None => sys::aligned_alloc(align, size).cast(),
+    }
 }
-
-/// `memalign`.
-#[no_mangle]
-pub extern "C" fn poolgrind_memalign(align: usize, size: usize) -> *mut c_void {
-    // glibc rounds a non-power-of-two alignment up; so do we.
-    let align = align.max(1).checked_next_power_of_two().unwrap_or(0);
-    aligned(align, size)
-}
-
-/// `aligned_alloc`.
-#[no_mangle]
-pub extern "C" fn poolgrind_aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    aligned(align, size)
-}
+frame_name!(aligned_alloc_named, "aligned_alloc");
 
 /// `posix_memalign`: EINVAL unless `align` is a power of two multiple of `sizeof(void *)`.
 ///
@@ -127,46 +232,40 @@ pub unsafe extern "C" fn poolgrind_posix_memalign(
     align: usize,
     size: usize,
 ) -> i32 {
+    // SAFETY: forwarded.
+    unsafe { posix_memalign_named(out, align, size) }
+}
+
+/// # Safety
+/// As [`poolgrind_posix_memalign`].
+#[inline(never)]
+unsafe extern "C" fn posix_memalign_named(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
     if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
         return libc::EINVAL;
     }
-    // SAFETY: align is a power of two.
-    let p = unsafe { raw::memalign(align, size) };
-    if p.is_null() {
-        return libc::ENOMEM;
-    }
-    // SAFETY: the caller guarantees `out` is writable.
-    unsafe { *out = p.cast() };
-    0
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
+    match dispatch::alloc_pool(size, align, false) {
+        Some(p) if p.is_null() => libc::ENOMEM,
+        Some(p) => {
+            // SAFETY: the caller guarantees `out` is writable.
+            unsafe { *out = p.cast() };
+            0
+        }
+        // SAFETY: forwarded.
+        None => unsafe { sys::posix_memalign(out.cast(), align, size) },
     }
 }
+frame_name!(posix_memalign_named, "posix_memalign");
 
-/// `valloc`: page-aligned.
+/// `valloc`: page-aligned (the system allocator's).
 #[no_mangle]
 pub extern "C" fn poolgrind_valloc(size: usize) -> *mut c_void {
-    aligned(page_size(), size)
+    sys::valloc(size, false).cast()
 }
 
-/// `pvalloc`: page-aligned, size rounded up to whole pages.
+/// `pvalloc`: page-aligned, size rounded up to whole pages (the system allocator's).
 #[no_mangle]
 pub extern "C" fn poolgrind_pvalloc(size: usize) -> *mut c_void {
-    let ps = page_size();
-    match size.max(1).checked_add(ps - 1) {
-        Some(n) => aligned(ps, n & !(ps - 1)),
-        None => {
-            set_errno(libc::ENOMEM);
-            null_mut()
-        }
-    }
+    sys::valloc(size, true).cast()
 }
 
 /// Prints the statistics table to stderr.

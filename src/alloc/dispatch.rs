@@ -66,16 +66,30 @@ pub(crate) unsafe fn free_fast_sized(p: *mut u8, size: usize, align: usize) -> b
 /// `p` is null or a live block of this allocator or of the system allocator.
 #[inline(always)]
 pub(crate) unsafe fn free(p: *mut u8) {
-    if config::path() == Path::Fast && !p.is_null() {
-        if address_in_range(p) {
-            // SAFETY: p lies in one of our pools; natively its header names the class.
-            return unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
-        }
-        // SAFETY: not ours (pools are on): a system or bootstrap block.
-        return unsafe { free_foreign(p) };
-    }
     // SAFETY: forwarded.
-    unsafe { free_slow(p) }
+    if !unsafe { free_fast(p) } {
+        // SAFETY: forwarded.
+        unsafe { free_slow(p) }
+    }
+}
+
+/// Path `Fast` of [`free`]; false (nothing done) on every other path.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
+    if config::path() != Path::Fast || p.is_null() {
+        return false;
+    }
+    if address_in_range(p) {
+        // SAFETY: p lies in one of our pools; natively its header names the class.
+        unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
+    } else {
+        // SAFETY: not ours (pools are on): a system or bootstrap block.
+        unsafe { free_foreign(p) };
+    }
+    true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -85,23 +99,38 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// system allocator. `zeroed` for calloc and `alloc_zeroed`.
 #[inline(never)]
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    match alloc_pool(size, align, zeroed) {
+        Some(b) => b,
+        None => large_alloc(size, align, zeroed),
+    }
+}
+
+/// [`alloc`] inlined, but for the system allocator: `None` means "the system allocator serves
+/// this request", which the caller does in tail position (the C entry points call the system
+/// allocator's function of the same name, so memcheck records such a block exactly as it would
+/// without us).
+#[inline(always)]
+pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut u8> {
     let small = size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT;
     loop {
         match config::path() {
-            Path::Memcheck if small => return memcheck_alloc(size, zeroed),
+            Path::Memcheck if small => return Some(memcheck_alloc(size, zeroed)),
             // Initialise, then dispatch again here, so the first block's allocation stack is
             // every other block's (memcheck groups leaks by it).
             Path::Uninit if init::ensure_init() => continue,
             // A re-entrant call while initialising: the bootstrap buffer (zeroed, never reused,
             // 16-aligned).
-            Path::Uninit if align <= ALIGNMENT => return sys::boot_alloc(size),
-            Path::Uninit => return null_mut(),
+            Path::Uninit if align <= ALIGNMENT => return Some(sys::boot_alloc(size)),
+            Path::Uninit => return Some(null_mut()),
             _ => break,
         }
     }
     match class_for(size, align) {
-        Some(c) => small_alloc(c, size, zeroed),
-        None => large_alloc(size, align, zeroed),
+        Some(c) => Some(small_alloc(c, size, zeroed)),
+        None => {
+            sys::bump(&COUNTERS.system_allocs);
+            None
+        }
     }
 }
 
@@ -135,21 +164,37 @@ pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 /// As [`free`].
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8) {
-    if p.is_null() {
-        return;
+    // SAFETY: forwarded.
+    if !unsafe { free_pool(p) } {
+        // SAFETY: a live system block.
+        unsafe { sys::free(p) };
+    }
+}
+
+/// [`free_slow`] inlined, but for the system allocator: false means "`p` is a live block of
+/// the system allocator", which the caller frees in tail position (see [`alloc_pool`]).
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub(crate) unsafe fn free_pool(p: *mut u8) -> bool {
+    if p.is_null() || sys::is_boot(p) {
+        return true; // nothing to do; bootstrap blocks are never reused
     }
     let _serial = serial::serialize();
     if !(config::pools_on() && address_in_range(p)) {
-        // SAFETY: not ours: a system or bootstrap block.
-        return unsafe { free_foreign(p) };
+        return false;
     }
-    if track::memcheck() {
-        // SAFETY: p lies in one of our pools (the class is read with the live check).
-        unsafe { memcheck::free(p, None) };
-    } else {
-        // SAFETY: p lies in one of our pools; its header names the class.
-        unsafe { small_free(p, pool::pool_class(p)) };
+    // SAFETY: p lies in one of our pools.
+    unsafe {
+        if track::memcheck() {
+            // The class is read with the live check.
+            memcheck::free(p, None);
+        } else {
+            small_free(p, pool::pool_class(p));
+        }
     }
+    true
 }
 
 /// Frees a block that is not in our pools: the system allocator's, or the bootstrap buffer's
@@ -172,13 +217,42 @@ unsafe fn free_foreign(p: *mut u8) {
 /// # Safety
 /// `p` is null or a live block.
 pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    match unsafe { realloc_pool(p, size) } {
+        Realloc::Done(q) => q,
+        Realloc::System(q) if size <= MAX_REQUEST => {
+            // SAFETY: `q` is a live system block.
+            unsafe { sys::realloc(q, size) }
+        }
+        Realloc::System(_) => null_mut(),
+    }
+}
+
+/// What [`realloc_pool`] leaves to its caller.
+pub(crate) enum Realloc {
+    /// The result.
+    Done(*mut u8),
+    /// `sys::realloc(p, size)` gives the result (called in tail position): `p` is a system
+    /// block (the program's, or, under memcheck, a pool block's bytes just moved to one).
+    System(*mut u8),
+}
+
+/// [`realloc`] inlined, but for the system allocator's `realloc` (see [`alloc_pool`]).
+///
+/// # Safety
+/// `p` is null or a live block.
+#[inline(always)]
+pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
     if p.is_null() {
-        return alloc(size, ALIGNMENT, false);
+        return match alloc_pool(size, ALIGNMENT, false) {
+            Some(q) => Realloc::Done(q),
+            None => Realloc::System(null_mut()),
+        };
     }
     if size == 0 {
         // SAFETY: forwarded.
         unsafe { free(p) };
-        return null_mut();
+        return Realloc::Done(null_mut());
     }
     let _serial = serial::serialize();
     // SAFETY: forwarded throughout.
@@ -186,25 +260,36 @@ pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         let (old_usable, class) = if ours(p) {
             let c = pool::pool_class(p);
             if resize_in_place(c, class_for(size, ALIGNMENT)) {
-                return p;
+                return Realloc::Done(p);
             }
             (small_usable(p, c), Some(c))
         } else if sys::is_boot(p) {
             (sys::boot_size(p), None)
-        } else if size > MAX_REQUEST {
-            return null_mut();
         } else {
-            return sys::realloc(p, size);
+            return Realloc::System(p); // a system block stays one, whatever the new size
         };
-        let q = alloc(size, ALIGNMENT, false);
-        if !q.is_null() {
-            ptr::copy_nonoverlapping(p, q, old_usable.min(size));
-            // Ownership is known: no second address_in_range (bootstrap blocks are kept).
-            if let Some(c) = class {
-                small_free(p, c);
-            }
+        let pooled = alloc_pool(size, ALIGNMENT, false);
+        let q = match pooled {
+            Some(q) => q,
+            // Under memcheck a block that moves to the system allocator is first copied to a
+            // system block of its old size, which the system's realloc then resizes: memcheck
+            // records the result as allocated by `realloc` at the program's call, as it would
+            // without us. Natively, one allocation and one copy.
+            None if track::memcheck() => sys::malloc(old_usable),
+            None => large_alloc(size, ALIGNMENT, false),
+        };
+        if q.is_null() {
+            return Realloc::Done(q);
         }
-        q
+        ptr::copy_nonoverlapping(p, q, old_usable.min(size));
+        // Ownership is known: no second address_in_range (bootstrap blocks are kept).
+        if let Some(c) = class {
+            small_free(p, c);
+        }
+        if pooled.is_none() && track::memcheck() {
+            return Realloc::System(q);
+        }
+        Realloc::Done(q)
     }
 }
 
@@ -398,7 +483,6 @@ fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if size > MAX_REQUEST {
         return null_mut();
     }
-    sys::bump(&COUNTERS.system_allocs);
     if align <= ALIGNMENT {
         if zeroed {
             sys::calloc(1, size)

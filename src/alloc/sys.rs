@@ -38,6 +38,14 @@ static FREE: AtomicPtr<c_void> = AtomicPtr::new(__libc_free as *mut c_void);
 static MEMALIGN: AtomicPtr<c_void> = AtomicPtr::new(__libc_memalign as *mut c_void);
 static USABLE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 type UsableFn = unsafe extern "C" fn(*mut c_void) -> usize;
+/// The aligned family, for the C entry points, which hand over-aligned requests to the system
+/// allocator's own function of the same name (so memcheck records the block with that name and
+/// the program's stack). Null until resolved: [`memalign`] serves them then.
+static ALIGNED_ALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+static POSIX_MEMALIGN: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+static VALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+static PVALLOC: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> i32;
 
 /// Resolves the system allocator's entry points. Called once, from `init::ensure_init`.
 pub fn init() {
@@ -48,6 +56,10 @@ pub fn init() {
         (&FREE, c"free"),
         (&MEMALIGN, c"memalign"),
         (&USABLE, c"malloc_usable_size"),
+        (&ALIGNED_ALLOC, c"aligned_alloc"),
+        (&POSIX_MEMALIGN, c"posix_memalign"),
+        (&VALLOC, c"valloc"),
+        (&PVALLOC, c"pvalloc"),
     ] {
         // SAFETY: `name` is NUL-terminated; RTLD_NEXT searches the objects after the caller's.
         let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
@@ -58,7 +70,7 @@ pub fn init() {
 }
 
 macro_rules! load {
-    ($slot:ident, $ty:ty) => {{
+    ($slot:expr, $ty:ty) => {{
         let f = $slot.load(Ordering::Acquire);
         // SAFETY: the slot always holds a function of this signature (a glibc `__libc_*`
         // function initially, the dlsym result after `init`).
@@ -87,6 +99,47 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 pub fn memalign(align: usize, size: usize) -> *mut u8 {
     // SAFETY: the system memalign accepts any power-of-two alignment; null on failure.
     unsafe { load!(MEMALIGN, MemalignFn)(align, size).cast() }
+}
+
+/// `aligned_alloc` of the system allocator (its `memalign` when it has none).
+#[inline]
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if ALIGNED_ALLOC.load(Ordering::Acquire).is_null() {
+        return memalign(align, size);
+    }
+    // SAFETY: the dlsym result for aligned_alloc; it validates its arguments itself.
+    unsafe { load!(ALIGNED_ALLOC, MemalignFn)(align, size).cast() }
+}
+
+/// `posix_memalign` of the system allocator (its `memalign` when it has none).
+///
+/// # Safety
+/// `out` must be valid for a pointer write.
+#[inline]
+pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+    if POSIX_MEMALIGN.load(Ordering::Acquire).is_null() {
+        let p = memalign(align, size);
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        // SAFETY: the caller guarantees `out` is writable.
+        unsafe { *out = p };
+        return 0;
+    }
+    // SAFETY: the dlsym result for posix_memalign; `out` is writable (caller).
+    unsafe { load!(POSIX_MEMALIGN, PosixMemalignFn)(out.cast(), align, size) }
+}
+
+/// `valloc` (`pvalloc` when `whole_pages`) of the system allocator (page-aligned `memalign`
+/// when it has none).
+#[inline]
+pub fn valloc(size: usize, whole_pages: bool) -> *mut u8 {
+    let slot = if whole_pages { &PVALLOC } else { &VALLOC };
+    if slot.load(Ordering::Acquire).is_null() {
+        return memalign(4096, size);
+    }
+    // SAFETY: the dlsym result for valloc / pvalloc, which take a size and return a block.
+    unsafe { load!(slot, MallocFn)(size).cast() }
 }
 
 /// `realloc` of the system allocator.

@@ -7,3 +7,11 @@
  * Zero-initialised, which is the cache's "fresh" state. tcache.rs asserts the size fits. */
 __attribute__((tls_model("initial-exec"), aligned(64)))
 __thread unsigned char poolgrind_tcache_tls[640];
+
+/* The argument block of Valgrind client requests (src/alloc/track.rs), per thread, in the same
+ * model. Why not on the stack: a stack array whose address escapes into the request's asm keeps
+ * the compiler from turning the C entry points' calls to the system allocator into tail calls,
+ * and those must be tail calls so that a block the system allocator serves is recorded by
+ * memcheck with the program's stack alone (src/capi.rs). */
+__attribute__((tls_model("initial-exec"), aligned(64)))
+__thread unsigned long poolgrind_request_tls[6];

@@ -113,22 +113,33 @@ mod req {
     /// Issues client request `code` with three arguments; returns Valgrind's answer, or 0 when
     /// not running under Valgrind (the magic sequence is then a no-op: four rotations of `rdi`
     /// by 128 bits in all and an exchange of `rbx` with itself).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[inline(always)]
     pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
         // The protocol's block is six words; the requests issued here read at most the first
         // four, so the last two are left unwritten (each store is paid for under memcheck).
-        let mut args = [core::mem::MaybeUninit::<usize>::uninit(); 6];
-        args[0].write(code);
-        args[1].write(a1);
-        args[2].write(a2);
-        args[3].write(a3);
-        let mut result: usize = 0;
-        // SAFETY: the sequence leaves every register as it found it (rdi is rotated by a
-        // multiple of 64 bits) except rdx (the result) and the flags; Valgrind reads `args`
-        // (hence no `nomem`) and may read or write the memory the request names, which the
-        // callers own or deliberately hand over.
+        // It is this thread's `poolgrind_request_tls` (tls.c), not a stack array: see there.
+        let args: *mut usize;
+        // SAFETY: `poolgrind_request_tls` is a 6-word initial-exec TLS array; fs:0 holds the
+        // thread pointer and the GOT slot its offset. The asm only reads.
         unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:0",
+                "add {p}, qword ptr [rip + poolgrind_request_tls@GOTTPOFF]",
+                p = out(reg) args,
+                options(nostack, readonly, pure, preserves_flags),
+            );
+        }
+        let mut result: usize = 0;
+        // SAFETY: the block is this thread's; the sequence leaves every register as it found it
+        // (rdi is rotated by a multiple of 64 bits) except rdx (the result) and the flags;
+        // Valgrind reads the block (hence no `nomem`) and may read or write the memory the
+        // request names, which the callers own or deliberately hand over.
+        unsafe {
+            args.write(code);
+            args.add(1).write(a1);
+            args.add(2).write(a2);
+            args.add(3).write(a3);
             core::arch::asm!(
                 "rol rdi, 3",
                 "rol rdi, 13",
@@ -136,16 +147,20 @@ mod req {
                 "rol rdi, 51",
                 "xchg rbx, rbx",
                 inout("rdx") result,
-                in("rax") args.as_ptr(),
+                in("rax") args,
                 out("rdi") _,
                 options(nostack),
             );
+            // The block is thread-local storage, which memcheck's leak check scans as a root:
+            // a block address left in it would keep a leaked block "still reachable".
+            args.add(1).write(0);
+            args.add(2).write(0);
         }
         result
     }
 
     /// Elsewhere: the same requests through crabgrind's typed functions (and its C shim).
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     #[inline(always)]
     pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
         use crabgrind::{memcheck as mc, valgrind as vg};
