@@ -109,7 +109,7 @@ fn embed_suppression_files(out: &Path) {
 /// the outer build is written next to the rlib only after the library is compiled, in a
 /// directory whose layout is internal to Cargo (and is being reorganised, rust-lang/cargo#15010),
 /// and artifact dependencies (RFC 3028) are unstable. So the build script asks Cargo, through its
-/// command line only, for the allocator alone (`--no-default-features --features valgrind`: no
+/// command line only, for the allocator alone (`--no-default-features --features valgrind,preload`: no
 /// `cli`, hence no recursion) in release mode, in a target directory of its own that every
 /// profile-sharing outer build reuses (`<profile>/build/poolgrind-preload`). The cost is a second
 /// compile of the allocator's dependencies (crabgrind's bindgen mostly), once per target
@@ -150,7 +150,7 @@ fn embed_preload_library(out: &Path) {
             "--release",
             "--no-default-features",
             "--features",
-            "valgrind",
+            "valgrind,preload",
         ])
         .args(["--target", &target])
         .arg("--target-dir")
@@ -179,7 +179,7 @@ fn embed_preload_library(out: &Path) {
     assert!(
         status.success(),
         "building the embedded preload library failed ({status}): \
-         cargo build --release --lib --no-default-features --features valgrind \
+         cargo build --release --lib --no-default-features --features valgrind,preload \
          --target {target} --target-dir {} (its output is above)",
         nested_dir.display()
     );
