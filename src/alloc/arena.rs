@@ -248,6 +248,23 @@ pub(crate) unsafe fn give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
             return; // still in order
         }
         // Case 3: move ao to just after lastnf (the last arena with nf - 1 free pools).
+        unlink_usable(l, ao);
+        (*ao).prevarena = lastnf;
+        (*ao).nextarena = (*lastnf).nextarena;
+        if !(*ao).nextarena.is_null() {
+            (*(*ao).nextarena).prevarena = ao;
+        }
+        (*lastnf).nextarena = ao;
+    }
+}
+
+/// Takes `ao` off the usable list (its own links are left as they were).
+///
+/// # Safety
+/// The arena lock is held; `ao` is on the usable list.
+unsafe fn unlink_usable(l: &mut ArenaLists, ao: *mut ArenaObject) {
+    // SAFETY: list manipulation under the arena lock; neighbours are live arenas.
+    unsafe {
         if (*ao).prevarena.is_null() {
             l.usable = (*ao).nextarena;
         } else {
@@ -256,12 +273,6 @@ pub(crate) unsafe fn give_pool(l: &mut ArenaLists, pool: *mut PoolHeader) {
         if !(*ao).nextarena.is_null() {
             (*(*ao).nextarena).prevarena = (*ao).prevarena;
         }
-        (*ao).prevarena = lastnf;
-        (*ao).nextarena = (*lastnf).nextarena;
-        if !(*ao).nextarena.is_null() {
-            (*(*ao).nextarena).prevarena = ao;
-        }
-        (*lastnf).nextarena = ao;
     }
 }
 
@@ -275,14 +286,7 @@ unsafe fn release(l: &mut ArenaLists, ao: *mut ArenaObject, nf: usize) {
         if l.nfp2lasta[nf] == ao {
             l.nfp2lasta[nf] = null_mut();
         }
-        if (*ao).prevarena.is_null() {
-            l.usable = (*ao).nextarena;
-        } else {
-            (*(*ao).prevarena).nextarena = (*ao).nextarena;
-        }
-        if !(*ao).nextarena.is_null() {
-            (*(*ao).nextarena).prevarena = (*ao).prevarena;
-        }
+        unlink_usable(l, ao);
         let base = (*ao).address.load(Ordering::Relaxed) as *mut u8;
         // Zero the address before the memory goes: address_in_range must never match a
         // range that another allocator may hand out next.
