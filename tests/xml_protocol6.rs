@@ -203,3 +203,69 @@ fn summary_number_that_is_not_a_number_damages_the_log() {
         "not a number",
     );
 }
+
+// Descriptor errors (`--track-fds`), reported as such (issue 10 §2).
+
+fn results_of(name: &str, fail_on: &str) -> poolgrind::check::results::Results {
+    use poolgrind::check::policy::{parse_fail_on, Policy};
+    use poolgrind::check::results::{ProcessRecord, Results};
+    let policy = Policy {
+        fail_on: parse_fail_on(fail_on).expect("valid --fail-on"),
+        ..Policy::default()
+    };
+    Results::build(&[ProcessRecord::from_saved_log(name, parse(name))], &policy)
+}
+
+#[test]
+fn descriptor_errors_are_not_called_memory_errors() {
+    let r = results_of("fds.xml", "all");
+    assert_eq!(r.summary.exit_code, 1);
+    assert_eq!(
+        r.summary.verdict, "FAILED: 8 descriptor errors (8 distinct)",
+        "every inherited descriptor is its own error, not grouped under the first one's text"
+    );
+    // Mixed: memory errors and descriptor errors are counted apart.
+    let mixed = {
+        use poolgrind::check::policy::Policy;
+        use poolgrind::check::results::{ProcessRecord, Results};
+        let records =
+            ["fds.xml", "invalid.xml"].map(|n| ProcessRecord::from_saved_log(n, parse(n)));
+        Results::build(&records, &Policy::default())
+    };
+    assert!(
+        mixed.summary.verdict.contains("memory error")
+            && mixed
+                .summary
+                .verdict
+                .ends_with("8 descriptor errors (8 distinct)"),
+        "{}",
+        mixed.summary.verdict
+    );
+}
+
+#[test]
+fn fail_on_fds_selects_the_descriptor_errors() {
+    assert_eq!(results_of("fds.xml", "fds").summary.exit_code, 1);
+    assert_eq!(results_of("fds.xml", "leak").summary.exit_code, 0);
+    assert_eq!(results_of("fds.xml", "InvalidRead").summary.exit_code, 0);
+    assert_eq!(results_of("invalid.xml", "fds").summary.exit_code, 0);
+}
+
+#[test]
+fn supp_gen_says_inherited_descriptors_cannot_be_suppressed() {
+    use poolgrind::supp::gen::{generate, GenOptions};
+    let (file, stats) = generate(&[parse("fds.xml")], &GenOptions::default());
+    assert_eq!(
+        stats.unsuppressible, 5,
+        "fds 0, 1, 2 and two more inherited"
+    );
+    assert_eq!(
+        stats.without_suppression, 0,
+        "no advice to run --gen-suppressions=all"
+    );
+    assert_eq!(
+        file.entries.len(),
+        3,
+        "FdBadClose, FdBadUse, FdNotClosed of fd 3"
+    );
+}

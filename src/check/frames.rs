@@ -345,6 +345,11 @@ pub fn fingerprint_key(err: &VgError) -> String {
     } else {
         user
     };
+    if chosen.is_empty() {
+        // No stack (a descriptor inherited from the parent process, with --track-fds=all):
+        // the description is all that tells two such errors apart ("Open file descriptor 3: …").
+        parts.push(err.what.trim().to_string());
+    }
     for f in chosen {
         let name = match (&f.func, &f.obj) {
             (Some(func), _) => normalise_name(func),

@@ -7,7 +7,8 @@
 //! 1. leak kinds (`Leak_*`): only those selected by `--leak-kinds` (default `definite,indirect`)
 //!    can fail; the others are *ignored* (still listed, never failing);
 //! 2. `--fail-on KINDS`: when given, only those kinds fail (`leak` stands for every selected leak
-//!    kind); the default `all` fails on every kind, including kinds this tool does not know;
+//!    kind, `fds` for every descriptor error of `--track-fds`: `FdBadClose`, `FdNotClosed`,
+//!    `FdBadUse`); the default `all` fails on every kind, including kinds this tool does not know;
 //! 3. a baseline (`--baseline FILE`): an error whose fingerprint is in the baseline is *baselined*
 //!    (reported, not failing). Fingerprints are kind + first user frames, hash-free, so they
 //!    survive rebuilds (see [`super::frames::fingerprint_key`]).
@@ -124,13 +125,14 @@ pub enum PolicyError {
 }
 
 /// Words of `--fail-on` besides `all` and the error kinds: `leak` stands for every leak kind
-/// selected by `--leak-kinds`.
-pub const FAIL_ON_GROUPS: &[&str] = &["leak"];
+/// selected by `--leak-kinds`, `fds` for every descriptor error of `--track-fds`
+/// ([`super::model::is_descriptor_kind`]).
+pub const FAIL_ON_GROUPS: &[&str] = &["leak", "fds"];
 
 /// The `<kind>`s valgrind writes for memcheck and for the core's descriptor checks, as `--fail-on`
 /// accepts them (valgrind's spelling, case-sensitive): the fifteen of the XML protocol
 /// (`docs/internals/xml-output-protocol4.txt`), `FishyValue`, the allocation-function checks of
-/// 3.20–3.22 (mc_errors.c), and `--track-fds`' two.
+/// 3.20–3.22 (mc_errors.c), and `--track-fds`' three (`FdBadUse` since 3.24).
 pub const MEMCHECK_ERROR_KINDS: &[&str] = &[
     "InvalidRead",
     "InvalidWrite",
@@ -155,6 +157,7 @@ pub const MEMCHECK_ERROR_KINDS: &[&str] = &[
     "MismatchedAllocateDeallocateAlignment",
     "FdBadClose",
     "FdNotClosed",
+    "FdBadUse",
 ];
 
 /// Parses a `--fail-on` value: `all` (or nothing) is `None`, no restriction; otherwise the set of
@@ -305,7 +308,9 @@ impl Policy {
             }
         }
         if let Some(fail_on) = &self.fail_on {
-            let selected = fail_on.contains(kind) || (leak.is_some() && fail_on.contains("leak"));
+            let selected = fail_on.contains(kind)
+                || (leak.is_some() && fail_on.contains("leak"))
+                || (super::model::is_descriptor_kind(kind) && fail_on.contains("fds"));
             if !selected {
                 return Verdict::Ignored;
             }
@@ -355,6 +360,19 @@ mod tests {
     }
 
     #[test]
+    fn fail_on_fds_selects_descriptor_errors_only() {
+        let p = Policy {
+            fail_on: parse_fail_on("fds").unwrap(),
+            ..Policy::default()
+        };
+        for kind in ["FdBadClose", "FdNotClosed", "FdBadUse"] {
+            assert_eq!(p.verdict(kind, "x"), Verdict::Fail, "{kind}");
+        }
+        assert_eq!(p.verdict("InvalidRead", "x"), Verdict::Ignored);
+        assert_eq!(p.verdict("Leak_DefinitelyLost", "x"), Verdict::Ignored);
+    }
+
+    #[test]
     fn fail_on_and_baseline() {
         let p = Policy {
             fail_on: parse_fail_on("InvalidRead,leak").unwrap(),
@@ -368,6 +386,7 @@ mod tests {
         assert_eq!(p.verdict("InvalidRead", "x"), Verdict::Fail);
         assert_eq!(p.verdict("InvalidRead", "abc"), Verdict::Baselined);
         assert_eq!(p.verdict("Leak_DefinitelyLost", "x"), Verdict::Fail);
+        assert_eq!(p.verdict("FdNotClosed", "x"), Verdict::Ignored);
         assert!(parse_leak_kinds("definite,bogus").is_err());
         assert_eq!(parse_leak_kinds("all").unwrap().len(), 4);
     }

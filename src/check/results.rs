@@ -923,6 +923,26 @@ impl Results {
         out
     }
 
+    /// "3 memory errors (2 distinct)", with descriptor errors (`--track-fds`) counted apart:
+    /// "1 memory error (1 distinct), 5 descriptor errors (5 distinct)".
+    fn failing_in_words(&self) -> String {
+        let mut parts = Vec::new();
+        for (descriptors, noun) in [(false, "memory error"), (true, "descriptor error")] {
+            let failing = self.errors.iter().filter(|e| {
+                e.verdict == Verdict::Fail
+                    && super::model::is_descriptor_kind(&e.kind) == descriptors
+            });
+            let count: u64 = failing.clone().map(|e| e.count).sum();
+            let distinct: std::collections::BTreeSet<&str> =
+                failing.map(|e| e.fingerprint.as_str()).collect();
+            if count > 0 {
+                let s = if count == 1 { "" } else { "s" };
+                parts.push(format!("{count} {noun}{s} ({} distinct)", distinct.len()));
+            }
+        }
+        parts.join(", ")
+    }
+
     /// Recomputes [`Results::summary`] from processes and errors.
     pub fn summarise(&mut self) {
         let mut s = Summary {
@@ -957,12 +977,7 @@ impl Results {
         );
         s.verdict = match s.exit_code {
             exit::SUCCESS => "passed: no memory errors".to_string(),
-            exit::MEMORY_ERRORS => format!(
-                "FAILED: {} memory error{} ({} distinct)",
-                s.failing,
-                if s.failing == 1 { "" } else { "s" },
-                s.failing_distinct
-            ),
+            exit::MEMORY_ERRORS => format!("FAILED: {}", self.failing_in_words()),
             exit::VALGRIND_FAILED if s.setup_failed == s.valgrind_failed => format!(
                 "FAILED: setup error in {} process{}: valgrind did not start, nothing was checked",
                 s.setup_failed,

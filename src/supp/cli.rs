@@ -370,10 +370,19 @@ fn gen_cmd(args: GenArgs) -> anyhow::Result<i32> {
     let (file, stats) = generate(&logs, &opts);
     write_output(args.output.as_deref(), &format_file(&file))?;
     eprintln!(
-        "poolgrind: {} entries from {} errors in {} log(s){}{}{}",
+        "poolgrind: {} entries from {} errors in {} log(s){}{}{}{}",
         stats.entries,
         stats.errors,
         logs.len(),
+        if stats.unsuppressible > 0 {
+            format!(
+                "; {} errors cannot be suppressed (no stack: descriptors inherited from the \
+                 parent process)",
+                stats.unsuppressible
+            )
+        } else {
+            String::new()
+        },
         if stats.without_suppression > 0 {
             format!(
                 "; {} errors had no generated suppression (run valgrind with --gen-suppressions=all)",

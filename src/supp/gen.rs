@@ -90,6 +90,9 @@ pub struct GenStats {
     pub errors: usize,
     /// Errors without a generated suppression (valgrind ran without `--gen-suppressions=all`).
     pub without_suppression: usize,
+    /// Errors no suppression can match: no stack (descriptors inherited from the parent process,
+    /// `--track-fds=all`); valgrind generates none for them whatever its options.
+    pub unsuppressible: usize,
     /// Errors skipped because their leak kind was not selected.
     pub skipped_leak_kind: usize,
     /// Errors skipped by `runtime_only` because they happen in user code.
@@ -414,6 +417,10 @@ fn allocator_frames(sframes: &[SuppFrame], stack: &[Frame], max_frames: usize) -
 /// The entry for one error, before naming; `None` if valgrind generated no suppression for it
 /// or its leak kind is not selected (the [`GenStats`] counters say which).
 fn entry_for(err: &VgError, opts: &GenOptions, stats: &mut GenStats) -> Option<(Entry, String)> {
+    if !err.can_be_suppressed() {
+        stats.unsuppressible += 1;
+        return None;
+    }
     let Some(s) = &err.suppression else {
         stats.without_suppression += 1;
         return None;

@@ -252,6 +252,14 @@ fn render_group(out: &mut String, g: &Group<'_>, opts: &HumanOptions, st: &Style
         }
     }
     render_stack(out, &e.frames, e.user_frame, opts, st);
+    if e.frames.is_empty() && crate::check::model::is_descriptor_kind(&e.kind) {
+        let _ = writeln!(
+            out,
+            "  {} no stack: a descriptor inherited from the parent process; no suppression can \
+             match it (close it before starting the program, or leave out --track-fds=all)",
+            st.dim("note:")
+        );
+    }
     for aux in &e.aux {
         let _ = writeln!(out, "  {} {}", st.dim("note:"), aux.what);
         if !aux.frames.is_empty() {
