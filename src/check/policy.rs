@@ -132,7 +132,7 @@ pub const FAIL_ON_GROUPS: &[&str] = &["leak", "fds"];
 /// The `<kind>`s valgrind writes for memcheck and for the core's descriptor checks, as `--fail-on`
 /// accepts them (valgrind's spelling, case-sensitive): the fifteen of the XML protocol
 /// (`docs/internals/xml-output-protocol4.txt`), `FishyValue`, the allocation-function checks of
-/// 3.20–3.22 (mc_errors.c), and `--track-fds`' three (`FdBadUse` since 3.24).
+/// 3.20–3.22 (mc_errors.c), and `--track-fds`' three (3.27.1 writes all of them).
 pub const MEMCHECK_ERROR_KINDS: &[&str] = &[
     "InvalidRead",
     "InvalidWrite",
@@ -403,7 +403,7 @@ mod tests {
         assert!(err("leak_definitelylost").contains("did you mean Leak_DefinitelyLost?"));
         assert!(err("definite").contains("--leak-kinds definite"));
         assert!(err("InvalidRead,bogus").contains("`bogus`"));
-        assert!(err("bogus").contains("valid values: all; leak;"));
+        assert!(err("bogus").contains("valid values: all; leak, fds;"));
         assert_eq!(parse_fail_on("all").unwrap(), None);
         assert_eq!(parse_fail_on("").unwrap(), None);
         assert_eq!(parse_fail_on("leak,InvalidRead").unwrap().unwrap().len(), 2);
