@@ -252,7 +252,7 @@ fn issue10_bad_option_values_exit_64_naming_the_valid_values() {
         ),
         (
             &["report", "--fail-on", "InvalidRead,nope"],
-            "valid values: all; leak;",
+            "valid values: all; leak, fds;",
         ),
         (&["report", "--leak-kinds", "bogus"], "valid values:"),
         (
