@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Runs the mbench workloads (issue 15) with each malloc preloaded and prints the tables.
+
+Usage: run.py --bin DIR [--rounds N] [--threads T] [--only a,b] [--spec FILE]
+              [--alloc NAME=LIBRARY ...]      (NAME=- for the program's own malloc, glibc)
+
+Every round runs every workload once with every allocator, as separate processes, the
+allocators in a rotated order (round r starts with allocator r mod 4); one warm-up round is
+discarded. Time is the process's wall time (as mimalloc-bench's `time -f %E`), peak RSS its
+ru_maxrss from wait4. A ratio is the median of the per-round ratios (same round, same
+workload), with their range; a table cell "1.53 [1.40–1.71]" is median [min–max].
+
+--spec FILE replaces the built-in workload list: one line per workload, `name | argv`, argv
+relative to --bin unless absolute (used to time other builds of the same shapes, e.g. the
+originals, with the same method). A workload whose process fails (exit status, signal, no
+result line with the built-in list) stops the run with its stderr: a wrong result is an error,
+never a slow sample.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def workloads(t):
+    """The built-in list: name -> argv (relative to --bin). Parameters follow mimalloc-bench's
+    command lines (bench.sh) with <cpus> = t, scaled to a fixed amount of work of about half a
+    second to a second with glibc on the machine these were tuned on (2 cores)."""
+    return [
+        ("larson", ["larson", t, 8, 1000, 5000, 250000, 4, 4141]),
+        ("larson-large", ["larson", t, 513, 1000, 5000, 250000, 4, 4141]),
+        ("larson-small", ["larson", t, 8, 512, 5000, 250000, 4, 4141]),
+        ("mstress", ["mstress", t, 50, 25]),
+        ("xmalloc", ["xmalloc", t, 64, 200]),
+        ("cache-thrash", ["cache", "thrash", t, 1000, 1, 400000]),
+        ("cache-scratch", ["cache", "scratch", t, 1000, 1, 400000]),
+        ("rptest", ["rptest", t, 2, 500, 1000, 100, 8, 16000, 2]),
+        ("glibc-simple", ["glibc", "simple", 16, 200000]),
+        ("glibc-thread", ["glibc", "thread", t, 2000000]),
+        ("alloc-test1", ["alloc-test", 1, 3000000]),
+        ("alloc-testN", ["alloc-test", t, 3000000]),
+    ]
+
+
+def read_spec(path):
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "|" not in line:
+                sys.exit(f"{path}:{n}: expected `name | argv`, got: {line}")
+            name, argv = (s.strip() for s in line.split("|", 1))
+            out.append((name, argv.split()))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--spec")
+    ap.add_argument("--alloc", action="append", default=[])
+    a = ap.parse_args()
+    allocs = [tuple(s.split("=", 1)) for s in a.alloc] or [("glibc", "-")]
+    names = [n for n, _ in allocs]
+    for n, lib in allocs:
+        if lib != "-" and not os.path.exists(lib):
+            sys.exit(f"run.py: {n}: no such library {lib}")
+    wl = read_spec(a.spec) if a.spec else workloads(a.threads)
+    if a.only:
+        keep = a.only.split(",")
+        unknown = [k for k in keep if k not in [n for n, _ in wl]]
+        if unknown:
+            sys.exit(f"run.py: unknown workload(s) {unknown}; known: {[n for n, _ in wl]}")
+        wl = [w for w in wl if w[0] in keep]
+    # times[w][alloc] and rss[w][alloc]: one sample per measured round
+    times = {w: {n: [] for n in names} for w, _ in wl}
+    rss = {w: {n: [] for n in names} for w, _ in wl}
+    t_start = time.monotonic()
+    for r in range(a.rounds + 1):
+        for w, argv in wl:
+            for k in range(len(allocs)):
+                n, lib = allocs[(r + k) % len(allocs)]
+                wall, maxrss = timed(a.bin, argv, None if lib == "-" else lib, not a.spec)
+                if r > 0:
+                    times[w][n].append(wall)
+                    rss[w][n].append(maxrss)
+    elapsed = time.monotonic() - t_start
+    print(f"{a.rounds} rounds (+1 warm-up) interleaved and rotated, {elapsed:.0f} s in all; "
+          f"{a.threads} threads where a workload has threads; time: process wall time")
+    print()
+    base = names[0]
+    focus = "pool" if "pool" in names else names[-1]
+    head = "| workload | " + " | ".join(f"{n} s" for n in names)
+    cmp_to = [n for n in names if n != focus]
+    head += " | " + " | ".join(f"{focus} ÷ {n}" for n in cmp_to) + f" | peak RSS {focus} ÷ {base} |"
+    print(head)
+    print("|---|" + "---:|" * (len(names) + len(cmp_to) + 1))
+    for w, _ in wl:
+        row = [f"{statistics.median(times[w][n]):.3f}" for n in names]
+        for n in cmp_to:
+            rs = [x / y for x, y in zip(times[w][focus], times[w][n])]
+            row.append(f"{statistics.median(rs):.2f} [{min(rs):.2f}–{max(rs):.2f}]")
+        rr = [x / y for x, y in zip(rss[w][focus], rss[w][base])] if focus != base else [1.0]
+        row.append(f"{statistics.median(rr):.2f} ({statistics.median(rss[w][focus]) / 1024:.1f} / "
+                   f"{statistics.median(rss[w][base]) / 1024:.1f} MiB)")
+        print(f"| {w} | " + " | ".join(row) + " |")
+
+
+def timed(bindir, argv, preload, check_line):
+    """Runs one process; returns (wall seconds, peak RSS KiB)."""
+    exe = str(argv[0]) if os.path.isabs(str(argv[0])) else os.path.join(bindir, str(argv[0]))
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = preload
+    out_r, out_w = os.pipe()
+    err_path = f"/tmp/mbench-{os.getpid()}.err"
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(out_w, 1)
+            fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 2)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.execve(exe, [exe] + [str(x) for x in argv[1:]], env)
+        except OSError as e:
+            os.write(2, f"exec {exe}: {e}\n".encode())
+        os._exit(127)
+    os.close(out_w)
+    chunks = []
+    while True:
+        b = os.read(out_r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(out_r)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.monotonic() - t0
+    out = b"".join(chunks)
+    try:
+        with open(err_path, "rb") as f:
+            err = f.read()
+        os.unlink(err_path)
+    except OSError:
+        err = b""
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        sys.exit(f"run.py: {' '.join(map(str, argv))} with LD_PRELOAD={preload or '-'} failed "
+                 f"(wait status {status}):\n{err.decode(errors='replace')[-2000:]}")
+    if check_line and b"secs=" not in out:
+        sys.exit(f"run.py: {argv[0]} printed no result line:\n{out.decode(errors='replace')}")
+    return wall, ru.ru_maxrss
+
+
+if __name__ == "__main__":
+    main()
