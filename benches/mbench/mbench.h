@@ -5,7 +5,7 @@
  * parameters of the standard allocator benchmarks collected in mimalloc-bench
  * (daanx/mimalloc-bench, MIT), not their code. Each one does a fixed amount of work (the
  * originals mostly run for a fixed time), checks what it can, and prints one line
- *   name secs=<timed part> ops=<allocations+frees> ns_per_op=<...>
+ *   name secs=<timed part> ops=<allocations+frees> ns_per_op=<...> vmhwm_kib=<peak RSS>
  * so that the runner (run.py) can time whole processes and still see the timed part. */
 #ifndef MBENCH_H
 #define MBENCH_H
@@ -65,8 +65,22 @@ static inline void *mb_malloc(size_t n) {
     return p;
 }
 
+/* Peak resident set of this process (VmHWM), KiB; -1 if /proc is not there. The runner uses it
+ * rather than wait4's ru_maxrss, which never reports less than the forking parent's RSS. */
+static inline long mb_peak_rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    if (f == NULL) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
 static inline void mb_report(const char *name, double secs, double ops) {
-    printf("%s secs=%.6f ops=%.0f ns_per_op=%.3f\n", name, secs, ops, ops > 0 ? secs * 1e9 / ops : 0.0);
+    printf("%s secs=%.6f ops=%.0f ns_per_op=%.3f vmhwm_kib=%ld\n", name, secs, ops,
+           ops > 0 ? secs * 1e9 / ops : 0.0, mb_peak_rss_kib());
 }
 
 #endif

@@ -2,22 +2,25 @@
 """Runs the mbench workloads (issue 15) with each malloc preloaded and prints the tables.
 
 Usage: run.py --bin DIR [--rounds N] [--threads T] [--only a,b] [--spec FILE]
-              [--alloc NAME=LIBRARY ...]      (NAME=- for the program's own malloc, glibc)
+              [--clock wall|cpu] [--alloc NAME=LIBRARY ...]      (NAME=- for the program's own malloc, glibc)
 
 Every round runs every workload once with every allocator, as separate processes, the
 allocators in a rotated order (round r starts with allocator r mod 4); one warm-up round is
-discarded. Time is the process's wall time (as mimalloc-bench's `time -f %E`), peak RSS its
-ru_maxrss from wait4. A ratio is the median of the per-round ratios (same round, same
-workload), with their range; a table cell "1.53 [1.40–1.71]" is median [min–max].
+discarded. Time is the process's wall time (as mimalloc-bench's `time -f %E`). A ratio is the
+median of the per-round ratios (same round, same workload), with their range; a table cell
+"1.53 [1.40–1.71]" is median [min–max]. Peak RSS is the VmHWM the workload prints at its end
+(ru_maxrss for --spec programs, which print none: a floor of this Python process's RSS).
 
---spec FILE replaces the built-in workload list: one line per workload, `name | argv`, argv
-relative to --bin unless absolute (used to time other builds of the same shapes, e.g. the
+--spec FILE replaces the built-in workload list: one line per workload, `name | argv` or
+`name | metric | argv` (metric: `-` for wall time, a regex whose first group is a time the
+program prints, or `1/regex` for a rate), argv relative to --bin unless absolute (used to time other builds of the same shapes, e.g. the
 originals, with the same method). A workload whose process fails (exit status, signal, no
 result line with the built-in list) stops the run with its stderr: a wrong result is an error,
 never a slow sample.
 """
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -50,11 +53,33 @@ def read_spec(path):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            if "|" not in line:
-                sys.exit(f"{path}:{n}: expected `name | argv`, got: {line}")
-            name, argv = (s.strip() for s in line.split("|", 1))
-            out.append((name, argv.split()))
+            parts = [s.strip() for s in line.split("|", 2)]
+            if len(parts) == 2:
+                parts.insert(1, "-")
+            if len(parts) != 3 or not parts[2]:
+                sys.exit(f"{path}:{n}: expected `name | [metric |] argv`, got: {line}")
+            name, metric, argv = parts
+            if metric != "-":
+                try:
+                    re.compile(metric.removeprefix("1/"))
+                except re.error as e:
+                    sys.exit(f"{path}:{n}: bad metric regex: {e}")
+            out.append((name, argv.split(), metric))
     return out
+
+
+def value(metric, secs, out, argv):
+    """The time-like value of one run: its time, or a number the program printed (`RE`: its
+    first group; `1/RE`: the inverse, for rates)."""
+    if metric == "-":
+        return secs
+    inverse = metric.startswith("1/")
+    m = re.search(metric.removeprefix("1/").encode(), out, re.M)
+    if not m:
+        sys.exit(f"run.py: {argv[0]}: metric /{metric}/ not in its output:\n"
+                 f"{out.decode(errors='replace')[-1000:]}")
+    v = float(m.group(1))
+    return 1.0 / v if inverse else v
 
 
 def main():
@@ -65,34 +90,38 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--spec")
     ap.add_argument("--alloc", action="append", default=[])
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: elapsed time; cpu: user+system time of the process (steadier on "
+                         "a loaded machine; false sharing and lock spinning still count)")
     a = ap.parse_args()
     allocs = [tuple(s.split("=", 1)) for s in a.alloc] or [("glibc", "-")]
     names = [n for n, _ in allocs]
     for n, lib in allocs:
         if lib != "-" and not os.path.exists(lib):
             sys.exit(f"run.py: {n}: no such library {lib}")
-    wl = read_spec(a.spec) if a.spec else workloads(a.threads)
+    wl = read_spec(a.spec) if a.spec else [(n, v, "-") for n, v in workloads(a.threads)]
     if a.only:
         keep = a.only.split(",")
-        unknown = [k for k in keep if k not in [n for n, _ in wl]]
+        unknown = [k for k in keep if k not in [w[0] for w in wl]]
         if unknown:
-            sys.exit(f"run.py: unknown workload(s) {unknown}; known: {[n for n, _ in wl]}")
+            sys.exit(f"run.py: unknown workload(s) {unknown}; known: {[w[0] for w in wl]}")
         wl = [w for w in wl if w[0] in keep]
     # times[w][alloc] and rss[w][alloc]: one sample per measured round
-    times = {w: {n: [] for n in names} for w, _ in wl}
-    rss = {w: {n: [] for n in names} for w, _ in wl}
+    times = {w[0]: {n: [] for n in names} for w in wl}
+    rss = {w[0]: {n: [] for n in names} for w in wl}
     t_start = time.monotonic()
     for r in range(a.rounds + 1):
-        for w, argv in wl:
+        for w, argv, metric in wl:
             for k in range(len(allocs)):
                 n, lib = allocs[(r + k) % len(allocs)]
-                wall, maxrss = timed(a.bin, argv, None if lib == "-" else lib, not a.spec)
+                wall, cpu, maxrss, out = timed(a.bin, argv, None if lib == "-" else lib, not a.spec)
                 if r > 0:
-                    times[w][n].append(wall)
+                    times[w][n].append(value(metric, wall if a.clock == "wall" else cpu, out, argv))
                     rss[w][n].append(maxrss)
     elapsed = time.monotonic() - t_start
     print(f"{a.rounds} rounds (+1 warm-up) interleaved and rotated, {elapsed:.0f} s in all; "
-          f"{a.threads} threads where a workload has threads; time: process wall time")
+          f"{a.threads} threads where a workload has threads; time: "
+          + f"process {a.clock} time" + (", or the metric of the spec line" if a.spec else ""))
     print()
     base = names[0]
     focus = "pool" if "pool" in names else names[-1]
@@ -101,7 +130,7 @@ def main():
     head += " | " + " | ".join(f"{focus} ÷ {n}" for n in cmp_to) + f" | peak RSS {focus} ÷ {base} |"
     print(head)
     print("|---|" + "---:|" * (len(names) + len(cmp_to) + 1))
-    for w, _ in wl:
+    for w, _, metric in wl:
         row = [f"{statistics.median(times[w][n]):.3f}" for n in names]
         for n in cmp_to:
             rs = [x / y for x, y in zip(times[w][focus], times[w][n])]
@@ -113,7 +142,7 @@ def main():
 
 
 def timed(bindir, argv, preload, check_line):
-    """Runs one process; returns (wall seconds, peak RSS KiB)."""
+    """Runs one process; returns (wall seconds, CPU seconds, peak RSS KiB, its stdout)."""
     exe = str(argv[0]) if os.path.isabs(str(argv[0])) else os.path.join(bindir, str(argv[0]))
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
@@ -156,7 +185,10 @@ def timed(bindir, argv, preload, check_line):
                  f"(wait status {status}):\n{err.decode(errors='replace')[-2000:]}")
     if check_line and b"secs=" not in out:
         sys.exit(f"run.py: {argv[0]} printed no result line:\n{out.decode(errors='replace')}")
-    return wall, ru.ru_maxrss
+    # Peak RSS: the workload's own VmHWM when it prints one; ru_maxrss is a floor set by this
+    # (forking) Python process's RSS at exec, useless for small programs.
+    m = re.search(rb"vmhwm_kib=(\d+)", out)
+    return wall, ru.ru_utime + ru.ru_stime, int(m.group(1)) if m else ru.ru_maxrss, out
 
 
 if __name__ == "__main__":
