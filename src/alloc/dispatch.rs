@@ -18,7 +18,7 @@ use core::ptr::{self, null_mut};
 
 use super::arena::address_in_range;
 use super::config::{self, Path};
-use super::sys::{self, COUNTERS};
+use super::sys;
 use super::types::*;
 use super::{guards, init, memcheck, pool, serial, tcache, track};
 
@@ -128,7 +128,7 @@ pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut
     match class_for(size, align) {
         Some(c) => Some(small_alloc(c, size, zeroed)),
         None => {
-            sys::bump(&COUNTERS.system_allocs);
+            tcache::count_system_alloc();
             None
         }
     }

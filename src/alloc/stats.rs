@@ -83,7 +83,7 @@ pub fn stats() -> Stats {
     s.arenas_live = s.arenas_allocated - s.arenas_freed;
     s.arenas_highwater = COUNTERS.arenas_highwater.load(Ordering::Relaxed);
     s.bytes_from_os = s.arenas_live * ARENA_SIZE;
-    s.system_allocs = COUNTERS.system_allocs.load(Ordering::Relaxed);
+    s.system_allocs = tcache::system_allocs();
     s.quarantined = in_quarantine.iter().sum();
     s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
     s

@@ -336,7 +336,11 @@ impl Table {
 // ---------------------------------------------------------------------------------------------
 // Counters and formatting without allocating.
 
-/// Counters kept without a lock (relaxed atomics; read by `stats`).
+/// Counters kept without a lock (relaxed atomics; read by `stats`). None is written on a hot
+/// path (arena creation and release, thread start and exit, requests of threads without an
+/// active cache), and the struct has cache lines of its own: the read-mostly tables every
+/// `free` reads must not share a line with a counter (issue 15).
+#[repr(align(64))]
 pub(crate) struct Counters {
     /// Arenas ever created.
     pub arenas_allocated: AtomicUsize,

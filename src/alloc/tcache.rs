@@ -58,6 +58,7 @@ thread_local! {
             state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
+            system_allocs: core::sync::atomic::AtomicUsize::new(0),
         })
     };
 }
@@ -315,6 +316,9 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     tc.state = TC_BYPASS;
     flush_all(tc);
     let _g = REGISTRY.lock();
+    // Under the registry lock, so that `system_allocs` never sees the count twice or not at all.
+    let n = tc.system_allocs.swap(0, Ordering::Relaxed);
+    COUNTERS.system_allocs.fetch_add(n, Ordering::Relaxed);
     // SAFETY: registry lock held; unlink this cache.
     unsafe {
         if tc.prev.is_null() {
@@ -327,6 +331,65 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
         }
     }
     COUNTERS.thread_caches.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Counts one request served by the system allocator in this thread's cache, if it is active
+/// (a plain increment of a thread-local word: no shared cache line is written); false when it
+/// is not (then call [`count_system_alloc_slow`]).
+#[inline(always)]
+pub fn try_count_system_alloc() -> bool {
+    with_tc(|tc| {
+        // SAFETY: this thread's cache; only its owner writes `system_allocs`.
+        let tc = unsafe { &*tc.get() };
+        let active = tc.state == TC_ACTIVE;
+        if active {
+            let n = tc.system_allocs.load(Ordering::Relaxed);
+            tc.system_allocs.store(n + 1, Ordering::Relaxed);
+        }
+        active
+    })
+}
+
+/// Counts one request served by the system allocator when this thread's cache is not active:
+/// a fresh cache is activated when thread caches are on (so a thread that only ever makes
+/// large requests counts locally from its second one), else the process-wide counter is used
+/// (caches off, every path under Valgrind).
+#[cold]
+#[inline(never)]
+pub fn count_system_alloc_slow() {
+    with_tc(|tc| {
+        // SAFETY: this thread's cache.
+        let tc = unsafe { &mut *tc.get() };
+        if config::tcache_on() && (tc.state == TC_ACTIVE || activate(tc)) {
+            let n = tc.system_allocs.load(Ordering::Relaxed);
+            tc.system_allocs.store(n + 1, Ordering::Relaxed);
+        } else {
+            COUNTERS.system_allocs.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+/// Counts one request served by the system allocator (see [`try_count_system_alloc`]).
+#[inline(always)]
+pub fn count_system_alloc() {
+    if !try_count_system_alloc() {
+        count_system_alloc_slow();
+    }
+}
+
+/// Requests served by the system allocator so far, in all (see [`TCache`]'s invariant).
+pub fn system_allocs() -> usize {
+    let _g = REGISTRY.lock();
+    let mut n = COUNTERS.system_allocs.load(Ordering::Relaxed);
+    // SAFETY: registry lock held: every listed cache is alive (unlinked before its thread ends).
+    unsafe {
+        let mut tc = *CACHES.0.get();
+        while !tc.is_null() {
+            n += (*tc).system_allocs.load(Ordering::Relaxed);
+            tc = (*tc).next;
+        }
+    }
+    n
 }
 
 /// Blocks held in all thread caches, per class (racy snapshot, for statistics).

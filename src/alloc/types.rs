@@ -269,12 +269,20 @@ pub(crate) struct Bin {
 /// One thread's cache (see `tcache`).
 ///
 /// Invariants: `state` is one of `TC_*`; a cache is on the registry list (linked through
-/// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists.
+/// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists and writes
+/// `system_allocs`.
+/// `COUNTERS.system_allocs + Σ(listed caches' system_allocs)` = requests the system allocator
+/// served so far (a cache adds its count to `COUNTERS` when it is unlisted).
 pub(crate) struct TCache {
     pub(crate) bins: [Bin; NB_SMALL_SIZE_CLASSES],
     pub(crate) state: u8,
     pub(crate) next: *mut TCache,
     pub(crate) prev: *mut TCache,
+    /// Requests this thread sent to the system allocator while its cache was active: counted
+    /// here, not in one shared counter, so the large-block path writes no shared cache line
+    /// (issue 15: a process-wide `fetch_add` on every large `malloc` made larson 1.5-2x glibc).
+    /// Read by `stats` from other threads (relaxed), written only by the owner.
+    pub(crate) system_allocs: core::sync::atomic::AtomicUsize,
 }
 
 /// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
