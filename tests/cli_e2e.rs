@@ -159,6 +159,21 @@ fn cargo_nextest_attributes_per_test() {
             "tests::leaks_a_buffer"
         ]
     );
+    // issue 10 §7: nextest's list phase (`<binary> --list …`, through the same runner) runs
+    // natively: one process under memcheck per test, none per listing.
+    assert_eq!(results["processes"].as_array().unwrap().len(), 3);
+    let keep = tmp.path().join("list-xml");
+    let (code, _out, err) = run(poolgrind()
+        .current_dir(project("leaky"))
+        .env("CARGO_TARGET_DIR", fixture_target_dir("leaky"))
+        .arg("cargo")
+        .arg("--keep-xml")
+        .arg(&keep)
+        .args(["nextest", "list", "--offline"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("without running any program under memcheck"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&keep).unwrap().collect();
+    assert!(left.is_empty(), "no record or XML from the list phase: {left:?}");
 }
 
 /// `--skip` in cargo mode: the leaking binary does not run, so the run is clean.
