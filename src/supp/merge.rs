@@ -210,7 +210,9 @@ impl<'e> FrameIndex<'e> {
 /// Why nothing is missed: for `a` to cover `b` (see [`super::glob::frames_cover`]),
 /// - if `a` starts with a concrete frame, that frame must cover `b`'s first frame (a concrete
 ///   frame covers neither `...` nor the empty tail): `a` is filed as *anchored* under that
-///   frame and looked up with `b`'s first frame only;
+///   frame and looked up with `b`'s first frame only; if `a`'s second frame is concrete too,
+///   it must cover `b`'s second frame by the same argument, and `a` is a candidate only if
+///   both lookups find it;
 /// - if `a` starts with `...`, its first concrete frame must cover some concrete frame of `b`
 ///   (follow the table from its corner: `...` steps over frames of `b` until `a`'s first
 ///   concrete frame has to cover one): `a` is *floating*, looked up with every frame of `b`;
@@ -221,7 +223,13 @@ impl<'e> FrameIndex<'e> {
 /// same text (no glob character) or a glob whose literal prefix starts the other's text.
 #[derive(Default)]
 struct KindIndex<'e> {
+    /// Anchored entries whose second frame is `...` or missing, by their first frame.
     anchored: FrameIndex<'e>,
+    /// Anchored entries whose first two frames are concrete, by their first frame and (the same
+    /// ids) by their second: then `b`'s second frame must be covered too, which splits the big
+    /// buckets of entries that all start with `fun:memcpy` or `fun:malloc`.
+    pair_first: FrameIndex<'e>,
+    pair_second: FrameIndex<'e>,
     floating: FrameIndex<'e>,
     wild: Vec<usize>,
 }
@@ -239,7 +247,13 @@ impl<'e> CoverIndex<'e> {
             let k = kinds.entry(e.kind.as_str()).or_default();
             match e.frames.iter().position(|f| !f.is_ellipsis()) {
                 None => k.wild.push(id),
-                Some(0) => k.anchored.insert(&e.frames[0], id),
+                Some(0) => match e.frames.get(1) {
+                    Some(second) if !second.is_ellipsis() => {
+                        k.pair_first.insert(&e.frames[0], id);
+                        k.pair_second.insert(second, id);
+                    }
+                    _ => k.anchored.insert(&e.frames[0], id),
+                },
                 Some(i) => k.floating.insert(&e.frames[i], id),
             }
         }
@@ -256,6 +270,18 @@ impl<'e> CoverIndex<'e> {
         out.extend_from_slice(&k.wild);
         if let Some(f) = b.frames.first() {
             k.anchored.lookup(f, &mut out);
+            // A concrete second frame of `a` covers only a concrete second frame of `b`.
+            if let Some(g) = b.frames.get(1) {
+                let mut first = Vec::new();
+                k.pair_first.lookup(f, &mut first);
+                if !first.is_empty() {
+                    let mut second = Vec::new();
+                    k.pair_second.lookup(g, &mut second);
+                    second.sort_unstable();
+                    first.retain(|i| second.binary_search(i).is_ok());
+                    out.extend_from_slice(&first);
+                }
+            }
         }
         for f in &b.frames {
             k.floating.lookup(f, &mut out);
