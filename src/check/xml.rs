@@ -804,6 +804,9 @@ impl Parser {
     /// Protocol 6's `<heap_summary>`, `<leak_summary>`, `<error_summary>` and their numbers.
     /// Returns whether `name` was one of them.
     fn close_summary_part(&mut self, name: &str, parent: &str, t: &str, pos: u64) -> bool {
+        if parent == "valgrindoutput" {
+            return self.close_summary(name, t, pos);
+        }
         let grandparent = self
             .path
             .len()
@@ -858,10 +861,18 @@ impl Parser {
                     }
                 }
             }
-            (_, "valgrindoutput", "heap_summary") => {
+            _ => return false,
+        }
+        true
+    }
+
+    /// A whole summary (a child of `<valgrindoutput>`) ends: keep it.
+    fn close_summary(&mut self, name: &str, t: &str, pos: u64) -> bool {
+        match name {
+            "heap_summary" => {
                 self.log.heap_summary = self.summaries.heap.take();
             }
-            (_, "valgrindoutput", "leak_summary") => {
+            "leak_summary" => {
                 if let Some(summary) = self.summaries.leak.take() {
                     self.log.leak_summary = Some(summary);
                     self.leak_checks.push(LeakCheck {
@@ -872,10 +883,10 @@ impl Parser {
                     self.leak_check_start = self.log.errors.len();
                 }
             }
-            (_, "valgrindoutput", "error_summary") => {
+            "error_summary" => {
                 self.log.error_summary = self.summaries.errors.take();
             }
-            (_, "valgrindoutput", "all_heap_blocks_freed") => match t {
+            "all_heap_blocks_freed" => match t {
                 "true" => self.log.all_heap_blocks_freed = Some(true),
                 "false" => self.log.all_heap_blocks_freed = Some(false),
                 _ => self.damage(
