@@ -84,6 +84,7 @@ pub fn memcheck() -> bool {
 }
 
 /// Whether we run under any Valgrind tool (cached flag).
+#[cfg_attr(not(feature = "valgrind"), allow(dead_code))]
 #[inline(always)]
 pub fn valgrind() -> bool {
     cfg!(feature = "valgrind") && TOOL.load(Ordering::Relaxed) != T_NONE
@@ -292,6 +293,7 @@ pub fn block_free(p: *const u8) {
 }
 
 /// Recycled memory changes owner: tell helgrind and DRD to forget its access history.
+#[cfg_attr(not(feature = "valgrind"), allow(dead_code))]
 #[inline]
 pub fn recycled(p: *const u8, n: usize) {
     #[cfg(feature = "valgrind")]
