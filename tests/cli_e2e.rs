@@ -171,9 +171,15 @@ fn cargo_nextest_attributes_per_test() {
         .arg(&keep)
         .args(["nextest", "list", "--offline"]));
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("without running any program under memcheck"), "{err}");
+    assert!(
+        err.contains("without running any program under memcheck"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(&keep).unwrap().collect();
-    assert!(left.is_empty(), "no record or XML from the list phase: {left:?}");
+    assert!(
+        left.is_empty(),
+        "no record or XML from the list phase: {left:?}"
+    );
 }
 
 /// `--skip` in cargo mode: the leaking binary does not run, so the run is clean.

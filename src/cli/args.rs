@@ -154,9 +154,9 @@ pub struct SelectArgs {
     pub partition: Option<Partition>,
 }
 
-/// `poolgrind run`.
+/// The options of every command that runs programs under memcheck (`run`, `cargo`).
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct CheckArgs {
     /// Valgrind command line.
     #[command(flatten)]
     pub memcheck: MemcheckSettings,
@@ -169,15 +169,24 @@ pub struct RunArgs {
     /// Which programs run.
     #[command(flatten)]
     pub select: SelectArgs,
+    /// After the run, list suppression entries (given and shipped) that never matched
+    /// (file:line; counts summed over every process).
+    #[arg(long)]
+    pub report_unused_supp: bool,
+}
+
+/// `poolgrind run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// What `run` and `cargo` share.
+    #[command(flatten)]
+    pub check: CheckArgs,
     /// Parallel valgrind processes for --batch.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
     pub jobs: usize,
     /// Run every line of FILE (appended to CMD, if given) as its own program.
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
-    /// After the run, list suppressions that never fired (file:line; counts summed over every process).
-    #[arg(long)]
-    pub report_unused_supp: bool,
     /// Internal: the cargo target-runner mode of `poolgrind cargo`.
     #[arg(long, hide = true)]
     pub child_mode: bool,
@@ -193,21 +202,9 @@ pub struct RunArgs {
 /// `poolgrind cargo`.
 #[derive(Debug, Clone, Args)]
 pub struct CargoArgs {
-    /// Valgrind command line.
+    /// What `run` and `cargo` share.
     #[command(flatten)]
-    pub memcheck: MemcheckSettings,
-    /// What fails.
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    /// Where results go.
-    #[command(flatten)]
-    pub output: OutputArgs,
-    /// Which programs run.
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// After the run, list suppression entries (given and shipped) that never matched.
-    #[arg(long)]
-    pub report_unused_supp: bool,
+    pub check: CheckArgs,
     /// cargo's subcommand and arguments: test …, run …, bench …, nextest run ….
     #[arg(
         trailing_var_arg = true,

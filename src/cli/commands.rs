@@ -103,8 +103,8 @@ fn forget_temp_paths(records: &mut [ProcessRecord], root: &XmlRoot) {
 }
 
 fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
-    let policy = policy(&args.policy)?;
-    let (skip, partition) = selection(&args.select)?;
+    let policy = policy(&args.check.policy)?;
+    let (skip, partition) = selection(&args.check.select)?;
     let jobs: Vec<Job> = match &args.batch {
         Some(file) => batch::read_batch_file(file, &args.command).map_err(|e| {
             CliError::Input(format!("cannot read batch file {}: {e}", file.display()))
@@ -126,10 +126,10 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         }],
     };
     let base = RunConfig {
-        settings: resolved(&args.memcheck)?,
+        settings: resolved(&args.check.memcheck)?,
         ..RunConfig::default()
     };
-    let root = XmlRoot::new(args.memcheck.keep_xml.as_ref(), "run")?;
+    let root = XmlRoot::new(args.check.memcheck.keep_xml.as_ref(), "run")?;
     let opts = BatchOptions {
         jobs: args.jobs,
         skip,
@@ -139,21 +139,21 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
     };
     let mut records = batch::run_batch(&base, &jobs, &opts)?;
     forget_temp_paths(&mut records, &root);
-    if args.report_unused_supp {
+    if args.check.report_unused_supp {
         crate::supp::cli::report_unused_for_run(
             &base.settings,
             records.iter().flat_map(|r| &r.logs),
         );
     }
     let results = Results::build(&records, &policy);
-    emit(&results, &args.output, &args.policy)
+    emit(&results, &args.check.output, &args.check.policy)
 }
 
 fn cargo_cmd(args: CargoArgs) -> anyhow::Result<i32> {
-    let policy = policy(&args.policy)?;
-    let (skip, partition) = selection(&args.select)?;
-    let settings = resolved(&args.memcheck)?;
-    let root = XmlRoot::new(args.memcheck.keep_xml.as_ref(), "cargo")?;
+    let policy = policy(&args.check.policy)?;
+    let (skip, partition) = selection(&args.check.select)?;
+    let settings = resolved(&args.check.memcheck)?;
+    let root = XmlRoot::new(args.check.memcheck.keep_xml.as_ref(), "cargo")?;
     let cfg = ChildConfig {
         results_dir: root.path.clone(),
         settings: settings.clone(),
@@ -174,14 +174,14 @@ fn cargo_cmd(args: CargoArgs) -> anyhow::Result<i32> {
             exit::SETUP_ERROR
         });
     }
-    if args.report_unused_supp {
+    if args.check.report_unused_supp {
         let logs = outcome.records.iter().flat_map(|r| r.logs.iter());
         crate::supp::cli::report_unused_for_run(&settings, logs);
     }
     // The program verdict is cargo's: each child handed its status back unchanged, and cargo
     // (libtest, rustdoc, nextest) decided what a failure is (a `should_panic` doctest exits 101).
     let results = Results::build(&outcome.records, &policy).with_cargo_exit_code(cargo_status);
-    emit(&results, &args.output, &args.policy)
+    emit(&results, &args.check.output, &args.check.policy)
 }
 
 fn report_cmd(args: ReportArgs) -> anyhow::Result<i32> {
