@@ -23,13 +23,7 @@ use poolgrind::check::model::{Log, VgError};
 /// brackets is described by the arena-level block around it, which for memcheck's malloc is
 /// the block's own chunk ("24 bytes after a block of size 32 in arena "client"") and for a pool
 /// the whole arena (a 256 KiB heap block). Kind, stack and verdict are still compared.
-///
-/// `double_free` and `uaf_after_same_size_realloc`: until pool blocks have memcheck's gaps on
-/// both sides (issue 14), the Rust program's freed block is described as "16 bytes after" an
-/// older freed neighbour (memcheck brackets freed blocks with its malloc red zone, 24 bytes, and
-/// pool blocks are 16 bytes apart) instead of "0 bytes inside a block of size 40 free'd".
-const DESCRIPTION_DIFFERS: &[&str] =
-    &["overflow_far", "double_free", "uaf_after_same_size_realloc"];
+const DESCRIPTION_DIFFERS: &[&str] = &["overflow_far"];
 
 /// One error naming the bug: kind, leaked bytes and blocks, and each auxiliary description
 /// (addresses masked; memcheck calls a live mempool chunk "client-defined" where a malloc'd
@@ -167,6 +161,10 @@ corpus! {
     branch_on_recycled: "UninitCondition",
     stale_after_realloc: "InvalidRead",
     still_reachable: "Leak_StillReachable",
+    overflow_far: "InvalidWrite",
+    overflow_40_past_end: "InvalidWrite",
+    underflow_far: "InvalidWrite",
+    uaf_after_8mb_of_frees: "InvalidRead",
     realloc_shrink_read_past_end: "InvalidRead",
     realloc_grow_branch_on_tail: "UninitCondition",
     leak_by_exited_thread: "Leak_DefinitelyLost",
@@ -228,6 +226,37 @@ fn walk_xml(dir: &Path) -> Vec<std::path::PathBuf> {
 /// With memcheck's options, through the environment variable poolgrind's allocator reads.
 mod options {
     use super::{c_with, rust_with};
+
+    /// 72 bytes past the end of a 32-byte block lands in the next live block with memcheck's
+    /// default red zones: no error on glibc, so none with the pools either.
+    #[test]
+    fn overflow_72_past_end_default_redzone_rust() {
+        rust_with(None, "overflow_72_past_end", &[], &[]);
+    }
+    #[test]
+    fn overflow_72_past_end_default_redzone_c() {
+        c_with(None, "overflow_72_past_end", &[], &[]);
+    }
+
+    /// With `--redzone-size=64` the same write lands in a red zone: reported on both.
+    #[test]
+    fn redzone_size_64_by_env_rust() {
+        rust_with(
+            Some("InvalidWrite"),
+            "overflow_72_past_end",
+            &["--redzone-size=64"],
+            &[("POOLGRIND_REDZONE", "64")],
+        );
+    }
+    #[test]
+    fn redzone_size_64_by_env_c() {
+        c_with(
+            Some("InvalidWrite"),
+            "overflow_72_past_end",
+            &["--redzone-size=64"],
+            &[("POOLGRIND_REDZONE", "64")],
+        );
+    }
 
     /// A use after free after 8 MB of frees with `--freelist-vol=1000000`: memcheck's malloc
     /// has let the block go and handed it out again, so the read is of a live block and no error;
@@ -370,6 +399,22 @@ mod options_through_poolgrind_run {
         check(kind, scenario, &pool, &system);
     }
 
+    #[test]
+    fn redzone_size_64_rust() {
+        rust_run(
+            Some("InvalidWrite"),
+            "overflow_72_past_end",
+            &["--redzone-size=64"],
+        );
+    }
+    #[test]
+    fn redzone_size_64_c() {
+        c_run(
+            Some("InvalidWrite"),
+            "overflow_72_past_end",
+            &["--redzone-size=64"],
+        );
+    }
     #[test]
     fn freelist_vol_1mb_rust() {
         rust_run(None, "uaf_after_8mb_of_frees", &["--freelist-vol=1000000"]);
