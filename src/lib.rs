@@ -40,7 +40,8 @@
 //!  │ header (80 B)  │ block │ block │ block │ ... │  virgin   │
 //!  │ arenaindex @0  │       │ (free)│       │     │ (uncarved)│
 //!  └────────────────┴───────┴───────┴───────┴─────┴───────────┘
-//!  under memcheck each block is followed by a 16-byte NOACCESS red zone, and the header
+//!  under memcheck each block has memcheck's malloc gap on both sides (32 NOACCESS bytes by
+//!  default, 64 between two blocks, first and last block included), and the header
 //!  (NOACCESS) keeps only the arena index: the pool's metadata lives in a side table
 //!
 //!  memcheck's side table (alloc::types::SideEntry)
@@ -50,17 +51,51 @@
 //!
 //! ## Size classes (64-bit)
 //!
-//! | request (bytes) | block size | class | blocks per pool (native / memcheck) |
-//! |-----------------|------------|-------|-------------------------------------|
-//! | 0 – 16          | 16         | 0     | 251 / 125                           |
-//! | 17 – 32         | 32         | 1     | 125 / 83                            |
-//! | 33 – 48         | 48         | 2     | 83 / 62                             |
-//! | …               | …          | …     | …                                   |
-//! | 497 – 512       | 512        | 31    | 7 / 7                               |
+//! | request (bytes) | block | class | native | memcheck | ratio | `--redzone-size=64` |
+//! |-----------------|------:|------:|-------:|---------:|------:|--------------:|
+//! | 0 – 16          |    16 |     0 |    251 |       50 |  0.20 |            22 |
+//! | 17 – 32         |    32 |     1 |    125 |       41 |  0.33 |            20 |
+//! | 33 – 48         |    48 |     2 |     83 |       35 |  0.42 |            19 |
+//! | 49 – 64         |    64 |     3 |     62 |       31 |  0.50 |            17 |
+//! | 65 – 80         |    80 |     4 |     50 |       27 |  0.54 |            16 |
+//! | 81 – 96         |    96 |     5 |     41 |       25 |  0.61 |            15 |
+//! | 97 – 112        |   112 |     6 |     35 |       22 |  0.63 |            14 |
+//! | 113 – 128       |   128 |     7 |     31 |       20 |  0.65 |            13 |
+//! | 129 – 144       |   144 |     8 |     27 |       19 |  0.70 |            13 |
+//! | 145 – 160       |   160 |     9 |     25 |       17 |  0.68 |            12 |
+//! | 161 – 176       |   176 |    10 |     22 |       16 |  0.73 |            11 |
+//! | 177 – 192       |   192 |    11 |     20 |       15 |  0.75 |            11 |
+//! | 193 – 208       |   208 |    12 |     19 |       14 |  0.74 |            10 |
+//! | 209 – 224       |   224 |    13 |     17 |       13 |  0.76 |            10 |
+//! | 225 – 240       |   240 |    14 |     16 |       13 |  0.81 |            10 |
+//! | 241 – 256       |   256 |    15 |     15 |       12 |  0.80 |             9 |
+//! | 257 – 272       |   272 |    16 |     14 |       11 |  0.79 |             9 |
+//! | 273 – 288       |   288 |    17 |     13 |       11 |  0.85 |             8 |
+//! | 289 – 304       |   304 |    18 |     13 |       10 |  0.77 |             8 |
+//! | 305 – 320       |   320 |    19 |     12 |       10 |  0.83 |             8 |
+//! | 321 – 336       |   336 |    20 |     11 |       10 |  0.91 |             8 |
+//! | 337 – 352       |   352 |    21 |     11 |        9 |  0.82 |             7 |
+//! | 353 – 368       |   368 |    22 |     10 |        9 |  0.90 |             7 |
+//! | 369 – 384       |   384 |    23 |     10 |        8 |  0.80 |             7 |
+//! | 385 – 400       |   400 |    24 |     10 |        8 |  0.80 |             7 |
+//! | 401 – 416       |   416 |    25 |      9 |        8 |  0.89 |             6 |
+//! | 417 – 432       |   432 |    26 |      9 |        8 |  0.89 |             6 |
+//! | 433 – 448       |   448 |    27 |      8 |        7 |  0.88 |             6 |
+//! | 449 – 464       |   464 |    28 |      8 |        7 |  0.88 |             6 |
+//! | 465 – 480       |   480 |    29 |      8 |        7 |  0.88 |             6 |
+//! | 481 – 496       |   496 |    30 |      8 |        7 |  0.88 |             6 |
+//! | 497 – 512       |   512 |    31 |      7 |        6 |  0.86 |             5 |
 //!
 //! Class `c` serves requests of `16c + 1 ..= 16(c + 1)` bytes; requests over 512 bytes or
-//! aligned to more than 16 go to the system allocator. The memcheck red zones cost up to half a
-//! pool's capacity in the smallest class and nothing in the largest (see `alloc::types`).
+//! aligned to more than 16 go to the system allocator. Blocks per pool: `(4096 - 80) / stride`,
+//! where the stride is the block size natively and, under memcheck, the block size plus the
+//! gap memcheck's own malloc leaves on each side of its blocks (`--redzone-size` 16, its
+//! default: a 24-byte red zone and an 8-byte size field, 32 bytes; 64: 80 bytes), so that every
+//! access memcheck's malloc would report as outside any block is outside one here too. The
+//! cost is 5× the pools in the 16-byte class, 1.2–1.3× from 256 bytes up. Under memcheck a
+//! class whose blocks no longer fit 4 to a pool (`--redzone-size` above 232) goes to
+//! memcheck's own malloc. The table is checked against the code by a unit test
+//! (`alloc::config`).
 //!
 //! ## Where things live
 //!

@@ -7,7 +7,13 @@
 //! | `POOLGRIND_STATS`      | `0`, `1`                       | `0`       | print the statistics table to stderr at exit |
 //! | `POOLGRIND_TCACHE`     | `0`, `1`                       | `1`       | per-thread block caches (natively; never under Valgrind) |
 //! | `POOLGRIND_VALGRIND`   | `auto`, `off`                  | `auto`    | `off`: behave as if the instrumentation were compiled out, even under Valgrind |
-//! | `POOLGRIND_QUARANTINE` | bytes (`0` disables)           | `4194304` | under memcheck, how many bytes of freed blocks wait before reuse |
+//! | `POOLGRIND_QUARANTINE` | bytes (`0` disables)           | `20000000` | under memcheck, how many requested bytes of freed blocks wait before reuse (memcheck's `--freelist-vol`) |
+//! | `POOLGRIND_QUARANTINE_BIG` | bytes                      | `1000000` | under memcheck, freed blocks of at least this size wait in a ring of their own, let go first (memcheck's `--freelist-big-blocks`) |
+//! | `POOLGRIND_REDZONE`    | bytes, at most 4096            | `16`      | under memcheck, the red zone on each side of a block (memcheck's `--redzone-size`) |
+//!
+//! The last three are memcheck's options under the allocator's names: the allocator cannot
+//! read valgrind's command line, so `poolgrind run` and `poolgrind cargo` set them from the
+//! options they give valgrind; a plain `valgrind` run gets memcheck's defaults.
 //!
 //! A value that cannot be parsed keeps the default and prints one warning line to stderr.
 //! Options are named by [`Opt`]; the table is indexed by it, never by a bare number.
@@ -17,7 +23,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::sys::FmtBuf;
-use super::types::class_size;
+use super::types::{class_size, PoolHeader, NB_SMALL_SIZE_CLASSES, SMALL_REQUEST_THRESHOLD};
 
 /// The options, by name. The discriminant is the option's row in [`OPTIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,10 @@ pub(crate) enum Opt {
     Valgrind,
     /// `POOLGRIND_QUARANTINE`.
     Quarantine,
+    /// `POOLGRIND_QUARANTINE_BIG`.
+    QuarantineBig,
+    /// `POOLGRIND_REDZONE`.
+    Redzone,
 }
 
 /// One row of the table.
@@ -47,7 +57,7 @@ pub(crate) struct OptionSpec {
 }
 
 /// The table, in the order of [`Opt`] (and of the module documentation).
-pub(crate) const OPTIONS: [OptionSpec; 5] = [
+pub(crate) const OPTIONS: [OptionSpec; 7] = [
     OptionSpec {
         opt: Opt::Mode,
         env: c"POOLGRIND_MODE",
@@ -76,9 +86,24 @@ pub(crate) const OPTIONS: [OptionSpec; 5] = [
         opt: Opt::Quarantine,
         env: c"POOLGRIND_QUARANTINE",
         values: "bytes",
-        default: "4194304",
+        default: "20000000",
+    },
+    OptionSpec {
+        opt: Opt::QuarantineBig,
+        env: c"POOLGRIND_QUARANTINE_BIG",
+        values: "bytes",
+        default: "1000000",
+    },
+    OptionSpec {
+        opt: Opt::Redzone,
+        env: c"POOLGRIND_REDZONE",
+        values: "bytes, at most 4096",
+        default: "16",
     },
 ];
+
+/// Largest `POOLGRIND_REDZONE` (memcheck's largest `--redzone-size`).
+pub(crate) const MAX_REDZONE: usize = 4096;
 
 impl Opt {
     /// This option's row.
@@ -108,7 +133,12 @@ pub(crate) struct Options {
     pub thread_caches: bool,
     /// `POOLGRIND_VALGRIND` is not `off`.
     pub valgrind_auto: bool,
+    /// Requested bytes of freed blocks the memcheck quarantine holds (`--freelist-vol`).
     pub quarantine_bytes: usize,
+    /// Freed blocks of at least this size go to the big ring (`--freelist-big-blocks`).
+    pub quarantine_big: usize,
+    /// The red zone memcheck's malloc would keep on each side of a block (`--redzone-size`).
+    pub redzone: usize,
 }
 
 impl Options {
@@ -118,7 +148,9 @@ impl Options {
         stats_at_exit: false,
         thread_caches: true,
         valgrind_auto: true,
-        quarantine_bytes: 4 << 20,
+        quarantine_bytes: 20_000_000,
+        quarantine_big: 1_000_000,
+        redzone: 16,
     };
 
     /// Reads the environment. Never allocates: `getenv` returns a pointer into `environ`.
@@ -139,12 +171,9 @@ impl Options {
             choice(Opt::Tcache, &[(b"1", true), (b"0", false)]).unwrap_or(o.thread_caches);
         o.valgrind_auto =
             choice(Opt::Valgrind, &[(b"auto", true), (b"off", false)]).unwrap_or(o.valgrind_auto);
-        if let Some(v) = get(Opt::Quarantine) {
-            match parse_usize(v) {
-                Some(n) => o.quarantine_bytes = n,
-                None => warn(Opt::Quarantine),
-            }
-        }
+        o.quarantine_bytes = number(Opt::Quarantine, usize::MAX).unwrap_or(o.quarantine_bytes);
+        o.quarantine_big = number(Opt::QuarantineBig, usize::MAX).unwrap_or(o.quarantine_big);
+        o.redzone = number(Opt::Redzone, MAX_REDZONE).unwrap_or(o.redzone);
         o
     }
 }
@@ -157,6 +186,16 @@ fn choice<T: Copy>(opt: Opt, choices: &[(&[u8], T)]) -> Option<T> {
         warn(opt);
     }
     found
+}
+
+/// The value of a numeric option up to `max`; `None` when unset or invalid (then warned).
+fn number(opt: Opt, max: usize) -> Option<usize> {
+    let v = get(opt)?;
+    let n = parse_usize(v).filter(|&n| n <= max);
+    if n.is_none() {
+        warn(opt);
+    }
+    n
 }
 
 fn parse_usize(v: &[u8]) -> Option<usize> {
@@ -198,8 +237,13 @@ fn warn(opt: Opt) {
 
 /// Whether pools serve small requests (false in `malloc` mode).
 static POOLS_ON: AtomicU8 = AtomicU8::new(0);
-/// Extra bytes between blocks (the memcheck red zone), 0 natively.
-static REDZONE: AtomicUsize = AtomicUsize::new(0);
+/// Inaccessible bytes on each side of every block (memcheck's geometry), 0 natively.
+static GAP: AtomicUsize = AtomicUsize::new(0);
+/// Largest request served from pools: [`SMALL_REQUEST_THRESHOLD`], or under memcheck the
+/// largest class whose red-zoned blocks still fit [`MEMCHECK_MIN_BLOCKS`] to a pool.
+static POOL_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_REQUEST_THRESHOLD);
+/// Under memcheck, freed blocks of at least this many requested bytes use the big ring.
+static QUARANTINE_BIG: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Whether `live` bitmaps are maintained (memcheck or debug).
 static STRICT: AtomicU8 = AtomicU8::new(0);
 /// Whether debug mode is on.
@@ -265,10 +309,52 @@ pub(crate) fn tcache_on() -> bool {
     TCACHE_ON.load(Ordering::Relaxed) != 0
 }
 
-/// Distance between blocks of a class in the geometry the process runs with.
+/// Distance between blocks of a class in the geometry the process runs with: the class size,
+/// and under memcheck a gap on each side.
 #[inline(always)]
 pub(crate) fn stride(class: usize) -> usize {
-    class_size(class) + REDZONE.load(Ordering::Relaxed)
+    class_size(class) + 2 * GAP.load(Ordering::Relaxed)
+}
+
+/// Largest request (at [`super::types::ALIGNMENT`] or less) served from pools.
+#[inline(always)]
+pub(crate) fn pool_limit() -> usize {
+    POOL_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Under memcheck, freed blocks of at least this many requested bytes use the big ring.
+#[inline(always)]
+pub(crate) fn quarantine_big() -> usize {
+    QUARANTINE_BIG.load(Ordering::Relaxed)
+}
+
+/// Fewest blocks a pool must hold for a class to be served from pools under memcheck; larger
+/// classes go to the system allocator (memcheck's own malloc, with the same red zones).
+pub(crate) const MEMCHECK_MIN_BLOCKS: usize = 4;
+
+/// memcheck's malloc geometry for `--redzone-size=rz`: the inaccessible bytes it leaves on
+/// each side of a block. Its client arena (`coregrind/m_mallocfree.c`, `arena_init`) raises the
+/// red zone to at least a word and then until the bytes in front of a payload — an 8-byte size
+/// field plus the red zone — are a multiple of 16; the same size field and red zone follow the
+/// payload. So the default 16 becomes 24 + 8 = 32 bytes on each side, 64 between two blocks,
+/// and `--redzone-size=64` 72 + 8 = 80. Payloads are rounded up to 16 bytes, as size classes
+/// are. (memcheck describes an address near a block with the red zone alone, `gap - 8`.)
+pub(crate) const fn memcheck_gap(redzone: usize) -> usize {
+    let rz = if redzone < 8 { 8 } else { redzone };
+    (rz + 8).div_ceil(16) * 16
+}
+
+/// The largest class size whose blocks, with `gap` on each side, fit at least
+/// [`MEMCHECK_MIN_BLOCKS`] to a pool (0 if none does).
+pub(crate) const fn memcheck_pool_limit(gap: usize) -> usize {
+    let mut c = NB_SMALL_SIZE_CLASSES;
+    while c > 0 {
+        if PoolHeader::capacity(class_size(c - 1) + 2 * gap) >= MEMCHECK_MIN_BLOCKS {
+            return class_size(c - 1);
+        }
+        c -= 1;
+    }
+    0
 }
 
 /// Bytes the memcheck quarantine may hold now.
@@ -289,8 +375,6 @@ pub(crate) struct Decision {
     pub memcheck: bool,
     /// Running under another Valgrind tool.
     pub other_tool: bool,
-    /// The red zone under memcheck.
-    pub redzone: usize,
 }
 
 /// Records what initialisation decided, except the path ([`publish_path`], last).
@@ -298,8 +382,16 @@ pub(crate) fn decide(d: &Decision) {
     let o = &d.opts;
     POOLS_ON.store((o.mode != Mode::Malloc) as u8, Ordering::Relaxed);
     QUARANTINE_LIMIT.store(o.quarantine_bytes, Ordering::Relaxed);
+    QUARANTINE_BIG.store(o.quarantine_big, Ordering::Relaxed);
     if d.memcheck {
-        REDZONE.store(d.redzone, Ordering::Relaxed);
+        let gap = memcheck_gap(o.redzone);
+        GAP.store(gap, Ordering::Relaxed);
+        let limit = memcheck_pool_limit(gap);
+        POOL_LIMIT.store(limit, Ordering::Relaxed);
+        if limit == 0 {
+            // Red zones so wide that no class fits: memcheck's own malloc serves everything.
+            POOLS_ON.store(0, Ordering::Relaxed);
+        }
     }
     STRICT.store(
         (d.memcheck || o.mode == Mode::Debug) as u8,
@@ -344,6 +436,78 @@ mod tests {
         assert_eq!(parse_usize(b""), None);
         assert_eq!(parse_usize(b"12k"), None);
         assert_eq!(parse_usize(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn memcheck_gap_is_memchecks_malloc_geometry() {
+        // (--redzone-size, inaccessible bytes on each side of a block of memcheck's malloc on
+        // x86-64: red zone raised to a word, then until 8 + red zone is a multiple of 16, plus
+        // the 8-byte size field). 16 -> 24 + 8: two 32-byte blocks are 96 bytes apart.
+        for (rz, gap) in [
+            (0, 16),
+            (8, 16),
+            (16, 32),
+            (24, 32),
+            (25, 48),
+            (64, 80),
+            (4096, 4112),
+        ] {
+            assert_eq!(memcheck_gap(rz), gap, "--redzone-size={rz}");
+        }
+    }
+
+    #[test]
+    fn memcheck_pool_limit_keeps_useful_pools() {
+        // The default red zone keeps every class in pools (512-byte blocks: 6 to a pool).
+        assert_eq!(
+            memcheck_pool_limit(memcheck_gap(16)),
+            SMALL_REQUEST_THRESHOLD
+        );
+        assert_eq!(
+            memcheck_pool_limit(memcheck_gap(64)),
+            SMALL_REQUEST_THRESHOLD
+        );
+        // Wide red zones send the large classes to memcheck's own malloc, then all of them.
+        let limit = memcheck_pool_limit(memcheck_gap(256));
+        assert!(limit > 0 && limit < SMALL_REQUEST_THRESHOLD, "{limit}");
+        assert!(PoolHeader::capacity(limit + 2 * memcheck_gap(256)) >= MEMCHECK_MIN_BLOCKS);
+        assert!(PoolHeader::capacity(limit + 16 + 2 * memcheck_gap(256)) < MEMCHECK_MIN_BLOCKS);
+        assert_eq!(memcheck_pool_limit(memcheck_gap(MAX_REDZONE)), 0);
+    }
+
+    #[test]
+    fn the_size_class_table_of_the_crate_overview_is_the_code() {
+        // Rows of src/lib.rs's table: request, block, class, native, memcheck, ratio, rz 64.
+        let overview = include_str!("../lib.rs");
+        let rows: Vec<Vec<&str>> = overview
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! |"))
+            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+            .filter(|cells| cells.len() == 8 && cells[1].parse::<usize>().is_ok())
+            .collect();
+        assert_eq!(rows.len(), NB_SMALL_SIZE_CLASSES);
+        for (c, cells) in rows.iter().enumerate() {
+            let n = |i: usize| cells[i].parse::<usize>().unwrap();
+            let cs = class_size(c);
+            assert_eq!((n(1), n(2)), (cs, c), "row {c}");
+            assert_eq!(n(3), PoolHeader::capacity(cs), "native, class {c}");
+            assert_eq!(
+                n(4),
+                PoolHeader::capacity(cs + 2 * memcheck_gap(16)),
+                "class {c}"
+            );
+            assert_eq!(
+                n(6),
+                PoolHeader::capacity(cs + 2 * memcheck_gap(64)),
+                "class {c}"
+            );
+        }
+        // "above 232": the largest red zone that keeps every class in pools.
+        assert_eq!(
+            memcheck_pool_limit(memcheck_gap(232)),
+            SMALL_REQUEST_THRESHOLD
+        );
+        assert!(memcheck_pool_limit(memcheck_gap(233)) < SMALL_REQUEST_THRESHOLD);
     }
 
     #[test]

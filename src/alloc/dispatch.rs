@@ -12,7 +12,8 @@
 //! | `Uninit`              | initialise, then dispatch again at the same place | as its path once initialised |
 //!
 //! Requests larger than [`SMALL_REQUEST_THRESHOLD`] or aligned to more than [`ALIGNMENT`] go to
-//! the system allocator on every path.
+//! the system allocator on every path; under memcheck so do the classes whose red-zoned blocks
+//! no longer fit a useful number to a pool (`config::pool_limit`).
 
 use core::ptr::{self, null_mut};
 
@@ -138,7 +139,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 /// without us).
 #[inline(always)]
 pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut u8> {
-    let small = size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT;
+    let small = size <= config::pool_limit() && align <= ALIGNMENT;
     loop {
         match config::path() {
             Path::Memcheck if small => return Some(memcheck_alloc(size, zeroed)),
@@ -170,7 +171,7 @@ pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if sys::is_boot(p) {
         return; // served while initialising: never reused
     }
-    if size <= SMALL_REQUEST_THRESHOLD && align <= ALIGNMENT && config::path() == Path::Memcheck {
+    if size <= config::pool_limit() && align <= ALIGNMENT && config::path() == Path::Memcheck {
         let _serial = serial::serialize_memcheck();
         // SAFETY: on this path the block came from the class of its size (a wrong pointer into
         // a pool is reported by memcheck).
@@ -396,7 +397,7 @@ fn class_for(size: usize, align: usize) -> Option<usize> {
     } else {
         size
     };
-    (need <= SMALL_REQUEST_THRESHOLD).then(|| size_class(need))
+    (need <= config::pool_limit()).then(|| size_class(need))
 }
 
 /// Path `Memcheck`: a small block of `size` bytes, zeroed for calloc. Inlined into [`alloc`],

@@ -5,7 +5,6 @@
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::config::{self, Decision, Options};
-use super::types::MEMCHECK_REDZONE;
 use super::{arena, memcheck, meta, pool::CLASSES, serial, stats, sys, tcache, track};
 
 const UNINIT: u8 = 0;
@@ -48,13 +47,14 @@ fn init_slow() -> bool {
     IN_INIT.with(|f| f.set(true));
     let opts = Options::from_env();
     sys::init();
-    let tool = track::detect(opts.valgrind_auto);
+    // Under memcheck, describe addresses near a pool block with the red zone memcheck's malloc
+    // describes its blocks with (the gap less its 8-byte size field).
+    let tool = track::detect(opts.valgrind_auto, config::memcheck_gap(opts.redzone) - 8);
     let memcheck = tool == track::Tool::Memcheck;
     config::decide(&Decision {
         opts,
         memcheck,
         other_tool: tool == track::Tool::Other,
-        redzone: MEMCHECK_REDZONE,
     });
     // Without the arena table (or, under memcheck, the side table) pools cannot be had: leave
     // small requests to the system allocator, as `malloc` mode does.

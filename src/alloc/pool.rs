@@ -30,9 +30,9 @@ unsafe fn init_pool(m: *mut PoolHeader, class: usize) {
         (*m).freeblock = null_mut();
         (*m).nextpool = null_mut();
         (*m).prevpool = null_mut();
-        (*m).nextoffset = POOL_HEADER_SIZE as u32;
-        (*m).maxnextoffset =
-            (POOL_HEADER_SIZE + (PoolHeader::capacity(stride) - 1) * stride) as u32;
+        let first = POOL_HEADER_SIZE + PoolHeader::gap(stride, class);
+        (*m).nextoffset = first as u32;
+        (*m).maxnextoffset = (first + (PoolHeader::capacity(stride) - 1) * stride) as u32;
         (*m).live[0].store(0, Ordering::Relaxed);
         (*m).live[1].store(0, Ordering::Relaxed);
         let cap = PoolHeader::capacity(stride);
@@ -357,7 +357,9 @@ pub(crate) unsafe fn pool_changes_list(
 unsafe fn set_live_bit(pool: *mut PoolHeader, m: *mut PoolHeader, b: *const u8) -> usize {
     // SAFETY: forwarded; `live` is atomic.
     unsafe {
-        let i = PoolHeader::block_index(pool, (*m).stride as usize, b);
+        let stride = (*m).stride as usize;
+        let gap = PoolHeader::gap(stride, (*m).szidx as usize);
+        let i = PoolHeader::block_index(pool, gap, stride, b);
         (*m).live[i / 64].fetch_or(1u64 << (i % 64), Ordering::Relaxed);
         i
     }
@@ -375,10 +377,20 @@ pub(crate) unsafe fn block_at(
     b: *const u8,
 ) -> Option<usize> {
     // SAFETY: forwarded.
-    let (stride, last) = unsafe { ((*m).stride as usize, (*m).maxnextoffset as usize) };
-    let off = (b as usize).wrapping_sub(PoolHeader::first_block(pool) as usize);
+    let (stride, class, last) = unsafe {
+        (
+            (*m).stride as usize,
+            (*m).szidx as usize,
+            (*m).maxnextoffset as usize,
+        )
+    };
+    if stride == 0 || class >= NB_SMALL_SIZE_CLASSES || stride < class_size(class) {
+        return None;
+    }
+    let first = POOL_HEADER_SIZE + PoolHeader::gap(stride, class);
+    let off = (b as usize).wrapping_sub(pool as usize + first);
     // `last` is the offset of the last block from the pool: no division for the bound.
-    if stride == 0 || off > last.wrapping_sub(POOL_HEADER_SIZE) || off % stride != 0 {
+    if off > last.wrapping_sub(first) || off % stride != 0 {
         return None;
     }
     Some(off / stride)

@@ -50,8 +50,9 @@ static TOOL: AtomicU8 = AtomicU8::new(T_NONE);
 static ANCHOR: u8 = 0;
 
 /// Detects Valgrind and the tool; call once, before any other function here.
-/// `enabled` is false when `POOLGRIND_VALGRIND=off`.
-pub(crate) fn detect(enabled: bool) -> Tool {
+/// `enabled` is false when `POOLGRIND_VALGRIND=off`; `redzone` is the red zone memcheck is told
+/// the pool's chunks have.
+pub(crate) fn detect(enabled: bool, redzone: usize) -> Tool {
     #[cfg(feature = "valgrind")]
     if enabled && crabgrind::valgrind::running_mode().is_valgrind() {
         // GET_VBITS answers 1 only when memcheck handles it; other tools leave the default 0.
@@ -59,21 +60,17 @@ pub(crate) fn detect(enabled: bool) -> Tool {
         let mut vbits = [0u8; 1];
         let is_memcheck = crabgrind::memcheck::vbits((&raw const probe).cast(), &mut vbits).is_ok();
         if is_memcheck {
-            // The pool's red zone lets memcheck describe an address just past a live block as
-            // "0 bytes after a block of size N alloc'd" (the allocator keeps that gap NOACCESS).
-            crabgrind::valgrind::create_mempool(
-                (&raw const ANCHOR).cast(),
-                super::types::MEMCHECK_REDZONE,
-                false,
-                None,
-            );
+            // The pool's red zone lets memcheck describe an address near a live or freed block
+            // as "N bytes after a block of size M" within the same distance as its own malloc's
+            // blocks (the allocator keeps the whole gap around every block NOACCESS).
+            crabgrind::valgrind::create_mempool((&raw const ANCHOR).cast(), redzone, false, None);
             TOOL.store(T_MEMCHECK, Ordering::Relaxed);
             return Tool::Memcheck;
         }
         TOOL.store(T_OTHER, Ordering::Relaxed);
         return Tool::Other;
     }
-    let _ = enabled;
+    let _ = (enabled, redzone);
     Tool::None
 }
 

@@ -14,7 +14,7 @@
 //! | [`POOL_SIZE`]             | 4096      | one system page: `address_in_range` reads the page it is in |
 //! | [`ARENA_SIZE`]            | 256 KiB   | a multiple of `POOL_SIZE`; 64 pools                        |
 //! | [`POOL_HEADER_SIZE`]      | 80        | `size_of::<PoolHeader>()`, a multiple of `ALIGNMENT`       |
-//! | [`MEMCHECK_REDZONE`]      | 16        | gap after every block, under memcheck only                 |
+//! | gap (`config::gap`)       | 0; 32     | inaccessible bytes on each side of every block: 0 natively, memcheck's geometry under memcheck (`config::memcheck_gap`: 32 for `--redzone-size=16`) |
 //! | [`MAX_ARENAS`]            | 2^18      | 64 GiB of small objects; the table is reserved, not touched |
 
 use core::cell::UnsafeCell;
@@ -39,17 +39,18 @@ pub const ARENA_SIZE: usize = 256 << 10;
 pub const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
 /// Bytes at the start of every pool taken by its [`PoolHeader`].
 pub const POOL_HEADER_SIZE: usize = core::mem::size_of::<PoolHeader>();
-/// Red zone after every block under memcheck, so an overflow into a live neighbour is reported.
-pub const MEMCHECK_REDZONE: usize = 16;
 /// Capacity of the arena table (reserved address space, touched only as arenas are created).
 pub const MAX_ARENAS: usize = 1 << 18;
 /// Most blocks a pool can hold in the "strict" geometries (memcheck red zones, debug guards),
-/// where per-block bitmaps are kept: `(POOL_SIZE - POOL_HEADER_SIZE) / 32 < 128`.
+/// where per-block bitmaps are kept: the smallest memcheck gap is 16 bytes on each side
+/// (`--redzone-size=0`), so a pool holds at most `(POOL_SIZE - POOL_HEADER_SIZE) / 48 < 128`
+/// blocks (and debug mode's smallest block is 32 bytes).
 pub const STRICT_MAX_BLOCKS: usize = 128;
 
 const _: () = assert!(POOL_HEADER_SIZE % ALIGNMENT == 0);
 const _: () = assert!(ALIGNMENT <= SMALL_REQUEST_THRESHOLD && SMALL_REQUEST_THRESHOLD <= 512);
 const _: () = assert!(ARENA_SIZE % POOL_SIZE == 0);
+const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (ALIGNMENT + 2 * 16) <= STRICT_MAX_BLOCKS);
 const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (2 * ALIGNMENT) <= STRICT_MAX_BLOCKS);
 
 /// Size class of a request: `(size - 1) / 16`, with `size == 0` in class 0.
@@ -76,7 +77,10 @@ pub const fn class_size(class: usize) -> usize {
 /// - `arenaindex` is the index in the arena table of the arena this pool lies in. It sits at
 ///   offset 0 because `arena::address_in_range` reads exactly those 4 bytes of
 ///   *any* page, ours or not.
-/// - `stride == class_size(szidx) + red zone` for the geometry the process runs with.
+/// - `stride == class_size(szidx) + 2 * gap` for the geometry the process runs with (gap 0
+///   natively); block `i` starts at `POOL_HEADER_SIZE + gap + i * stride` from the pool, so
+///   every block, the first and the last included, has `gap` inaccessible bytes on each side
+///   inside the pool, and `capacity = (POOL_SIZE - POOL_HEADER_SIZE) / stride`.
 /// - native geometry: `nused + |freeblock list| + (maxnextoffset - nextoffset) / stride + 1
 ///   == capacity` when `nextoffset <= maxnextoffset`, and every free-list entry is a block
 ///   boundary of this pool.
@@ -101,7 +105,7 @@ pub struct PoolHeader {
     pub stride: u32,
     /// Offset of the next never-used ("virgin") block.
     pub nextoffset: u32,
-    /// Largest valid `nextoffset`.
+    /// Largest valid `nextoffset`: the offset of the pool's last block.
     pub maxnextoffset: u32,
     /// Singly linked list of free blocks, linked through their first word.
     pub freeblock: *mut u8,
@@ -116,10 +120,16 @@ pub struct PoolHeader {
 }
 
 impl PoolHeader {
-    /// Address of the first block.
+    /// The gap on each side of the blocks of a pool of `stride` and `class`.
     #[inline(always)]
-    pub fn first_block(pool: *mut PoolHeader) -> *mut u8 {
-        pool.cast::<u8>().wrapping_add(POOL_HEADER_SIZE)
+    pub const fn gap(stride: usize, class: usize) -> usize {
+        (stride - class_size(class)) / 2
+    }
+
+    /// Address of the first block of a pool whose blocks have `gap` bytes on each side.
+    #[inline(always)]
+    pub fn first_block(pool: *mut PoolHeader, gap: usize) -> *mut u8 {
+        pool.cast::<u8>().wrapping_add(POOL_HEADER_SIZE + gap)
     }
 
     /// Number of blocks a pool of `stride` holds.
@@ -130,8 +140,13 @@ impl PoolHeader {
 
     /// Index of `block` within `pool` (it must be a block boundary).
     #[inline(always)]
-    pub fn block_index(pool: *mut PoolHeader, stride: usize, block: *const u8) -> usize {
-        (block as usize - Self::first_block(pool) as usize) / stride
+    pub fn block_index(
+        pool: *mut PoolHeader,
+        gap: usize,
+        stride: usize,
+        block: *const u8,
+    ) -> usize {
+        (block as usize - Self::first_block(pool, gap) as usize) / stride
     }
 
     /// The pool that contains `p`.
@@ -231,22 +246,8 @@ pub(crate) struct ArenaLists {
     pub(crate) empty: usize,
 }
 
-/// Freed blocks waiting before they are handed out again (memcheck only): a ring of
-/// `QUARANTINE_SLOTS` entries holding at most `config::quarantine_limit()` bytes of blocks,
-/// oldest first.
-///
-/// Invariants: slots `head .. head + len` (mod the ring's length) hold the quarantined blocks,
-/// each out of its pool and not live (its live bit clear); `bytes` is the sum of their class
-/// sizes; every other slot is null.
-pub(crate) struct Quarantine {
-    pub(crate) ring: UnsafeCell<*mut *mut u8>,
-    pub(crate) head: UnsafeCell<usize>,
-    pub(crate) len: UnsafeCell<usize>,
-    pub(crate) bytes: UnsafeCell<usize>,
-}
-// SAFETY: used only under memcheck, where every access holds the serialisation lock
-// (`serial::serialize`), which fork() also takes first.
-unsafe impl Sync for Quarantine {}
+// The memcheck quarantine (`memcheck::quarantine::Quarantine`) is defined, with its invariants,
+// next to its code: its rings are `sys::Table` reservations, and `sys` comes after `types`.
 
 /// A thread cache's states: never used by its thread yet…
 pub(crate) const TC_FRESH: u8 = 0;

@@ -279,6 +279,7 @@ fn check_pool(
         "pool {pool:p}: {nused} used + {free} free != capacity {cap}"
     );
     if config::strict() {
+        bitmaps_fit(pool, h, cap)?;
         let live = (h.live[0].load(Ordering::Relaxed).count_ones()
             + h.live[1].load(Ordering::Relaxed).count_ones()) as usize;
         ensure!(
@@ -304,6 +305,36 @@ fn check_pool(
     Ok(())
 }
 
+/// Strict geometries: no block past the pool's capacity is live (or, under memcheck, available),
+/// and no block is both live and available (the bitmaps hold `STRICT_MAX_BLOCKS` bits, more
+/// than any strict pool's capacity for every red zone).
+fn bitmaps_fit(pool: *mut PoolHeader, h: &PoolHeader, cap: usize) -> Result<(), Broken> {
+    ensure!(
+        cap <= STRICT_MAX_BLOCKS,
+        "pool {pool:p}: capacity {cap} beyond the bitmaps' {STRICT_MAX_BLOCKS} blocks"
+    );
+    for w in 0..2 {
+        let live = h.live[w].load(Ordering::Relaxed);
+        let avail = if track::memcheck() { h.avail[w] } else { 0 };
+        let past = if cap >= 64 * (w + 1) {
+            0
+        } else if cap <= 64 * w {
+            u64::MAX
+        } else {
+            !((1u64 << (cap - 64 * w)) - 1)
+        };
+        ensure!(
+            (live | avail) & past == 0,
+            "pool {pool:p}: a block past the capacity {cap} is live or available"
+        );
+        ensure!(
+            live & avail == 0,
+            "pool {pool:p}: a block is both live and available"
+        );
+    }
+    Ok(())
+}
+
 /// Blocks of a pool that can still be handed out: the `avail` bits under memcheck; natively the
 /// free list (each entry a block of the pool, no cycle) plus the virgin blocks.
 fn free_blocks(
@@ -317,7 +348,8 @@ fn free_blocks(
     } else {
         let mut n = 0;
         let mut b = h.freeblock;
-        let first = PoolHeader::first_block(pool) as usize;
+        let first =
+            PoolHeader::first_block(pool, PoolHeader::gap(stride, h.szidx as usize)) as usize;
         while !b.is_null() {
             let off = (b as usize).wrapping_sub(first);
             ensure!(

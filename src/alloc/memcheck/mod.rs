@@ -16,7 +16,8 @@ use super::types::*;
 use super::{serial, track};
 
 /// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
-/// `size` bytes; the rest of the stride stays NOACCESS.
+/// `size` bytes; the rest of the stride (the class's slack and the gaps on both sides, as
+/// memcheck's own malloc leaves them) stays NOACCESS.
 ///
 /// Inlined into the front end and written for memcheck alone: under memcheck every guest
 /// instruction, memory access, call and stack frame is paid for many times over (the memcheck
@@ -45,7 +46,8 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
         let bit = bits.trailing_zeros() as usize;
         h.avail[w] = bits & (bits - 1);
         let i = w * 64 + bit;
-        let b = PoolHeader::first_block(pool).add(i * h.stride as usize);
+        let stride = h.stride as usize;
+        let b = PoolHeader::first_block(pool, PoolHeader::gap(stride, class)).add(i * stride);
         h.nused += 1;
         // Serialised: plain read-modify-writes (a locked one is a CAS loop under Valgrind).
         let live = &h.live[w];
@@ -83,18 +85,18 @@ pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
                     let v = word.load(Ordering::Relaxed);
                     let bit = 1u64 << (i % 64);
                     word.store(v & !bit, Ordering::Relaxed);
-                    (v & bit != 0).then(|| class.unwrap_or(h.szidx as usize))
+                    (v & bit != 0).then(|| (class.unwrap_or(h.szidx as usize), (*e).req[i]))
                 }
                 None => None,
             }
         };
         track::mempool_free(b);
-        let Some(class) = live_block else {
+        let Some((class, size)) = live_block else {
             // Not a live block: memcheck has just reported the invalid free; the block stays
             // off every list (a block listed twice would be handed out twice).
             return false;
         };
-        quarantine::push(b, class);
+        quarantine::push(b, class, size as usize);
         true
     }
 }
@@ -110,7 +112,8 @@ pub(crate) unsafe fn put_block(class: usize, b: *mut u8) {
     // SAFETY: forwarded; the pool of an out block is carved and has a side entry.
     unsafe {
         let h = &mut (*side_entry(pool)).hdr;
-        let i = PoolHeader::block_index(pool, h.stride as usize, b);
+        let stride = h.stride as usize;
+        let i = PoolHeader::block_index(pool, PoolHeader::gap(stride, class), stride, b);
         let was_full = h.avail[0] | h.avail[1] == 0;
         h.avail[i / 64] |= 1 << (i % 64);
         h.nused -= 1;
