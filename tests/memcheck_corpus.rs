@@ -227,15 +227,15 @@ fn walk_xml(dir: &Path) -> Vec<std::path::PathBuf> {
 mod options {
     use super::{c_with, rust_with};
 
-    /// 72 bytes past the end of a 32-byte block lands in the next live block with memcheck's
+    /// 64 bytes past the end of a 32-byte block lands in the next live block with memcheck's
     /// default red zones: no error on glibc, so none with the pools either.
     #[test]
-    fn overflow_72_past_end_default_redzone_rust() {
-        rust_with(None, "overflow_72_past_end", &[], &[]);
+    fn overflow_64_past_end_default_redzone_rust() {
+        rust_with(None, "overflow_64_past_end", &[], &[]);
     }
     #[test]
-    fn overflow_72_past_end_default_redzone_c() {
-        c_with(None, "overflow_72_past_end", &[], &[]);
+    fn overflow_64_past_end_default_redzone_c() {
+        c_with(None, "overflow_64_past_end", &[], &[]);
     }
 
     /// With `--redzone-size=64` the same write lands in a red zone: reported on both.
@@ -243,7 +243,7 @@ mod options {
     fn redzone_size_64_by_env_rust() {
         rust_with(
             Some("InvalidWrite"),
-            "overflow_72_past_end",
+            "overflow_64_past_end",
             &["--redzone-size=64"],
             &[("POOLGRIND_REDZONE", "64")],
         );
@@ -252,7 +252,7 @@ mod options {
     fn redzone_size_64_by_env_c() {
         c_with(
             Some("InvalidWrite"),
-            "overflow_72_past_end",
+            "overflow_64_past_end",
             &["--redzone-size=64"],
             &[("POOLGRIND_REDZONE", "64")],
         );
@@ -403,7 +403,7 @@ mod options_through_poolgrind_run {
     fn redzone_size_64_rust() {
         rust_run(
             Some("InvalidWrite"),
-            "overflow_72_past_end",
+            "overflow_64_past_end",
             &["--redzone-size=64"],
         );
     }
@@ -411,7 +411,7 @@ mod options_through_poolgrind_run {
     fn redzone_size_64_c() {
         c_run(
             Some("InvalidWrite"),
-            "overflow_72_past_end",
+            "overflow_64_past_end",
             &["--redzone-size=64"],
         );
     }

@@ -200,11 +200,11 @@ fn bug_overflow_40_past_end() {
     overflow_by(40);
 }
 
-/// As `bug_overflow_far`, 72 bytes past the end: inside the next live block with memcheck's
+/// As `bug_overflow_far`, 64 bytes past the end: inside the next live block with memcheck's
 /// default red zones (no error on glibc), inside the gap with `--redzone-size=64` (an error).
 #[inline(never)]
-fn bug_overflow_72_past_end() {
-    overflow_by(72);
+fn bug_overflow_64_past_end() {
+    overflow_by(64);
 }
 
 #[inline(never)]
@@ -456,7 +456,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("still_reachable", bug_still_reachable),
     ("overflow_far", bug_overflow_far),
     ("overflow_40_past_end", bug_overflow_40_past_end),
-    ("overflow_72_past_end", bug_overflow_72_past_end),
+    ("overflow_64_past_end", bug_overflow_64_past_end),
     ("underflow_far", bug_underflow_far),
     ("uaf_after_8mb_of_frees", bug_uaf_after_8mb_of_frees),
     (

@@ -57,8 +57,8 @@ NOINLINE static void bug_stale_after_realloc(void) {
 NOINLINE static void bug_still_reachable(void) { keep = malloc(56); }
 /* Three live 32-byte blocks and a write past the end of the middle one: 24 bytes (the gap
  * memcheck's malloc leaves between blocks), 40 (beyond 16 + 16 bytes of red zones, still in
- * memcheck's gap: 24 bytes of red zone and an 8-byte size field on each side), 72 (in the next
- * live block with the default red zones, in the gap with --redzone-size=64). */
+ * memcheck's gap: 24 bytes of red zone and an 8-byte size field on each side), 64 (the start of
+ * the next live block with the default red zones, in the gap with --redzone-size=64). */
 NOINLINE static void overflow_by(long past_end) {
     char *a = malloc(32), *p = malloc(32), *b = malloc(32);
     memset(a, 1, 32); memset(p, 1, 32); memset(b, 1, 32);
@@ -67,7 +67,7 @@ NOINLINE static void overflow_by(long past_end) {
 }
 NOINLINE static void bug_overflow_far(void) { overflow_by(24); }
 NOINLINE static void bug_overflow_40_past_end(void) { overflow_by(40); }
-NOINLINE static void bug_overflow_72_past_end(void) { overflow_by(72); }
+NOINLINE static void bug_overflow_64_past_end(void) { overflow_by(64); }
 NOINLINE static void bug_underflow_far(void) {
     char *a = malloc(32), *p = malloc(32), *b = malloc(32);
     memset(a, 1, 32); memset(p, 1, 32); memset(b, 1, 32);
@@ -182,7 +182,7 @@ static const struct scenario scenarios[] = {
     {"branch_on_recycled", bug_branch_on_recycled}, {"stale_after_realloc", bug_stale_after_realloc},
     {"still_reachable", bug_still_reachable}, {"clean", clean_program},
     {"overflow_far", bug_overflow_far}, {"overflow_40_past_end", bug_overflow_40_past_end},
-    {"overflow_72_past_end", bug_overflow_72_past_end}, {"underflow_far", bug_underflow_far},
+    {"overflow_64_past_end", bug_overflow_64_past_end}, {"underflow_far", bug_underflow_far},
     {"uaf_after_8mb_of_frees", bug_uaf_after_8mb_of_frees},
     {"realloc_shrink_read_past_end", bug_realloc_shrink_read_past_end},
     {"realloc_grow_branch_on_tail", bug_realloc_grow_branch_on_tail},
