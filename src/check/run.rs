@@ -578,14 +578,35 @@ pub fn read_logs(dir: &Path, record: &mut ProcessRecord) {
         }
     };
     files.sort();
+    let mut read = Vec::new();
     for (_, path) in files {
         match xml::parse_file(&path) {
-            Ok(log) => {
-                record.xml_files.push(path.display().to_string());
-                record.logs.push(log);
-            }
+            Ok(log) => read.push((path, log)),
             Err(e) => record.setup_error = Some(e.to_string()),
         }
+    }
+    // Parents before their children: process ids wrap around (pid_max), so a child's id may be
+    // smaller than its parent's. Order by depth in the traced process tree, then by id.
+    let parent: std::collections::HashMap<u32, u32> = read
+        .iter()
+        .filter_map(|(_, l)| Some((l.pid?, l.ppid?)))
+        .collect();
+    let depth = |log: &Log| {
+        let mut d = 0;
+        let mut pid = log.pid;
+        while let Some(pp) = pid.and_then(|p| parent.get(&p).copied()) {
+            if !parent.contains_key(&pp) || d > parent.len() {
+                break;
+            }
+            d += 1;
+            pid = Some(pp);
+        }
+        d
+    };
+    read.sort_by_key(|(_, l)| (depth(l), l.pid));
+    for (path, log) in read {
+        record.xml_files.push(path.display().to_string());
+        record.logs.push(log);
     }
 }
 
