@@ -15,8 +15,9 @@
 //!
 //! ```text
 //!   program ──► PoolAlloc (Rust #[global_allocator])   libpoolgrind.so (C malloc, LD_PRELOAD)
-//!                    │  layout known                      │  pointer only: address_in_range
-//!                    └───────────────┬────────────────────┘
+//!                    │  layout known                      │  pointer only: the page map
+//!                    └───────────────┬────────────────────┘    (+ address_in_range's classic
+//!                                    │                            read under memcheck)
 //!                          ≤ 512 B, align ≤ 16 │            > 512 B or align > 16
 //!                                              ▼                     ▼
 //!                       thread cache (one bin per class)       system malloc (glibc)
@@ -44,8 +45,9 @@
 //!  default, 64 between two blocks, first and last block included), and the header
 //!  (NOACCESS) keeps only the arena index: the pool's metadata lives in a side table
 //!
-//!  memcheck's side table (alloc::types::SideEntry)
-//!  page map: page number ──► leaf ──► entry id ──► ┌ header fields (lists, bitmaps, counts)
+//!  page map (every path): page number ──► leaf ──► entry id (0: not a pool of ours)
+//!  memcheck's side table (alloc::types::SideEntry), indexed by that id:
+//!                                                  ┌ header fields (lists, bitmaps, counts)
 //!                                                  └ requested size of each live block
 //! ```
 //!

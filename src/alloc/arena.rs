@@ -1,11 +1,12 @@
 //! The arena layer (pymalloc's): the arena table, the lists of arenas with free pools, taking
-//! and giving back pools, and [`address_in_range`], the classic test of whether a pointer is
-//! ours. Guarded by [`ARENA_LOCK`], except `address` reads and [`NARENAS`].
+//! and giving back pools, [`owns`] (is a pointer ours: the page map) and [`address_in_range`],
+//! pymalloc's classic test. Guarded by [`ARENA_LOCK`], except `address` reads and [`NARENAS`].
 
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use super::config;
 use super::meta::{self, meta};
 use super::sys::{self, Table, COUNTERS};
 use super::track;
@@ -78,7 +79,7 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
     if base.is_null() {
         return null_mut();
     }
-    if track::memcheck() && !meta::map_arena(base, index(ao)) {
+    if !meta::map_arena(base, index(ao)) {
         memory_free(base);
         return null_mut();
     }
@@ -291,9 +292,7 @@ unsafe fn release(l: &mut ArenaLists, ao: *mut ArenaObject, nf: usize) {
         // Zero the address before the memory goes: address_in_range must never match a
         // range that another allocator may hand out next.
         (*ao).address.store(0, Ordering::Release);
-        if track::memcheck() {
-            meta::unmap_arena(base);
-        }
+        meta::unmap_arena(base);
         (*ao).nextarena = l.unused;
         (*ao).prevarena = null_mut();
         (*ao).freepools = null_mut();
@@ -330,6 +329,44 @@ pub(crate) fn lists_snapshot(mut f: impl FnMut(*mut ArenaObject, bool)) -> (usiz
         }
         (l.live, ok)
     })
+}
+
+/// Whether `p` lies in a pool of one of our live arenas: the test every pointer-only entry
+/// point (free, realloc, `malloc_usable_size`) makes.
+///
+/// The page map answers, from this allocator's own tables: it never touches the memory at
+/// `p`, which for a system block is another allocator's, often a cache line another thread is
+/// writing (issue 15). For a pointer the map does not know, under memcheck, the classic read
+/// ([`address_in_range`]) is still made, where it matters: on memory that is not ours, which
+/// is exactly the read memcheck must be told about (`track::read_foreign_u32`), and it checks
+/// the map: if the two disagree the allocator's invariants are broken, and it says so and
+/// aborts. Natively the classic read is not made (a pointer the map does not know is not
+/// ours); CPython made the same move in 3.10 (obmalloc's radix tree, `arena_map_is_used`).
+#[inline(always)]
+pub(crate) fn owns(p: *const u8) -> bool {
+    if meta::page_known(p) {
+        return true;
+    }
+    if track::memcheck() && config::pools_on() && address_in_range(p) {
+        map_disagrees(p);
+    }
+    false
+}
+
+/// The page map and the classic read disagree about `p`: a broken invariant (see [`owns`]).
+#[cold]
+#[inline(never)]
+fn map_disagrees(p: *const u8) -> ! {
+    let mut msg = sys::FmtBuf::<160>::new();
+    let _ = core::fmt::Write::write_fmt(
+        &mut msg,
+        format_args!(
+            "poolgrind: internal error: {p:p} lies in a live arena (address_in_range) that the page map does not know\n"
+        ),
+    );
+    msg.write_stderr();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
 }
 
 /// Whether `p` lies in one of our arenas — pymalloc's classic test, in constant time.

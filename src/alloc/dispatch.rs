@@ -4,7 +4,7 @@
 //!
 //! | path (`config::Path`) | allocation                         | free                                   |
 //! |-----------------------|------------------------------------|----------------------------------------|
-//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly | thread-cache push (pointer-only: after `address_in_range`) |
+//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly | thread-cache push (pointer-only: after the page map, `arena::owns`) |
 //! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
 //! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
 //! | `General`: other tool | central heap, "new memory"         | central heap                           |
@@ -17,11 +17,11 @@
 
 use core::ptr::{self, null_mut};
 
-use super::arena::address_in_range;
+use super::arena;
 use super::config::{self, Path};
 use super::sys;
 use super::types::*;
-use super::{guards, init, memcheck, pool, serial, tcache, track};
+use super::{guards, init, memcheck, meta, pool, serial, tcache, track};
 
 /// Bytes that debug mode adds to a request: 16 before the block (size + front guard), 8 after.
 pub(crate) const DEBUG_OVERHEAD: usize = 24;
@@ -87,7 +87,7 @@ pub(crate) unsafe fn free_fast_sized(p: *mut u8, size: usize, align: usize) -> b
         && unsafe { tcache::try_free(p, size_class(size)) }
 }
 
-/// Pointer-only free. Path `Fast`: `address_in_range` once, then the thread cache or the
+/// Pointer-only free. Path `Fast`: the page map once (`arena::owns`), then the thread cache or the
 /// system allocator; every other path out of line.
 ///
 /// # Safety
@@ -110,7 +110,8 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     if config::path() != Path::Fast || p.is_null() {
         return false;
     }
-    if address_in_range(p) {
+    // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck).
+    if meta::page_known(p) {
         // SAFETY: p lies in one of our pools; natively its header names the class.
         unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
     } else {
@@ -210,7 +211,7 @@ pub(crate) unsafe fn free_pool(p: *mut u8) -> bool {
         return true; // nothing to do; bootstrap blocks are never reused
     }
     let _serial = serial::serialize();
-    if !(config::pools_on() && address_in_range(p)) {
+    if !arena::owns(p) {
         return false;
     }
     // SAFETY: p lies in one of our pools.
@@ -310,7 +311,7 @@ pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
             return Realloc::Done(q);
         }
         ptr::copy_nonoverlapping(p, q, old_usable.min(size));
-        // Ownership is known: no second address_in_range (bootstrap blocks are kept).
+        // Ownership is known: no second ownership test (bootstrap blocks are kept).
         if let Some(c) = class {
             small_free(p, c);
         }
@@ -383,7 +384,7 @@ pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
 
 #[inline]
 fn ours(p: *const u8) -> bool {
-    config::pools_on() && address_in_range(p)
+    arena::owns(p)
 }
 
 /// The size class serving `size` bytes at `align`, or `None` for the system allocator.

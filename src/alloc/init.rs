@@ -56,9 +56,9 @@ fn init_slow() -> bool {
         memcheck,
         other_tool: tool == track::Tool::Other,
     });
-    // Without the arena table (or, under memcheck, the side table) pools cannot be had: leave
-    // small requests to the system allocator, as `malloc` mode does.
-    if config::pools_on() && (!arena::init() || (memcheck && !meta::init())) {
+    // Without the arena table and the page map (and, under memcheck, the side table) pools
+    // cannot be had: leave small requests to the system allocator, as `malloc` mode does.
+    if config::pools_on() && (!arena::init() || !meta::init()) {
         config::pools_off();
     }
     EXIT_DRAIN.store(memcheck, Ordering::Relaxed);

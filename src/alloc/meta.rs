@@ -1,8 +1,18 @@
-//! Where a pool's metadata lives: natively its header at the pool's start; under memcheck its
-//! side entry (`types::SideEntry`), found through a two-level page map, so that the in-pool
-//! header stays NOACCESS and no allocation or free needs a client request to reach it.
+//! Where a pool's metadata lives, and which pages are pools at all.
+//!
+//! - The **page map**, a two-level radix tree from a page number to a nonzero id, knows every
+//!   page of every live arena, on every path: it is entered when an arena is mapped (before
+//!   its first pool is handed out) and cleared before the arena's memory goes. It answers "is
+//!   this pointer ours" ([`page_known`]) without touching the memory the pointer points to, so
+//!   a `free` of a system block reads only this allocator's own hot tables (issue 15: the
+//!   classic `address_in_range` read of the foreign block's page cost a cache line that
+//!   another thread was often writing).
+//! - A pool's header fields: natively the header itself, at the pool's start; under memcheck
+//!   its side entry (`types::SideEntry`), found through the page map's id, so that the in-pool
+//!   header stays NOACCESS and no allocation or free needs a client request to reach it.
 
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use super::sys::{self, Table};
 use super::track;
@@ -10,77 +20,108 @@ use super::types::*;
 
 /// The side table (`SIDE_ARENAS * POOLS_PER_ARENA` entries); reserved under memcheck only.
 static SIDE: Table = Table::new();
-/// The page map's root (`PAGE_MAP_ROOT_LEN` leaf pointers); reserved under memcheck only.
+/// The page map's root (`PAGE_MAP_ROOT_LEN` leaf pointers); PROT_NONE beyond its used prefix
+/// under memcheck (the leak check reads every readable mapping), readable natively.
 static PAGE_MAP: Table = Table::new();
 
 const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
 const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
 const WORD: usize = core::mem::size_of::<usize>();
 
-/// Reserves the side table and the page map's root (at initialisation, under memcheck).
+/// Reserves the page map's root, and under memcheck the side table (at initialisation, with
+/// pools on).
 pub(crate) fn init() -> bool {
-    SIDE.reserve(
-        SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>(),
-        true,
-    ) && PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, true)
+    let memcheck = track::memcheck();
+    PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, memcheck)
+        && (!memcheck
+            || SIDE.reserve(
+                SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>(),
+                true,
+            ))
 }
 
-/// The page-map slot of the page at `page_addr`; null when its leaf does not exist (and
-/// `create` is false or no leaf can be mapped) or the address is beyond the map.
-fn page_slot(page_addr: usize, create: bool) -> *mut u32 {
+/// The root slot of the leaf for `page`: null beyond the root's readable prefix (no leaf there).
+#[inline(always)]
+fn root_slot(page: usize) -> *const AtomicPtr<AtomicU32> {
+    let hi = page >> PAGE_MAP_LEAF_BITS;
+    // Beyond the readable prefix (or before the reservation: readable() is then 0) no leaf
+    // exists; `hi` beyond the root is beyond the prefix too.
+    if hi >= PAGE_MAP.readable() / WORD {
+        return core::ptr::null();
+    }
+    // SAFETY: `hi` is inside the root's readable prefix.
+    unsafe { PAGE_MAP.base::<AtomicPtr<AtomicU32>>().add(hi) }
+}
+
+/// The page map's id of the page that holds `p`: 0 when the page is not a pool of a live
+/// arena. Reads only the page map (never the memory at `p`); lock-free on every path.
+#[inline(always)]
+pub(crate) fn page_id(p: *const u8) -> u32 {
+    let page = p as usize >> PAGE_SHIFT;
+    let slot = root_slot(page);
+    if slot.is_null() {
+        return 0;
+    }
+    // SAFETY: a root slot inside the readable prefix; a non-null leaf has LEAF_LEN entries and
+    // is never unmapped. Slots and entries are written under the arena lock (Release) and read
+    // here with Acquire: a pointer to a live pool block was handed out after its arena's
+    // entries were written; any other pointer reads 0 whether or not it sees a concurrent write
+    // (its page belongs to no arena).
+    unsafe {
+        let leaf = (*slot).load(Ordering::Acquire);
+        if leaf.is_null() {
+            return 0;
+        }
+        (*leaf.add(page & (LEAF_LEN - 1))).load(Ordering::Acquire)
+    }
+}
+
+/// Whether the page that holds `p` is a pool of one of our live arenas (see [`page_id`]).
+#[inline(always)]
+pub(crate) fn page_known(p: *const u8) -> bool {
+    page_id(p) != 0
+}
+
+/// The page-map entry of the page at `page_addr`, its leaf made if missing; null if the
+/// address is beyond the map or no leaf can be mapped. The caller holds the arena lock.
+fn entry_for_update(page_addr: usize) -> *const AtomicU32 {
     let page = page_addr >> PAGE_SHIFT;
     let hi = page >> PAGE_MAP_LEAF_BITS;
-    let root = PAGE_MAP.base::<*mut u32>();
-    if hi >= PAGE_MAP_ROOT_LEN || root.is_null() {
-        return null_mut();
+    if hi >= PAGE_MAP_ROOT_LEN
+        || PAGE_MAP.base::<u8>().is_null()
+        || !PAGE_MAP.commit((hi + 1) * WORD)
+    {
+        return core::ptr::null();
     }
-    // Beyond the readable prefix of the root: no leaf yet, unless one is to be made.
-    if hi * WORD >= PAGE_MAP.readable() && (!create || !PAGE_MAP.commit((hi + 1) * WORD)) {
-        return null_mut();
-    }
-    // SAFETY: `hi` is inside the root's readable prefix; leaves are written only under the
-    // arena lock (and the memcheck serialisation lock, which every reader holds).
+    // SAFETY: `hi` is inside the root's readable prefix (just committed); leaves are made
+    // only here, under the arena lock, so the load and the store below do not race with
+    // another maker.
     unsafe {
-        let mut leaf = *root.add(hi);
+        let slot = &*PAGE_MAP.base::<AtomicPtr<AtomicU32>>().add(hi);
+        let mut leaf = slot.load(Ordering::Acquire);
         if leaf.is_null() {
-            if !create {
-                return null_mut();
-            }
             leaf = sys::map(LEAF_LEN * core::mem::size_of::<u32>(), true).cast();
             if leaf.is_null() {
-                return null_mut();
+                return core::ptr::null();
             }
-            *root.add(hi) = leaf;
+            slot.store(leaf, Ordering::Release);
         }
         leaf.add(page & (LEAF_LEN - 1))
     }
 }
 
 /// Under memcheck, the side entry of the pool at `pool`: null when the page is not a pool of a
-/// live arena. Only called once [`init`] has succeeded (the memcheck paths and [`meta`] run
-/// only then), so the root exists.
+/// live arena. Only called under memcheck once [`init`] has succeeded (the memcheck paths
+/// and [`meta`] run only then), so the side table exists.
 #[inline(always)]
 pub(crate) fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
-    let page = pool as usize >> PAGE_SHIFT;
-    let hi = page >> PAGE_MAP_LEAF_BITS;
-    // Within the root's readable prefix (the rest is PROT_NONE, and has no leaf anyway).
-    if hi * WORD >= PAGE_MAP.readable() {
-        return null_mut();
-    }
-    let root = PAGE_MAP.base::<*const u32>();
-    debug_assert!(!root.is_null());
-    // SAFETY: `hi` is inside the root's readable prefix; a non-null leaf has LEAF_LEN entries.
-    let id = unsafe {
-        let leaf = *root.add(hi);
-        if leaf.is_null() {
-            return null_mut();
-        }
-        *leaf.add(page & (LEAF_LEN - 1))
-    } as usize;
+    let id = page_id(pool.cast_const().cast()) as usize;
     if id == 0 {
         return null_mut();
     }
-    // SAFETY: ids are side-table indices + 1, below SIDE_ARENAS * POOLS_PER_ARENA.
+    debug_assert!(!SIDE.base::<u8>().is_null());
+    // SAFETY: ids are side-table indices + 1, below SIDE_ARENAS * POOLS_PER_ARENA under
+    // memcheck (see `map_arena`).
     unsafe { SIDE.base::<SideEntry>().add(id - 1) }
 }
 
@@ -99,48 +140,62 @@ pub(crate) fn meta(pool: *mut PoolHeader) -> *mut PoolHeader {
     }
 }
 
-/// Under memcheck: maps the 64 pages of a new arena to their side entries (cleared). The
-/// caller holds the arena lock; `base` is a fresh arena whose table index is `index`.
+/// Enters the 64 pages of a new arena in the page map (id = table index × 64 + page + 1)
+/// and, under memcheck, clears their side entries. The caller holds the arena lock; `base` is
+/// a fresh arena whose table index is `index`. False (nothing entered) when the map or the
+/// side table cannot take it: the arena is then not used.
 pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
     let index = index as usize;
-    if index >= SIDE_ARENAS {
-        return false;
-    }
-    let side = SIDE.base::<SideEntry>();
-    if !SIDE.commit((index + 1) * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>()) {
+    let memcheck = track::memcheck();
+    if memcheck
+        && (index >= SIDE_ARENAS
+            || !SIDE.commit((index + 1) * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>()))
+    {
         return false;
     }
     for k in 0..POOLS_PER_ARENA {
-        let slot = page_slot(base as usize + k * POOL_SIZE, true);
-        if slot.is_null() {
+        let entry = entry_for_update(base as usize + k * POOL_SIZE);
+        if entry.is_null() {
             unmap_arena(base);
             return false;
         }
         let id = index * POOLS_PER_ARENA + k;
-        // SAFETY: the slot is inside a leaf; `id` is inside the side table's readable prefix;
-        // the arena lock and the serialisation lock exclude every other user of both.
+        // SAFETY: the entry is inside a leaf; under memcheck `id` is inside the side table's
+        // readable prefix; the arena lock (and under memcheck the serialisation lock) excludes
+        // every other writer of both.
         unsafe {
-            *slot = (id + 1) as u32;
-            core::ptr::write_bytes(side.add(id), 0, 1);
+            if memcheck {
+                core::ptr::write_bytes(SIDE.base::<SideEntry>().add(id), 0, 1);
+            }
+            (*entry).store((id + 1) as u32, Ordering::Release);
         }
     }
     true
 }
 
-/// Under memcheck: forgets the pages of an arena that is given back.
+/// Forgets the pages of an arena that is given back (before its memory goes).
 pub(crate) fn unmap_arena(base: *mut u8) {
     for k in 0..POOLS_PER_ARENA {
-        let slot = page_slot(base as usize + k * POOL_SIZE, false);
-        if !slot.is_null() {
-            // SAFETY: inside a leaf; locks held by the caller.
-            unsafe { *slot = 0 };
+        let p = (base as usize + k * POOL_SIZE) as *const u8;
+        let page = p as usize >> PAGE_SHIFT;
+        let slot = root_slot(page);
+        if slot.is_null() {
+            continue;
+        }
+        // SAFETY: a readable root slot; a non-null leaf has LEAF_LEN entries; the caller holds
+        // the arena lock.
+        unsafe {
+            let leaf = (*slot).load(Ordering::Acquire);
+            if !leaf.is_null() {
+                (*leaf.add(page & (LEAF_LEN - 1))).store(0, Ordering::Release);
+            }
         }
     }
 }
 
 /// Under memcheck, for the walker: the side entry of `pool` (null if unmapped or natively).
 pub(crate) fn side_entry_of(pool: *mut PoolHeader) -> *mut SideEntry {
-    if track::memcheck() && !PAGE_MAP.base::<u8>().is_null() {
+    if track::memcheck() && !SIDE.base::<u8>().is_null() {
         side_entry(pool)
     } else {
         null_mut()

@@ -11,7 +11,7 @@
 //! | [`ALIGNMENT`]             | 16        | `max_align_t` on x86-64; every pool block is 16-aligned    |
 //! | [`SMALL_REQUEST_THRESHOLD`] | 512     | `ALIGNMENT <= SMALL_REQUEST_THRESHOLD <= 512` (pymalloc's) |
 //! | [`NB_SMALL_SIZE_CLASSES`] | 32        | `SMALL_REQUEST_THRESHOLD / ALIGNMENT`                      |
-//! | [`POOL_SIZE`]             | 4096      | one system page: `address_in_range` reads the page it is in |
+//! | [`POOL_SIZE`]             | 4096      | one system page: the page map has an entry per page; `address_in_range` reads the page's start |
 //! | [`ARENA_SIZE`]            | 256 KiB   | a multiple of `POOL_SIZE`; 64 pools                        |
 //! | [`POOL_HEADER_SIZE`]      | 80        | `size_of::<PoolHeader>()`, a multiple of `ALIGNMENT`       |
 //! | gap (`config::gap`)       | 0; 32     | inaccessible bytes on each side of every block: 0 natively, memcheck's geometry under memcheck (`config::memcheck_gap`: 32 for `--redzone-size=16`) |
@@ -91,7 +91,7 @@ pub const fn class_size(class: usize) -> usize {
 ///   is a double or invalid free.
 /// - under memcheck this struct lives twice: the copy at the pool's start holds only a valid
 ///   `arenaindex` (written when the pool is carved, NOACCESS ever after, read only by
-///   `address_in_range`); every other field is kept in the pool's [`SideEntry`], and the
+///   `address_in_range`, which under memcheck cross-checks the page map); every other field is kept in the pool's [`SideEntry`], and the
 ///   allocator never opens the in-pool header on an allocation or a free (see [`SideEntry`]).
 #[repr(C)]
 pub struct PoolHeader {
@@ -185,10 +185,14 @@ pub struct SideEntry {
 /// exhausted arena table). The table is reserved address space, touched as arenas are created.
 pub const SIDE_ARENAS: usize = 1 << 14;
 
-/// The page map from a page number to a side-table index: a two-level radix tree. User
-/// addresses on x86-64 (and AArch64 with 48-bit VAs) have at most 48 bits, 36 of page number:
-/// a root of 2^18 leaf pointers and leaves of 2^18 `u32` entries (1 MiB each, reserved
-/// address space, touched as pools are carved).
+/// The page map (`meta`), on every path: from a page number to an id, `arena index × 64 + page
+/// + 1` for each page of a live arena and 0 for every other page (under memcheck the id less 1
+/// is the page's side-table index). Invariant (checked by the walker): a page has a nonzero id
+/// iff it lies in a live arena, and then exactly that arena's id for it; entries are written
+/// before the arena's first pool is handed out and cleared before its memory goes. A two-level
+/// radix tree: user addresses on x86-64 (and AArch64 with 48-bit VAs) have at most 48 bits, 36
+/// of page number: a root of 2^18 leaf pointers and leaves of 2^18 `u32` entries (1 MiB each,
+/// address space touched as arenas are made).
 pub const PAGE_MAP_LEAF_BITS: usize = 18;
 /// Entries in the page map's root.
 pub const PAGE_MAP_ROOT_LEN: usize = 1 << 18;

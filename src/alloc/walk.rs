@@ -166,12 +166,23 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
             nfree,
             POOLS_PER_ARENA - carved
         );
-        if track::memcheck() {
-            for k in 0..POOLS_PER_ARENA {
-                let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
-                let e = meta::side_entry_of(pool);
-                ensure!(!e.is_null(), "arena {i}: pool {k} has no side entry");
-            }
+        // Every page of a live arena is in the page map, with its own id (which under
+        // memcheck is its side entry's index + 1), and the pages just outside are not ours.
+        for k in 0..POOLS_PER_ARENA {
+            let page = (base + k * POOL_SIZE) as *const u8;
+            let id = meta::page_id(page) as usize;
+            ensure!(
+                id == i * POOLS_PER_ARENA + k + 1,
+                "arena {i}: page {k} has page-map id {id}"
+            );
+        }
+        // A page next to the arena may be in the map only as a page of the arena it names.
+        for outside in [base.wrapping_sub(POOL_SIZE), base + ARENA_SIZE] {
+            let id = meta::page_id(outside as *const u8) as usize;
+            ensure!(
+                id == 0 || in_arena(table, narenas, (id - 1) / POOLS_PER_ARENA, outside),
+                "arena {i}: the page at {outside:#x} next to it has page-map id {id}"
+            );
         }
         for (k, &is_free) in free.iter().enumerate().take(carved) {
             let pool = (base + k * POOL_SIZE) as *mut PoolHeader;
@@ -190,6 +201,13 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
         }
     }
     Ok(live)
+}
+
+/// Whether `addr` lies in arena `j`, a live arena of the table.
+fn in_arena(table: *mut ArenaObject, narenas: usize, j: usize, addr: usize) -> bool {
+    // SAFETY: slots below NARENAS are initialised; the arena lock is held.
+    let b = (j < narenas).then(|| unsafe { (*table.add(j)).address.load(Ordering::Relaxed) });
+    matches!(b, Some(b) if b != 0 && addr.wrapping_sub(b) < ARENA_SIZE)
 }
 
 /// The usable list is sorted ascending, `nfp2lasta` is right, and the live count matches.
