@@ -347,10 +347,17 @@ pub(crate) fn owns(p: *const u8) -> bool {
     if meta::page_known(p) {
         return true;
     }
+    check_foreign(p);
+    false
+}
+
+/// The second half of [`owns`], for a pointer the page map does not know: under memcheck the
+/// classic read, which must agree.
+#[inline(always)]
+pub(crate) fn check_foreign(p: *const u8) {
     if track::memcheck() && config::pools_on() && address_in_range(p) {
         map_disagrees(p);
     }
-    false
 }
 
 /// The page map and the classic read disagree about `p`: a broken invariant (see [`owns`]).

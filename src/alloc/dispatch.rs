@@ -211,18 +211,23 @@ pub(crate) unsafe fn free_pool(p: *mut u8) -> bool {
         return true; // nothing to do; bootstrap blocks are never reused
     }
     let _serial = serial::serialize();
+    if track::memcheck() {
+        // `arena::owns` with the page map read once: its id is the side entry's.
+        let e = meta::side_entry(PoolHeader::of(p));
+        if e.is_null() {
+            arena::check_foreign(p);
+            return false;
+        }
+        // SAFETY: p lies in one of our pools, whose side entry is `e`; the class is read with
+        // the live check.
+        unsafe { memcheck::free_in(p, e, None) };
+        return true;
+    }
     if !arena::owns(p) {
         return false;
     }
     // SAFETY: p lies in one of our pools.
-    unsafe {
-        if track::memcheck() {
-            // The class is read with the live check.
-            memcheck::free(p, None);
-        } else {
-            small_free(p, pool::pool_class(p));
-        }
-    }
+    unsafe { small_free(p, pool::pool_class(p)) };
     true
 }
 

@@ -71,10 +71,20 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
 /// `b` lies in a pool of this process; the serialisation lock is held.
 #[inline(always)]
 pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
+    // SAFETY: forwarded.
+    unsafe { free_in(b, side_entry(PoolHeader::of(b)), class) }
+}
+
+/// [`free`] with the side entry of `b`'s pool already looked up (`meta::side_entry`; null if
+/// the page map does not know the page).
+///
+/// # Safety
+/// As [`free`]; `e` is `side_entry(PoolHeader::of(b))`.
+#[inline(always)]
+pub(crate) unsafe fn free_in(b: *mut u8, e: *mut SideEntry, class: Option<usize>) -> bool {
     let pool = PoolHeader::of(b);
-    // SAFETY: the pool is ours (address_in_range or a layout said so); serialised.
+    // SAFETY: the pool is ours (the page map or a layout said so); serialised.
     unsafe {
-        let e = side_entry(pool);
         let live_block = if e.is_null() {
             None
         } else {

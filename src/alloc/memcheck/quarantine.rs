@@ -34,7 +34,7 @@ unsafe impl Sync for Quarantine {}
 /// readable mapping word by word) and made readable as far as its slots are used.
 struct Ring {
     table: Table,
-    /// Slots reserved (0 until the ring is first used).
+    /// Slots reserved: 0 until the ring is first used, then a power of two.
     slots: UnsafeCell<usize>,
     head: UnsafeCell<usize>,
     len: UnsafeCell<usize>,
@@ -94,7 +94,7 @@ pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize) {
         if *r.len.get() == slots {
             evict_one(q, r);
         }
-        let tail = (*r.head.get() + *r.len.get()) % slots;
+        let tail = (*r.head.get() + *r.len.get()) & (slots - 1);
         if !r.table.commit((tail + 1) * size_of::<usize>()) {
             super::put_block(class, b);
             return;
@@ -119,7 +119,11 @@ pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize) {
 /// Serialised.
 #[cold]
 unsafe fn open(r: &Ring, limit: usize) -> bool {
-    let slots = (limit / ALIGNMENT + 1).clamp(64, MAX_SLOTS);
+    // A power of two: a slot index wraps with a mask, not a division.
+    let slots = (limit / ALIGNMENT + 1)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_SLOTS)
+        .clamp(64, MAX_SLOTS);
     if !r.table.reserve(slots * size_of::<usize>(), true) {
         return false;
     }
@@ -176,7 +180,10 @@ pub(crate) fn per_class() -> [usize; NB_SMALL_SIZE_CLASSES] {
         unsafe {
             let slots = *r.slots.get();
             for k in 0..*r.len.get() {
-                let e = *r.table.base::<usize>().add((*r.head.get() + k) % slots);
+                let e = *r
+                    .table
+                    .base::<usize>()
+                    .add((*r.head.get() + k) & (slots - 1));
                 n[unpack(e).2] += 1;
             }
         }
@@ -198,7 +205,7 @@ unsafe fn evict_one(q: &Quarantine, r: &Ring) {
         // Clear the slot (the ring is a mapping, so memcheck scans it as a root; an entry is a
         // tagged value, not a plain pointer, but a cleared slot leaves no doubt).
         *slot = 0;
-        *r.head.get() = (h + 1) % *r.slots.get();
+        *r.head.get() = (h + 1) & (*r.slots.get() - 1);
         *r.len.get() -= 1;
         *q.bytes.get() -= size;
         super::put_block(class, b);
