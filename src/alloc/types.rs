@@ -185,8 +185,8 @@ pub struct SideEntry {
 /// exhausted arena table). The table is reserved address space, touched as arenas are created.
 pub const SIDE_ARENAS: usize = 1 << 14;
 
-/// The page map (`meta`), on every path: from a page number to an id, `arena index × 64 + page
-/// + 1` for each page of a live arena and 0 for every other page (under memcheck the id less 1
+/// The page map (`meta`), on every path: from a page number to an id, which is
+/// `arena index × 64 + page + 1` for each page of a live arena and 0 for every other page (under memcheck the id less 1
 /// is the page's side-table index). Invariant (checked by the walker): a page has a nonzero id
 /// iff it lies in a live arena, and then exactly that arena's id for it; entries are written
 /// before the arena's first pool is handed out and cleared before its memory goes. A two-level
