@@ -110,14 +110,20 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     if config::path() != Path::Fast || p.is_null() {
         return false;
     }
-    // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck).
-    if meta::page_known(p) {
-        // SAFETY: p lies in one of our pools; natively its header names the class.
-        unsafe { tcache::free(p, (*PoolHeader::of(p)).szidx as usize) };
-    } else {
+    // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck); the
+    // page map's entry also names the class of a pool in use, so no pool header is read.
+    let e = meta::page_entry(p);
+    if e == 0 {
         // SAFETY: not ours (pools are on): a system or bootstrap block.
         unsafe { free_foreign(p) };
+        return true;
     }
+    let class = meta::entry_class(e);
+    if class >= NB_SMALL_SIZE_CLASSES {
+        return false; // a pool that never had a class: not a live block (the slow path sees)
+    }
+    // SAFETY: p lies in one of our pools, in use for `class`.
+    unsafe { tcache::free(p, class) };
     true
 }
 

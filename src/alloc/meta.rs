@@ -1,12 +1,15 @@
 //! Where a pool's metadata lives, and which pages are pools at all.
 //!
-//! - The **page map**, a two-level radix tree from a page number to a nonzero id, knows every
+//! - The **page map**, a two-level radix tree from a page number to an entry, knows every
 //!   page of every live arena, on every path: it is entered when an arena is mapped (before
 //!   its first pool is handed out) and cleared before the arena's memory goes. It answers "is
 //!   this pointer ours" ([`page_known`]) without touching the memory the pointer points to, so
 //!   a `free` of a system block reads only this allocator's own hot tables (issue 15: the
 //!   classic `address_in_range` read of the foreign block's page cost a cache line that
-//!   another thread was often writing).
+//!   another thread was often writing). The entry also holds the size class of a pool in use,
+//!   so that the native `free` reads no pool header either: pool headers all sit at offset 0
+//!   of a page, so they compete for the same few L1 sets (perf on larson ≤ 512 B: 45 % of
+//!   `free`'s samples were on the header's `szidx` load).
 //! - A pool's header fields: natively the header itself, at the pool's start; under memcheck
 //!   its side entry (`types::SideEntry`), found through the page map's id, so that the in-pool
 //!   header stays NOACCESS and no allocation or free needs a client request to reach it.
@@ -27,6 +30,20 @@ static PAGE_MAP: Table = Table::new();
 const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
 const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
 const WORD: usize = core::mem::size_of::<usize>();
+
+/// Entry bit: the page is a pool of a live arena (so an entry is 0 iff the page is not ours).
+const KNOWN: u32 = 1 << 31;
+/// Entry bits 24..31: the size class of the pool while it is in use ([`set_class`]), else
+/// [`NO_CLASS`].
+const CLASS_SHIFT: u32 = 24;
+const CLASS_MASK: u32 = 0x7f << CLASS_SHIFT;
+/// The class field of a page whose pool was never given a class (never a valid class).
+const NO_CLASS: u32 = 0x7f;
+/// Entry bits 0..24: the page's index, `arena index × 64 + page` (below `MAX_ARENAS × 64`), which
+/// under memcheck is its side-table index.
+const INDEX_MASK: u32 = (1 << CLASS_SHIFT) - 1;
+const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
+const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
 
 /// Reserves the page map's root, and under memcheck the side table (at initialisation, with
 /// pools on).
@@ -53,10 +70,10 @@ fn root_slot(page: usize) -> *const AtomicPtr<AtomicU32> {
     unsafe { PAGE_MAP.base::<AtomicPtr<AtomicU32>>().add(hi) }
 }
 
-/// The page map's id of the page that holds `p`: 0 when the page is not a pool of a live
+/// The page map's entry of the page that holds `p`: 0 when the page is not a pool of a live
 /// arena. Reads only the page map (never the memory at `p`); lock-free on every path.
 #[inline(always)]
-pub(crate) fn page_id(p: *const u8) -> u32 {
+pub(crate) fn page_entry(p: *const u8) -> u32 {
     let page = p as usize >> PAGE_SHIFT;
     let slot = root_slot(page);
     if slot.is_null() {
@@ -76,10 +93,46 @@ pub(crate) fn page_id(p: *const u8) -> u32 {
     }
 }
 
-/// Whether the page that holds `p` is a pool of one of our live arenas (see [`page_id`]).
+/// Whether the page that holds `p` is a pool of one of our live arenas (see [`page_entry`]).
 #[inline(always)]
 pub(crate) fn page_known(p: *const u8) -> bool {
-    page_id(p) != 0
+    page_entry(p) != 0
+}
+
+/// An entry's page index (`arena index × 64 + page`; meaningful when the entry is not 0).
+#[inline(always)]
+pub(crate) fn entry_index(e: u32) -> usize {
+    (e & INDEX_MASK) as usize
+}
+
+/// An entry's size class: the class of the page's pool while it is in use; a value of at
+/// least `NB_SMALL_SIZE_CLASSES` for a page that is not ours or whose pool never had a class.
+/// (An empty pool keeps its last class, as its header's `szidx` does.)
+#[inline(always)]
+pub(crate) fn entry_class(e: u32) -> usize {
+    if e == 0 {
+        NO_CLASS as usize
+    } else {
+        ((e & CLASS_MASK) >> CLASS_SHIFT) as usize
+    }
+}
+
+/// Records that the pool at `pool` now serves `class` (when it is initialised for it).
+///
+/// # Safety
+/// `pool` is a pool of a live arena; the caller holds its class lock (or the serialisation
+/// lock), so no other thread writes this entry.
+pub(crate) unsafe fn set_class(pool: *mut PoolHeader, class: usize) {
+    let page = pool as usize >> PAGE_SHIFT;
+    let slot = root_slot(page);
+    debug_assert!(!slot.is_null());
+    // SAFETY: the pool's arena is live, so its leaf exists and the root slot is readable.
+    unsafe {
+        let leaf = (*slot).load(Ordering::Acquire);
+        let e = &*leaf.add(page & (LEAF_LEN - 1));
+        let old = e.load(Ordering::Relaxed);
+        e.store((old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT, Ordering::Release);
+    }
 }
 
 /// The page-map entry of the page at `page_addr`, its leaf made if missing; null if the
@@ -115,14 +168,14 @@ fn entry_for_update(page_addr: usize) -> *const AtomicU32 {
 /// and [`meta`] run only then), so the side table exists.
 #[inline(always)]
 pub(crate) fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
-    let id = page_id(pool.cast_const().cast()) as usize;
-    if id == 0 {
+    let e = page_entry(pool.cast_const().cast());
+    if e == 0 {
         return null_mut();
     }
     debug_assert!(!SIDE.base::<u8>().is_null());
-    // SAFETY: ids are side-table indices + 1, below SIDE_ARENAS * POOLS_PER_ARENA under
-    // memcheck (see `map_arena`).
-    unsafe { SIDE.base::<SideEntry>().add(id - 1) }
+    // SAFETY: under memcheck page indices are below SIDE_ARENAS * POOLS_PER_ARENA (see
+    // `map_arena`), inside the side table's readable prefix.
+    unsafe { SIDE.base::<SideEntry>().add(entry_index(e)) }
 }
 
 /// The header fields of `pool`: natively the header itself; under memcheck the pool's side
@@ -140,8 +193,8 @@ pub(crate) fn meta(pool: *mut PoolHeader) -> *mut PoolHeader {
     }
 }
 
-/// Enters the 64 pages of a new arena in the page map (id = table index × 64 + page + 1)
-/// and, under memcheck, clears their side entries. The caller holds the arena lock; `base` is
+/// Enters the 64 pages of a new arena in the page map (known, no class, page index
+/// `table index × 64 + page`) and, under memcheck, clears their side entries. The caller holds the arena lock; `base` is
 /// a fresh arena whose table index is `index`. False (nothing entered) when the map or the
 /// side table cannot take it: the arena is then not used.
 pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
@@ -167,7 +220,7 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
             if memcheck {
                 core::ptr::write_bytes(SIDE.base::<SideEntry>().add(id), 0, 1);
             }
-            (*entry).store((id + 1) as u32, Ordering::Release);
+            (*entry).store(KNOWN | NO_CLASS << CLASS_SHIFT | id as u32, Ordering::Release);
         }
     }
     true

@@ -9,7 +9,7 @@
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
-use super::meta::meta;
+use super::meta::{self, meta};
 use super::types::*;
 use super::{arena, config, serial, track};
 
@@ -166,6 +166,7 @@ pub(crate) unsafe fn new_used_pool(
         }
         let m = meta(pool);
         init_pool(m, class);
+        meta::set_class(pool, class);
         link_used(cls, pool, m);
         *cls.pools.get() += 1;
         *cls.capacity.get() += PoolHeader::capacity(config::stride(class));

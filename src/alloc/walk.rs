@@ -166,22 +166,22 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
             nfree,
             POOLS_PER_ARENA - carved
         );
-        // Every page of a live arena is in the page map, with its own id (which under
-        // memcheck is its side entry's index + 1), and the pages just outside are not ours.
+        // Every page of a live arena is in the page map, with its own index (under memcheck
+        // its side-table index), and a page next to the arena only as a page of the arena its
+        // entry names.
         for k in 0..POOLS_PER_ARENA {
             let page = (base + k * POOL_SIZE) as *const u8;
-            let id = meta::page_id(page) as usize;
+            let e = meta::page_entry(page);
             ensure!(
-                id == i * POOLS_PER_ARENA + k + 1,
-                "arena {i}: page {k} has page-map id {id}"
+                e != 0 && meta::entry_index(e) == i * POOLS_PER_ARENA + k,
+                "arena {i}: page {k} has page-map entry {e:#x}"
             );
         }
-        // A page next to the arena may be in the map only as a page of the arena it names.
         for outside in [base.wrapping_sub(POOL_SIZE), base + ARENA_SIZE] {
-            let id = meta::page_id(outside as *const u8) as usize;
+            let e = meta::page_entry(outside as *const u8);
             ensure!(
-                id == 0 || in_arena(table, narenas, (id - 1) / POOLS_PER_ARENA, outside),
-                "arena {i}: the page at {outside:#x} next to it has page-map id {id}"
+                e == 0 || in_arena(table, narenas, meta::entry_index(e) / POOLS_PER_ARENA, outside),
+                "arena {i}: the page at {outside:#x} next to it has page-map entry {e:#x}"
             );
         }
         for (k, &is_free) in free.iter().enumerate().take(carved) {
@@ -279,6 +279,11 @@ fn check_pool(
     ensure!(
         c < NB_SMALL_SIZE_CLASSES,
         "pool {pool:p}: size class {c} out of range"
+    );
+    let mapped = meta::entry_class(meta::page_entry(pool.cast_const().cast()));
+    ensure!(
+        mapped == c,
+        "pool {pool:p}: class {c} in its header, {mapped} in the page map"
     );
     let stride = h.stride as usize;
     ensure!(
