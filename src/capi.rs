@@ -29,7 +29,7 @@ use core::ptr::null_mut;
 
 use crate::alloc::dispatch::{self, Realloc};
 use crate::alloc::sys;
-use crate::alloc::types::ALIGNMENT;
+use crate::alloc::types::{ALIGNMENT, SMALL_REQUEST_THRESHOLD};
 
 /// Gives the function `$f` a second, local ELF symbol `$name` with the same address and size,
 /// which valgrind shows in stacks (see the module documentation). Only with the `preload`
@@ -61,9 +61,15 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 /// `malloc`.
 #[no_mangle]
 pub extern "C" fn poolgrind_malloc(size: usize) -> *mut c_void {
-    let b = dispatch::alloc_fast(size, ALIGNMENT);
-    if !b.is_null() {
-        return b.cast();
+    if dispatch::fast_path() {
+        if size > SMALL_REQUEST_THRESHOLD {
+            // In tail position: the system malloc's result (and errno) is the answer.
+            return dispatch::large_fast(size).cast();
+        }
+        let b = dispatch::small_fast(size);
+        if !b.is_null() {
+            return b.cast();
+        }
     }
     malloc_named(size)
 }

@@ -39,13 +39,25 @@ pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 /// and for a cache miss (then call [`alloc`]).
 #[inline(always)]
 pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
-    if align <= ALIGNMENT && config::path() == Path::Fast {
+    if align <= ALIGNMENT && fast_path() {
         if size <= SMALL_REQUEST_THRESHOLD {
-            return tcache::try_alloc(size_class(size));
+            return small_fast(size);
         }
         return large_fast(size);
     }
     null_mut()
+}
+
+/// Whether this process runs path `Fast` (the C entry points test it first, then the size).
+#[inline(always)]
+pub(crate) fn fast_path() -> bool {
+    config::path() == Path::Fast
+}
+
+/// Path `Fast`, `size` at most [`SMALL_REQUEST_THRESHOLD`]: a thread-cache pop, null on a miss.
+#[inline(always)]
+pub(crate) fn small_fast(size: usize) -> *mut u8 {
+    tcache::try_alloc(size_class(size))
 }
 
 /// Path `Fast`, a request above [`SMALL_REQUEST_THRESHOLD`]: counted in this thread's cache and
@@ -53,11 +65,12 @@ pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
 /// register and sets up no frame (issue 15: through `alloc` it cost ~39 instructions and six
 /// saved registers before the system allocator's first; now ~10). Null when the system
 /// allocator fails (the caller's retry through [`alloc`] fails the same way).
+///
+/// No [`MAX_REQUEST`] check: Rust layouts never exceed it, and for the C entry points the
+/// system allocator refuses such a size itself (null, `ENOMEM`), which is why the C `malloc`
+/// can call this in tail position (issue 15).
 #[inline(never)]
-fn large_fast(size: usize) -> *mut u8 {
-    if size > MAX_REQUEST {
-        return null_mut();
-    }
+pub(crate) fn large_fast(size: usize) -> *mut u8 {
     if tcache::try_count_system_alloc() {
         return sys::malloc(size);
     }
@@ -114,8 +127,12 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     // page map's entry also names the class of a pool in use, so no pool header is read.
     let e = meta::page_entry(p);
     if e == 0 {
-        // SAFETY: not ours (pools are on): a system or bootstrap block.
-        unsafe { free_foreign(p) };
+        // Not ours (pools are on): a system block, freed in tail position, or a bootstrap
+        // block (never reused).
+        if !sys::is_boot(p) {
+            // SAFETY: a live system block.
+            unsafe { sys::free(p) };
+        }
         return true;
     }
     let class = meta::entry_class(e);
@@ -235,19 +252,6 @@ pub(crate) unsafe fn free_pool(p: *mut u8) -> bool {
     // SAFETY: p lies in one of our pools.
     unsafe { small_free(p, pool::pool_class(p)) };
     true
-}
-
-/// Frees a block that is not in our pools: the system allocator's, or the bootstrap buffer's
-/// (never reused).
-///
-/// # Safety
-/// `p` is a live block of the system allocator or of the bootstrap buffer.
-#[inline(never)]
-unsafe fn free_foreign(p: *mut u8) {
-    if !sys::is_boot(p) {
-        // SAFETY: forwarded.
-        unsafe { sys::free(p) };
-    }
 }
 
 /// Pointer-only `realloc`: in place when the size class does not change, else moves. glibc's

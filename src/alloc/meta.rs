@@ -131,7 +131,10 @@ pub(crate) unsafe fn set_class(pool: *mut PoolHeader, class: usize) {
         let leaf = (*slot).load(Ordering::Acquire);
         let e = &*leaf.add(page & (LEAF_LEN - 1));
         let old = e.load(Ordering::Relaxed);
-        e.store((old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT, Ordering::Release);
+        e.store(
+            (old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT,
+            Ordering::Release,
+        );
     }
 }
 
@@ -220,7 +223,10 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
             if memcheck {
                 core::ptr::write_bytes(SIDE.base::<SideEntry>().add(id), 0, 1);
             }
-            (*entry).store(KNOWN | NO_CLASS << CLASS_SHIFT | id as u32, Ordering::Release);
+            (*entry).store(
+                KNOWN | NO_CLASS << CLASS_SHIFT | id as u32,
+                Ordering::Release,
+            );
         }
     }
     true

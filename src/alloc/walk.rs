@@ -180,7 +180,13 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
         for outside in [base.wrapping_sub(POOL_SIZE), base + ARENA_SIZE] {
             let e = meta::page_entry(outside as *const u8);
             ensure!(
-                e == 0 || in_arena(table, narenas, meta::entry_index(e) / POOLS_PER_ARENA, outside),
+                e == 0
+                    || in_arena(
+                        table,
+                        narenas,
+                        meta::entry_index(e) / POOLS_PER_ARENA,
+                        outside
+                    ),
                 "arena {i}: the page at {outside:#x} next to it has page-map entry {e:#x}"
             );
         }
