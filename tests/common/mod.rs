@@ -23,6 +23,26 @@ pub fn preload_lib() -> PathBuf {
     p
 }
 
+/// The preload library built without the instrumentation (`--no-default-features`), in
+/// `target/novg/<profile>/` (ci/test builds it before `cargo test`).
+pub fn preload_lib_uninstrumented() -> PathBuf {
+    let dir = target_dir();
+    let profile = dir.file_name().expect("target/<profile>").to_owned();
+    let p = dir
+        .parent()
+        .expect("target/")
+        .join("novg")
+        .join(profile)
+        .join("libpoolgrind.so");
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --lib --no-default-features --target-dir target/novg` first (ci/test does)",
+        p.display()
+    );
+    assert_fresh(&p, &[]);
+    p
+}
+
 /// Newest modification time of the files under `dir` (recursively).
 fn newest_under(dir: &Path) -> std::time::SystemTime {
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
