@@ -11,7 +11,8 @@
 //! client request, and users' suppression files written against glibc (by valgrind's
 //! `--gen-suppressions`, CPython's `valgrind-python.supp`, …) expect that frame to be `malloc`,
 //! `calloc`, `realloc`, `free`, … with the program's function under it. So each entry point is
-//! two functions: the exported `poolgrind_X` keeps only the native thread-cache hit and jumps
+//! two functions: the exported `poolgrind_X` keeps only the native thread-cache hit (and, for
+//! `malloc` above 512 B, the tail call of the system malloc) and jumps
 //! (a tail call) to `X_named`, which does everything else inlined — pools, memcheck requests,
 //! initialisation — and which carries a local symbol named `X` ([`frame_name!`]). A request the
 //! system allocator serves is handed to the system's own `X` in tail position, so memcheck

@@ -27,7 +27,8 @@ use super::{guards, init, memcheck, meta, pool, serial, tcache, track};
 pub(crate) const DEBUG_OVERHEAD: usize = 24;
 
 /// Largest request any allocator can satisfy (`PTRDIFF_MAX`): larger ones fail here, before the
-/// system allocator (memcheck calls such a size argument "fishy").
+/// system allocator (memcheck calls such a size argument "fishy"), except the C `malloc` on path
+/// `Fast`, which leaves them to the system allocator (see [`large_fast`]).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 
 // ---------------------------------------------------------------------------------------------
@@ -43,7 +44,9 @@ pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
         if size <= SMALL_REQUEST_THRESHOLD {
             return small_fast(size);
         }
-        return large_fast(size);
+        if size <= MAX_REQUEST {
+            return large_fast(size);
+        }
     }
     null_mut()
 }
@@ -66,9 +69,9 @@ pub(crate) fn small_fast(size: usize) -> *mut u8 {
 /// saved registers before the system allocator's first; now ~10). Null when the system
 /// allocator fails (the caller's retry through [`alloc`] fails the same way).
 ///
-/// No [`MAX_REQUEST`] check: Rust layouts never exceed it, and for the C entry points the
-/// system allocator refuses such a size itself (null, `ENOMEM`), which is why the C `malloc`
-/// can call this in tail position (issue 15).
+/// No [`MAX_REQUEST`] check here: [`alloc_fast`] makes it, and the C `malloc` calls this in
+/// tail position for any size, the system allocator refusing a larger one itself (null,
+/// `ENOMEM`; path `Fast` never runs under Valgrind, whose memcheck calls such sizes "fishy").
 #[inline(never)]
 pub(crate) fn large_fast(size: usize) -> *mut u8 {
     if tcache::try_count_system_alloc() {

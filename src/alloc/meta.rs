@@ -197,9 +197,9 @@ pub(crate) fn meta(pool: *mut PoolHeader) -> *mut PoolHeader {
 }
 
 /// Enters the 64 pages of a new arena in the page map (known, no class, page index
-/// `table index × 64 + page`) and, under memcheck, clears their side entries. The caller holds the arena lock; `base` is
-/// a fresh arena whose table index is `index`. False (nothing entered) when the map or the
-/// side table cannot take it: the arena is then not used.
+/// `table index × 64 + page`) and, under memcheck, clears their side entries. The caller holds
+/// the arena lock; `base` is a fresh arena whose table index is `index`. False (nothing
+/// entered) when the map or the side table cannot take it: the arena is then not used.
 pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
     let index = index as usize;
     let memcheck = track::memcheck();

@@ -8,8 +8,8 @@
 //! | `config`    | the options table (by name) and what initialisation decided (the path) |
 //! | `track`     | the only module that talks to Valgrind (client requests) |
 //! | `serial`    | the lock that serialises the allocator under memcheck |
-//! | `meta`      | where a pool's metadata lives (memcheck: the side table and page map) |
-//! | `arena`     | arenas, their lists, taking and giving pools, `address_in_range` |
+//! | `meta`      | the page map (which pages are ours, their pools' classes); where a pool's metadata lives (memcheck: the side table) |
+//! | `arena`     | arenas, their lists, taking and giving pools, `owns` (the page map) and `address_in_range` |
 //! | `pool`      | size classes' pools and used lists, the central heap, live bitmaps |
 //! | `tcache`    | per-thread caches in front of the central heap |
 //! | `memcheck`  | the memcheck paths and the quarantine |

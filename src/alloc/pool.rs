@@ -441,7 +441,7 @@ pub(crate) unsafe fn clear_live(b: *const u8) -> bool {
 /// Size class recorded in the header of the pool that contains `p`.
 ///
 /// # Safety
-/// `p` lies in a pool of this process (checked with `address_in_range`).
+/// `p` lies in a pool of this process (checked with `arena::owns`).
 pub(crate) unsafe fn pool_class(p: *const u8) -> usize {
     // SAFETY: the pool is ours and in use (it holds the live block p).
     unsafe { (*meta(PoolHeader::of(p))).szidx as usize }

@@ -1,7 +1,8 @@
 //! The pointer-only API (`malloc`/`free` without a size), for FFI users and the C library.
 //!
-//! `free` must decide whether a pointer is ours knowing nothing but the pointer: that is
-//! pymalloc's `address_in_range` (in the allocator's `arena` module). Each function is the
+//! `free` must decide whether a pointer is ours knowing nothing but the pointer: the page map
+//! answers (`arena::owns`; under memcheck pymalloc's `address_in_range` read confirms it for
+//! pointers the map does not know). Each function is the
 //! entry point of one row of `dispatch`'s table.
 
 use core::ptr::null_mut;

@@ -167,9 +167,9 @@ impl PoolHeader {
 /// any allocator that memcheck does not replace.
 ///
 /// Invariants (checked by the walker):
-/// - the page map sends the page of every carved pool of every live arena to that pool's entry
-///   (index `arenaindex * POOLS_PER_ARENA + pool number + 1`; 0 means "not a pool"), and the
-///   pages of a freed arena to 0;
+/// - the page map sends every page of every live arena to its entry here (page index
+///   `arenaindex * POOLS_PER_ARENA + pool number`; see [`PAGE_MAP_LEAF_BITS`]), and the pages
+///   of a freed arena to 0;
 /// - `hdr` obeys every [`PoolHeader`] invariant, and its `arenaindex` equals the in-pool one;
 /// - `req[i]` is the size the program asked for when block `i` is live (bit `i` of `hdr.live`).
 #[repr(C)]
@@ -185,11 +185,13 @@ pub struct SideEntry {
 /// exhausted arena table). The table is reserved address space, touched as arenas are created.
 pub const SIDE_ARENAS: usize = 1 << 14;
 
-/// The page map (`meta`), on every path: from a page number to an id, which is
-/// `arena index × 64 + page + 1` for each page of a live arena and 0 for every other page (under memcheck the id less 1
-/// is the page's side-table index). Invariant (checked by the walker): a page has a nonzero id
-/// iff it lies in a live arena, and then exactly that arena's id for it; entries are written
-/// before the arena's first pool is handed out and cleared before its memory goes. A two-level
+/// The page map (`meta`), on every path: from a page number to a `u32` entry, 0 for every page
+/// that is not in a live arena; for a page of a live arena, bit 31 set, bits 24–30 the size
+/// class of its pool while in use (0x7f before its first), bits 0–23 the page index
+/// `arena index × 64 + page` (under memcheck its side-table index). Invariants (checked by the
+/// walker): a page has a nonzero entry iff it lies in a live arena, with that arena's index for
+/// it, and the class of a pool in use is its header's `szidx`; entries are written before the
+/// arena's first pool is handed out and cleared before its memory goes. A two-level
 /// radix tree: user addresses on x86-64 (and AArch64 with 48-bit VAs) have at most 48 bits, 36
 /// of page number: a root of 2^18 leaf pointers and leaves of 2^18 `u32` entries (1 MiB each,
 /// address space touched as arenas are made).

@@ -34,12 +34,11 @@ pub fn preload_lib_uninstrumented() -> PathBuf {
         .join("novg")
         .join(profile)
         .join("libpoolgrind.so");
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build --lib --no-default-features --target-dir target/novg` first (ci/test does)",
-        p.display()
+    assert_fresh_or(
+        &p,
+        &[],
+        "run `cargo build --lib --no-default-features --target-dir target/novg` first (ci/test does)",
     );
-    assert_fresh(&p, &[]);
     p
 }
 
@@ -64,7 +63,15 @@ fn newest_under(dir: &Path) -> std::time::SystemTime {
 /// sources (`src/`, `build.rs`, and `extra` files) would silently test old code. Panics with
 /// what to run instead.
 fn assert_fresh(p: &Path, extra: &[&str]) {
-    let hint = "run `cargo build --lib --examples` first (ci/test does)";
+    assert_fresh_or(
+        p,
+        extra,
+        "run `cargo build --lib --examples` first (ci/test does)",
+    );
+}
+
+/// [`assert_fresh`] with the command that builds `p` in its messages.
+fn assert_fresh_or(p: &Path, extra: &[&str], hint: &str) {
     let built = std::fs::metadata(p).and_then(|m| m.modified());
     let built = built.unwrap_or_else(|_| panic!("{} not built: {hint}", p.display()));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -55,8 +55,9 @@ const BIG: usize = 0;
 const SMALL: usize = 1;
 
 /// Most slots a ring reserves (8 bytes each, 32 MiB of address space; readable only as used).
-/// A ring is sized for the limit at 16 bytes a block (the smallest class); blocks asked for
-/// with fewer bytes fill it first, and then the oldest leaves as a new one comes in.
+/// A ring is sized for the limit at 16 bytes a block (the smallest class), rounded up to a power
+/// of two; blocks asked for with fewer bytes fill it first, and then the oldest leaves as a new
+/// one comes in.
 const MAX_SLOTS: usize = 1 << 22;
 
 static QUARANTINE: Quarantine = Quarantine {
