@@ -304,7 +304,7 @@ pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
     let _serial = serial::serialize();
     // SAFETY: forwarded throughout.
     unsafe {
-        let (old_usable, class) = if ours(p) {
+        let (old_usable, class) = if arena::owns(p) {
             let c = pool::pool_class(p);
             if resize_in_place(c, class_for(size, ALIGNMENT)) {
                 return Realloc::Done(p);
@@ -385,7 +385,7 @@ pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
     let _serial = serial::serialize();
     if p.is_null() {
         0
-    } else if ours(p) {
+    } else if arena::owns(p) {
         // SAFETY: live pool block.
         unsafe { small_usable(p, pool::pool_class(p)) }
     } else if sys::is_boot(p) {
@@ -399,11 +399,6 @@ pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // The rows of the table.
-
-#[inline]
-fn ours(p: *const u8) -> bool {
-    arena::owns(p)
-}
 
 /// The size class serving `size` bytes at `align`, or `None` for the system allocator.
 #[inline(always)]

@@ -57,40 +57,38 @@ pub(crate) fn init() -> bool {
             ))
 }
 
-/// The root slot of the leaf for `page`: null beyond the root's readable prefix (no leaf there).
+/// The page map's entry for `page` (a page number), if its leaf exists: null beyond the root's
+/// readable prefix (or before the reservation: `readable()` is then 0) or when no leaf was made.
+/// Lock-free: a root slot, once set, names a leaf that is never unmapped.
 #[inline(always)]
-fn root_slot(page: usize) -> *const AtomicPtr<AtomicU32> {
+fn existing_entry(page: usize) -> *const AtomicU32 {
     let hi = page >> PAGE_MAP_LEAF_BITS;
-    // Beyond the readable prefix (or before the reservation: readable() is then 0) no leaf
-    // exists; `hi` beyond the root is beyond the prefix too.
     if hi >= PAGE_MAP.readable() / WORD {
         return core::ptr::null();
     }
-    // SAFETY: `hi` is inside the root's readable prefix.
-    unsafe { PAGE_MAP.base::<AtomicPtr<AtomicU32>>().add(hi) }
+    // SAFETY: `hi` is inside the root's readable prefix; a non-null leaf has LEAF_LEN entries.
+    unsafe {
+        let leaf = (*PAGE_MAP.base::<AtomicPtr<AtomicU32>>().add(hi)).load(Ordering::Acquire);
+        if leaf.is_null() {
+            return core::ptr::null();
+        }
+        leaf.add(page & (LEAF_LEN - 1))
+    }
 }
 
 /// The page map's entry of the page that holds `p`: 0 when the page is not a pool of a live
 /// arena. Reads only the page map (never the memory at `p`); lock-free on every path.
 #[inline(always)]
 pub(crate) fn page_entry(p: *const u8) -> u32 {
-    let page = p as usize >> PAGE_SHIFT;
-    let slot = root_slot(page);
-    if slot.is_null() {
+    let e = existing_entry(p as usize >> PAGE_SHIFT);
+    if e.is_null() {
         return 0;
     }
-    // SAFETY: a root slot inside the readable prefix; a non-null leaf has LEAF_LEN entries and
-    // is never unmapped. Slots and entries are written under the arena lock (Release) and read
+    // SAFETY: an entry of a leaf. Entries are written under the arena lock (Release) and read
     // here with Acquire: a pointer to a live pool block was handed out after its arena's
     // entries were written; any other pointer reads 0 whether or not it sees a concurrent write
     // (its page belongs to no arena).
-    unsafe {
-        let leaf = (*slot).load(Ordering::Acquire);
-        if leaf.is_null() {
-            return 0;
-        }
-        (*leaf.add(page & (LEAF_LEN - 1))).load(Ordering::Acquire)
-    }
+    unsafe { (*e).load(Ordering::Acquire) }
 }
 
 /// Whether the page that holds `p` is a pool of one of our live arenas (see [`page_entry`]).
@@ -123,15 +121,12 @@ pub(crate) fn entry_class(e: u32) -> usize {
 /// `pool` is a pool of a live arena; the caller holds its class lock (or the serialisation
 /// lock), so no other thread writes this entry.
 pub(crate) unsafe fn set_class(pool: *mut PoolHeader, class: usize) {
-    let page = pool as usize >> PAGE_SHIFT;
-    let slot = root_slot(page);
-    debug_assert!(!slot.is_null());
-    // SAFETY: the pool's arena is live, so its leaf exists and the root slot is readable.
+    let e = existing_entry(pool as usize >> PAGE_SHIFT);
+    debug_assert!(!e.is_null());
+    // SAFETY: the pool's arena is live, so its entry exists; no other thread writes it.
     unsafe {
-        let leaf = (*slot).load(Ordering::Acquire);
-        let e = &*leaf.add(page & (LEAF_LEN - 1));
-        let old = e.load(Ordering::Relaxed);
-        e.store(
+        let old = (*e).load(Ordering::Relaxed);
+        (*e).store(
             (old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT,
             Ordering::Release,
         );
@@ -235,19 +230,10 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
 /// Forgets the pages of an arena that is given back (before its memory goes).
 pub(crate) fn unmap_arena(base: *mut u8) {
     for k in 0..POOLS_PER_ARENA {
-        let p = (base as usize + k * POOL_SIZE) as *const u8;
-        let page = p as usize >> PAGE_SHIFT;
-        let slot = root_slot(page);
-        if slot.is_null() {
-            continue;
-        }
-        // SAFETY: a readable root slot; a non-null leaf has LEAF_LEN entries; the caller holds
-        // the arena lock.
-        unsafe {
-            let leaf = (*slot).load(Ordering::Acquire);
-            if !leaf.is_null() {
-                (*leaf.add(page & (LEAF_LEN - 1))).store(0, Ordering::Release);
-            }
+        let e = existing_entry((base as usize + k * POOL_SIZE) >> PAGE_SHIFT);
+        if !e.is_null() {
+            // SAFETY: an entry of a leaf; the caller holds the arena lock.
+            unsafe { (*e).store(0, Ordering::Release) };
         }
     }
 }
