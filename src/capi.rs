@@ -178,10 +178,7 @@ pub unsafe extern "C" fn poolgrind_free(p: *mut c_void) {
 #[inline(never)]
 unsafe extern "C" fn free_named(p: *mut c_void) {
     // SAFETY: forwarded.
-    if !unsafe { dispatch::free_pool(p.cast()) } {
-        // SAFETY: a live system block.
-        unsafe { sys::free(p.cast()) }
-    }
+    unsafe { dispatch::free_named(p.cast()) }
 }
 frame_name!(free_named, "free");
 

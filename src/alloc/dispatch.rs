@@ -213,6 +213,24 @@ pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     }
 }
 
+/// Pointer-only free on every path but `Fast`, for the C `free`'s named frame: the memcheck
+/// path inlined (written so that the frame saves no register: `memcheck::free_ptr`), every
+/// other one a tail call.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub(crate) unsafe fn free_named(p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe {
+        if track::memcheck() {
+            memcheck::free_ptr(p)
+        } else {
+            free_slow(p)
+        }
+    }
+}
+
 /// Pointer-only free on every path but `Fast`.
 ///
 /// # Safety
@@ -233,21 +251,13 @@ unsafe fn free_slow(p: *mut u8) {
 /// As [`free`].
 #[inline(always)]
 pub(crate) unsafe fn free_pool(p: *mut u8) -> bool {
+    if track::memcheck() {
+        // SAFETY: forwarded (a system block is freed there too).
+        unsafe { memcheck::free_ptr(p) };
+        return true;
+    }
     if p.is_null() || sys::is_boot(p) {
         return true; // nothing to do; bootstrap blocks are never reused
-    }
-    let _serial = serial::serialize();
-    if track::memcheck() {
-        // `arena::owns` with the page map read once: its id is the side entry's.
-        let e = meta::side_entry(PoolHeader::of(p));
-        if e.is_null() {
-            arena::check_foreign(p);
-            return false;
-        }
-        // SAFETY: p lies in one of our pools, whose side entry is `e`; the class is read with
-        // the live check.
-        unsafe { memcheck::free_in(p, e, None) };
-        return true;
     }
     if !arena::owns(p) {
         return false;

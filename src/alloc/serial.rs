@@ -21,11 +21,15 @@ struct SerialLock {
     held: core::sync::atomic::AtomicBool,
     /// The holder's thread id (0: none); a nested `serialize` of the holder takes nothing.
     owner: core::sync::atomic::AtomicUsize,
+    /// [`CountedGuard`]s nested inside the holder's outermost hold (read and written by the
+    /// holder only).
+    depth: core::sync::atomic::AtomicUsize,
 }
 
 static SERIAL: SerialLock = SerialLock {
     held: core::sync::atomic::AtomicBool::new(false),
     owner: core::sync::atomic::AtomicUsize::new(0),
+    depth: core::sync::atomic::AtomicUsize::new(0),
 };
 
 impl SerialLock {
@@ -87,6 +91,62 @@ pub fn serialize_memcheck() -> SerialGuard {
     SerialGuard(true)
 }
 
+/// A hold of the serialisation lock that carries no state: nesting is counted in the lock
+/// (`SerialLock::depth`), so a frame holding it keeps no register for it. For the frames
+/// written to save no register (`memcheck::free_ptr`), where a [`SerialGuard`]'s flag kept the
+/// thread id and the owner word live to the end. Nests with [`SerialGuard`]s either way.
+pub struct CountedGuard(());
+
+/// [`serialize_memcheck`] as a [`CountedGuard`]. `p` is handed through, so that when the lock
+/// is contended and the thread waits in a call, no value of the caller's lives across that call
+/// (the call returns `p`).
+#[inline(always)]
+pub fn serialize_counted<T: Copy>(p: T) -> (CountedGuard, T) {
+    debug_assert!(memcheck());
+    let me = thread_id();
+    if SERIAL.owner.load(Ordering::Relaxed) == me {
+        SERIAL
+            .depth
+            .store(SERIAL.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        return (CountedGuard(()), p);
+    }
+    if SERIAL.held.swap(true, Ordering::Acquire) {
+        return (CountedGuard(()), wait_for_lock(p));
+    }
+    SERIAL.owner.store(me, Ordering::Relaxed);
+    (CountedGuard(()), p)
+}
+
+/// The contended half of [`serialize_counted`]: waits for the lock, takes it, and returns `p`.
+#[cold]
+#[inline(never)]
+fn wait_for_lock<T: Copy>(p: T) -> T {
+    SERIAL.acquire();
+    SERIAL.owner.store(thread_id(), Ordering::Relaxed);
+    p
+}
+
+impl Drop for CountedGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Only the holder reads or writes `depth`.
+        let d = SERIAL.depth.load(Ordering::Relaxed);
+        if d > 0 {
+            SERIAL.depth.store(d - 1, Ordering::Relaxed);
+        } else {
+            SERIAL.owner.store(0, Ordering::Relaxed);
+            SERIAL.release();
+        }
+    }
+}
+
+/// Lets `guard` go, out of line (for the rare exits of a frame that is to save no register).
+#[cold]
+#[inline(never)]
+pub fn unlock(guard: CountedGuard) {
+    drop(guard);
+}
+
 /// Whether the calling thread holds the serialisation lock (debug assertions).
 pub fn serialized_by_me() -> bool {
     SERIAL.owner.load(Ordering::Relaxed) == thread_id()
@@ -120,6 +180,7 @@ pub(crate) fn fork_parent() {
 /// ...and reset in the child, which has only the forking thread.
 pub(crate) fn fork_child() {
     SERIAL.owner.store(0, Ordering::Relaxed);
+    SERIAL.depth.store(0, Ordering::Relaxed);
     SERIAL.release();
 }
 

@@ -13,7 +13,7 @@ use core::sync::atomic::Ordering;
 use super::meta::{meta, side_entry};
 use super::pool::{self, CLASSES};
 use super::types::*;
-use super::{serial, track};
+use super::{arena, serial, sys, track};
 
 /// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
 /// `size` bytes; the rest of the stride (the class's slack and the gaps on both sides, as
@@ -71,65 +71,114 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
 /// `b` lies in a pool of this process; the serialisation lock is held.
 #[inline(always)]
 pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
-    // SAFETY: forwarded.
-    unsafe { free_in(b, side_entry(PoolHeader::of(b)), class) }
-}
-
-/// [`free`] with the side entry of `b`'s pool already looked up (`meta::side_entry`; null if
-/// the page map does not know the page).
-///
-/// # Safety
-/// As [`free`]; `e` is `side_entry(PoolHeader::of(b))`.
-#[inline(always)]
-pub(crate) unsafe fn free_in(b: *mut u8, e: *mut SideEntry, class: Option<usize>) -> bool {
     let pool = PoolHeader::of(b);
-    // SAFETY: the pool is ours (the page map or a layout said so); serialised.
+    let e = side_entry(pool);
+    // SAFETY: the pool is ours (a layout said so); serialised.
     unsafe {
-        let live_block = if e.is_null() {
+        let live = if e.is_null() {
             None
         } else {
-            let h = &mut (*e).hdr;
-            match pool::block_at(pool, h, b) {
-                Some(i) => {
-                    let word = &h.live[i / 64];
-                    let v = word.load(Ordering::Relaxed);
-                    let bit = 1u64 << (i % 64);
-                    word.store(v & !bit, Ordering::Relaxed);
-                    (v & bit != 0).then(|| (class.unwrap_or(h.szidx as usize), (*e).req[i]))
-                }
-                None => None,
-            }
+            clear_live(pool, e, b)
         };
         track::mempool_free(b);
-        let Some((class, size)) = live_block else {
+        let Some(i) = live else {
             // Not a live block: memcheck has just reported the invalid free; the block stays
             // off every list (a block listed twice would be handed out twice).
             return false;
         };
-        quarantine::push(b, class, size as usize);
+        let class = class.unwrap_or((*e).hdr.szidx as usize);
+        quarantine::push(b, class, (*e).req[i] as usize, e, i);
         true
     }
 }
 
-/// Under memcheck, puts one block back into its pool: the memcheck twin of `pool::put_block`.
+/// The pointer-only free under memcheck (`free`, `raw::free`): `p` is null, a bootstrap block,
+/// a block of ours or a system block, which is freed here too. Inlined into the C `free`'s
+/// named frame, and written for it: every call in it is in tail position (the quarantine, the
+/// system allocator), so that the frame saves no register (issue 15: the six pushes and pops of
+/// a frame that saved every callee-saved register were ~17 guest instructions and 12 memory
+/// accesses of every free, each access paid for in memcheck's shadow memory).
 ///
 /// # Safety
-/// Serialised; `b` is a block of `class` that is out of its pool and free.
+/// `p` is null or a live block of this allocator or of the system allocator; path `Memcheck`.
 #[inline(always)]
-pub(crate) unsafe fn put_block(class: usize, b: *mut u8) {
-    let cls = &CLASSES[class];
-    let pool = PoolHeader::of(b);
-    // SAFETY: forwarded; the pool of an out block is carved and has a side entry.
+pub(crate) unsafe fn free_ptr(p: *mut u8) {
+    if p.is_null() || sys::is_boot(p) {
+        return; // nothing to do; bootstrap blocks are never reused
+    }
+    let (guard, p) = serial::serialize_counted(p);
+    let pool = PoolHeader::of(p);
+    // `arena::owns` with the page map read once: its id is the side entry's.
+    let e = side_entry(pool);
+    if e.is_null() {
+        // SAFETY: not a pool block, so a live system block (the caller's contract).
+        return unsafe { free_foreign(p, guard) };
+    }
+    // SAFETY: p lies in one of our pools, whose side entry is `e`; serialised.
     unsafe {
-        let h = &mut (*side_entry(pool)).hdr;
-        let stride = h.stride as usize;
-        let i = PoolHeader::block_index(pool, PoolHeader::gap(stride, class), stride, b);
+        let live = clear_live(pool, e, p);
+        track::mempool_free(p);
+        match live {
+            Some(i) => quarantine::push_then_unlock(p, e, i, guard),
+            // Memcheck has just reported the invalid or double free; nothing else changes.
+            None => serial::unlock(guard),
+        }
+    }
+}
+
+/// [`free_ptr`] of a pointer the page map does not know: the classic `address_in_range` read
+/// must agree (`arena::check_foreign`), then the system allocator frees it, in tail position
+/// and after the lock is let go (as without us: memcheck's own `free` records the stack).
+///
+/// # Safety
+/// `p` is a live block of the system allocator; `guard` holds the serialisation lock.
+#[cold]
+#[inline(never)]
+unsafe fn free_foreign(p: *mut u8, guard: serial::CountedGuard) {
+    arena::check_foreign(p);
+    drop(guard);
+    // SAFETY: a live system block (the caller's contract).
+    unsafe { sys::free(p) }
+}
+
+/// Clears the live bit of `b` in its pool (side entry `e`) and returns its index, or `None`
+/// (nothing changed) if `b` is not a live block of the pool.
+///
+/// # Safety
+/// `e` is the side entry of `pool`, the pool of `b`; serialised.
+#[inline(always)]
+unsafe fn clear_live(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Option<usize> {
+    // SAFETY: forwarded.
+    unsafe {
+        let h = &mut (*e).hdr;
+        let i = pool::block_at(pool, h, b)?;
+        let word = &h.live[i / 64];
+        let v = word.load(Ordering::Relaxed);
+        let bit = 1u64 << (i % 64);
+        word.store(v & !bit, Ordering::Relaxed);
+        (v & bit != 0).then_some(i)
+    }
+}
+
+/// Under memcheck, puts one block back into its pool (the memcheck twin of `pool::put_block`),
+/// with its side entry `e` and index `i` known (the quarantine keeps them): no page-map walk
+/// and no division.
+///
+/// # Safety
+/// Serialised; `b` is a block of `class` that is out of its pool and free; `e` is the side
+/// entry of `b`'s pool and `i` its index there.
+#[inline(always)]
+pub(crate) unsafe fn put_block_at(class: usize, b: *mut u8, e: *mut SideEntry, i: usize) {
+    let cls = &CLASSES[class];
+    // SAFETY: forwarded.
+    unsafe {
+        let h = &mut (*e).hdr;
         let was_full = h.avail[0] | h.avail[1] == 0;
         h.avail[i / 64] |= 1 << (i % 64);
         h.nused -= 1;
         *cls.nused.get() -= 1;
         if was_full || h.nused == 0 {
-            pool::pool_changes_list(cls, class, pool, h, was_full);
+            pool::pool_changes_list(cls, class, PoolHeader::of(b), h, was_full);
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use core::cell::UnsafeCell;
 
+use super::super::pool::{self, CLASSES};
 use super::super::sys::Table;
 use super::super::types::*;
 use super::super::{config, serial, track};
@@ -19,8 +20,8 @@ use super::super::{config, serial, track};
 /// out).
 ///
 /// Invariants: slots `head .. head + len` (mod `slots`) of each ring hold its quarantined
-/// blocks, each out of its pool and not live (its live bit clear), with its requested size and
-/// class packed in ([`pack`]); every other slot is null; `bytes` is the sum of the requested
+/// blocks, each out of its pool and not live (its live bit clear), with its requested size,
+/// class, side entry and index in its pool ([`Slot`]); every other slot is null; `bytes` is the sum of the requested
 /// sizes in both rings and is at most the limit after every push.
 struct Quarantine {
     rings: [Ring; 2],
@@ -54,7 +55,7 @@ impl Ring {
 const BIG: usize = 0;
 const SMALL: usize = 1;
 
-/// Most slots a ring reserves (8 bytes each, 32 MiB of address space; readable only as used).
+/// Most slots a ring reserves (16 bytes each, 64 MiB of address space; readable only as used).
 /// A ring is sized for the limit at 16 bytes a block (the smallest class), rounded up to a power
 /// of two; blocks asked for with fewer bytes fill it first, and then the oldest leaves as a new
 /// one comes in.
@@ -65,30 +66,212 @@ static QUARANTINE: Quarantine = Quarantine {
     bytes: UnsafeCell::new(0),
 };
 
+/// One quarantined block: the block with its requested size and class packed in, and where it
+/// goes back to (its pool's side entry and its index there), so that letting it go reads no
+/// page map and divides by no stride.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    /// `b | size << 47 | class << 57` (user addresses use 47 bits, a size at most 512 takes 10
+    /// bits, a class 5).
+    block: usize,
+    /// The side entry's address (47 bits) with the block's index (at most 255) at bit 48.
+    home: usize,
+}
+
+/// [`push`] for the pointer-only free (its class and requested size are read from the side
+/// entry), then lets the serialisation lock go. Out of line, called in tail position, and itself
+/// written so that its frame saves no register in the steady state (a slot stored, the oldest
+/// block or two let go): every other case is a call in tail position (see
+/// `memcheck::free_ptr`).
+///
+/// # Safety
+/// As [`push`]; `guard` holds the serialisation lock.
+#[inline(never)]
+pub(crate) unsafe fn push_then_unlock(
+    b: *mut u8,
+    e: *mut SideEntry,
+    i: usize,
+    guard: serial::CountedGuard,
+) {
+    // SAFETY: forwarded; `e` is a side entry and `i` a block index of its pool.
+    unsafe {
+        let class = (*e).hdr.szidx as usize;
+        let size = (*e).req[i] as usize;
+        if !try_enqueue(b, class, size, e, i) {
+            return push_then_unlock_cold(b, class, size, e, i, guard);
+        }
+        evict_over_limit_then_unlock(guard)
+    }
+}
+
+/// [`push_then_unlock`] when the block cannot simply be enqueued (quarantine off or smaller
+/// than the block, ring not opened, full, or to be made readable further).
+///
+/// # Safety
+/// As [`push_then_unlock`].
+#[cold]
+#[inline(never)]
+unsafe fn push_then_unlock_cold(
+    b: *mut u8,
+    class: usize,
+    size: usize,
+    e: *mut SideEntry,
+    i: usize,
+    guard: serial::CountedGuard,
+) {
+    // SAFETY: forwarded.
+    unsafe { push(b, class, size, e, i) };
+    drop(guard);
+}
+
+/// Stores the block in its ring if that needs nothing more (the ring open, not full, its next
+/// slot readable); false (nothing done) otherwise.
+///
+/// # Safety
+/// As [`push`].
+#[inline(always)]
+unsafe fn try_enqueue(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, i: usize) -> bool {
+    let q = &QUARANTINE;
+    if size >= config::quarantine_limit() {
+        return false;
+    }
+    let r = ring_for(q, size);
+    // SAFETY: serialised.
+    unsafe {
+        let slots = *r.slots.get();
+        let len = *r.len.get();
+        let tail = (*r.head.get() + len) & slots.wrapping_sub(1);
+        if len >= slots || (tail + 1) * size_of::<Slot>() > r.table.readable() {
+            return false;
+        }
+        *r.table.base::<Slot>().add(tail) = pack(b, class, size, e, i);
+        *r.len.get() = len + 1;
+        *q.bytes.get() += size;
+    }
+    true
+}
+
+/// Lets the oldest blocks go while the quarantine holds more than its limit, then the lock.
+/// A block whose pool changes lists on the way (rare) continues in [`list_change_then_evict`],
+/// in tail position, so that the steady state calls nothing.
+///
+/// # Safety
+/// Serialised by `guard`.
+#[inline(always)]
+unsafe fn evict_over_limit_then_unlock(guard: serial::CountedGuard) {
+    let q = &QUARANTINE;
+    // SAFETY: serialised.
+    unsafe {
+        while *q.bytes.get() > config::quarantine_limit() {
+            let (b, class, e, i) = take_oldest(q);
+            let h = &mut (*e).hdr;
+            let cls = &CLASSES[class];
+            let was_full = h.avail[0] | h.avail[1] == 0;
+            h.avail[i / 64] |= 1 << (i % 64);
+            h.nused -= 1;
+            *cls.nused.get() -= 1;
+            if was_full || h.nused == 0 {
+                return list_change_then_evict(cls, class, b, e, was_full, guard);
+            }
+        }
+    }
+    drop(guard);
+}
+
+/// The rare half of [`evict_over_limit_then_unlock`]: the pool of the block just put back
+/// changes lists (`pool::pool_changes_list`), then eviction goes on.
+///
+/// # Safety
+/// Serialised by `guard`; `b` was just put back in its pool, whose side entry is `e`.
+#[cold]
+#[inline(never)]
+unsafe fn list_change_then_evict(
+    cls: &ClassState,
+    class: usize,
+    b: *mut u8,
+    e: *mut SideEntry,
+    was_full: bool,
+    guard: serial::CountedGuard,
+) {
+    // SAFETY: forwarded.
+    unsafe {
+        pool::pool_changes_list(cls, class, PoolHeader::of(b), &mut (*e).hdr, was_full);
+        evict_over_limit_then_unlock(guard);
+    }
+}
+
+/// The ring a block of `size` requested bytes waits in.
+#[inline(always)]
+fn ring_for(q: &Quarantine, size: usize) -> &Ring {
+    &q.rings[if size >= config::quarantine_big() {
+        BIG
+    } else {
+        SMALL
+    }]
+}
+
+/// Takes the oldest block out of the quarantine (the big ring first), without putting it back:
+/// its address, class, side entry and index.
+///
+/// # Safety
+/// Serialised; the quarantine is not empty.
+#[inline(always)]
+unsafe fn take_oldest(q: &Quarantine) -> (*mut u8, usize, *mut SideEntry, usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        let r = if *q.rings[BIG].len.get() > 0 {
+            &q.rings[BIG]
+        } else {
+            &q.rings[SMALL]
+        };
+        take_from(q, r)
+    }
+}
+
+/// Takes the oldest block out of ring `r` (see [`take_oldest`]).
+///
+/// # Safety
+/// Serialised; `r` is one of `q`'s rings and is not empty.
+#[inline(always)]
+unsafe fn take_from(q: &Quarantine, r: &Ring) -> (*mut u8, usize, *mut SideEntry, usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        let h = *r.head.get();
+        let slot = r.table.base::<Slot>().add(h);
+        let (b, size, class, e, i) = unpack(*slot);
+        // Clear the block word (the ring is a mapping, so memcheck scans it as a root; the word
+        // is a tagged value, not a plain pointer, but a cleared slot leaves no doubt; the home
+        // word points into the side table only, never into a heap block).
+        (*slot).block = 0;
+        *r.head.get() = (h + 1) & (*r.slots.get() - 1);
+        *r.len.get() -= 1;
+        *q.bytes.get() -= size;
+        (b, class, e, i)
+    }
+}
+
 /// Puts a freed block of `size` requested bytes in the quarantine, letting the oldest blocks go
 /// beyond its limit (or frees it at once when the quarantine is off, drained, or smaller than
 /// the block).
 ///
 /// # Safety
-/// Serialised; `b` is a block of `class` just freed by the program.
+/// Serialised; `b` is a block of `class` just freed by the program, block `i` of the pool whose
+/// side entry is `e`.
 #[inline(always)]
-pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize) {
+pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, i: usize) {
     let q = &QUARANTINE;
     let limit = config::quarantine_limit();
     if size >= limit {
         // SAFETY: forwarded.
-        unsafe { super::put_block(class, b) };
+        unsafe { super::put_block_at(class, b, e, i) };
         return;
     }
-    let r = &q.rings[if size >= config::quarantine_big() {
-        BIG
-    } else {
-        SMALL
-    }];
+    let r = ring_for(q, size);
     // SAFETY: serialised.
     unsafe {
         if *r.slots.get() == 0 && !open(r, limit) {
-            super::put_block(class, b);
+            super::put_block_at(class, b, e, i);
             return;
         }
         let slots = *r.slots.get();
@@ -96,20 +279,16 @@ pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize) {
             evict_one(q, r);
         }
         let tail = (*r.head.get() + *r.len.get()) & (slots - 1);
-        if !r.table.commit((tail + 1) * size_of::<usize>()) {
-            super::put_block(class, b);
+        if !r.table.commit((tail + 1) * size_of::<Slot>()) {
+            super::put_block_at(class, b, e, i);
             return;
         }
-        *r.table.base::<usize>().add(tail) = pack(b, class, size);
+        *r.table.base::<Slot>().add(tail) = pack(b, class, size, e, i);
         *r.len.get() += 1;
         *q.bytes.get() += size;
         while *q.bytes.get() > limit {
-            let oldest = if *q.rings[BIG].len.get() > 0 {
-                &q.rings[BIG]
-            } else {
-                &q.rings[SMALL]
-            };
-            evict_one(q, oldest);
+            let (b, class, e, i) = take_oldest(q);
+            super::put_block_at(class, b, e, i);
         }
     }
 }
@@ -125,7 +304,7 @@ unsafe fn open(r: &Ring, limit: usize) -> bool {
         .checked_next_power_of_two()
         .unwrap_or(MAX_SLOTS)
         .clamp(64, MAX_SLOTS);
-    if !r.table.reserve(slots * size_of::<usize>(), true) {
+    if !r.table.reserve(slots * size_of::<Slot>(), true) {
         return false;
     }
     // SAFETY: serialised.
@@ -153,18 +332,26 @@ pub(crate) fn drain_at_exit() {
     }
 }
 
-/// A slot: the block's address (user addresses use 47 bits), its requested size (10 bits, at
-/// most 512) and its class (5 bits) above it, so that letting it go needs no metadata read.
-fn pack(b: *mut u8, class: usize, size: usize) -> usize {
+const ADDR_MASK: usize = (1 << 47) - 1;
+
+/// A slot for block `b` (see [`Slot`]).
+fn pack(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, i: usize) -> Slot {
     debug_assert!(size <= SMALL_REQUEST_THRESHOLD && class < NB_SMALL_SIZE_CLASSES);
-    b as usize | size << 47 | class << 57
+    debug_assert!(b as usize <= ADDR_MASK && e as usize <= ADDR_MASK && i < 256);
+    Slot {
+        block: b as usize | size << 47 | class << 57,
+        home: e as usize | i << 48,
+    }
 }
 
-fn unpack(e: usize) -> (*mut u8, usize, usize) {
+/// A slot's block, requested size, class, side entry and index.
+fn unpack(s: Slot) -> (*mut u8, usize, usize, *mut SideEntry, usize) {
     (
-        (e & ((1 << 47) - 1)) as *mut u8,
-        (e >> 47) & ((1 << 10) - 1),
-        e >> 57,
+        (s.block & ADDR_MASK) as *mut u8,
+        (s.block >> 47) & ((1 << 10) - 1),
+        s.block >> 57,
+        (s.home & ADDR_MASK) as *mut SideEntry,
+        s.home >> 48,
     )
 }
 
@@ -181,11 +368,11 @@ pub(crate) fn per_class() -> [usize; NB_SMALL_SIZE_CLASSES] {
         unsafe {
             let slots = *r.slots.get();
             for k in 0..*r.len.get() {
-                let e = *r
+                let s = *r
                     .table
-                    .base::<usize>()
+                    .base::<Slot>()
                     .add((*r.head.get() + k) & (slots - 1));
-                n[unpack(e).2] += 1;
+                n[unpack(s).2] += 1;
             }
         }
     }
@@ -200,16 +387,8 @@ pub(crate) fn per_class() -> [usize; NB_SMALL_SIZE_CLASSES] {
 unsafe fn evict_one(q: &Quarantine, r: &Ring) {
     // SAFETY: forwarded.
     unsafe {
-        let h = *r.head.get();
-        let slot = r.table.base::<usize>().add(h);
-        let (b, size, class) = unpack(*slot);
-        // Clear the slot (the ring is a mapping, so memcheck scans it as a root; an entry is a
-        // tagged value, not a plain pointer, but a cleared slot leaves no doubt).
-        *slot = 0;
-        *r.head.get() = (h + 1) & (*r.slots.get() - 1);
-        *r.len.get() -= 1;
-        *q.bytes.get() -= size;
-        super::put_block(class, b);
+        let (b, class, e, i) = take_from(q, r);
+        super::put_block_at(class, b, e, i);
     }
 }
 
@@ -218,10 +397,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slot_keeps_address_size_and_class() {
+    fn a_slot_keeps_address_size_class_side_entry_and_index() {
         let b = 0x7fff_ffff_f000usize as *mut u8;
-        for (class, size) in [(0, 0), (0, 16), (31, 512), (5, 90)] {
-            assert_eq!(unpack(pack(b, class, size)), (b, size, class));
+        let e = 0x7fff_1234_5678usize as *mut SideEntry;
+        for (class, size, i) in [(0, 0, 0), (0, 16, 255), (31, 512, 7), (5, 90, 64)] {
+            assert_eq!(unpack(pack(b, class, size, e, i)), (b, size, class, e, i));
         }
     }
 }
