@@ -191,6 +191,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_supp_list_names_no_absolute_path() {
+        // The generated list is shared by every checkout built into the same target directory
+        // (see build.rs): it must name the files relative to the compiling crate.
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/shipped_supp.rs"));
+        assert!(!SHIPPED_SUPP.is_empty());
+        assert!(
+            !generated.contains(env!("CARGO_MANIFEST_DIR")),
+            "absolute path in the generated list:\n{generated}"
+        );
+    }
+
+    #[test]
     fn fnv1a_matches_the_reference_values() {
         // Test vectors of the FNV reference (draft-eastlake-fnv): "" and "a".
         assert_eq!(fnv1a(0xcbf2_9ce4_8422_2325, b""), 0xcbf2_9ce4_8422_2325);
