@@ -195,15 +195,25 @@ pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut
 /// `p` was allocated by this allocator for `size` bytes at `align`.
 #[inline(never)]
 pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if size <= config::pool_limit() && align <= ALIGNMENT && config::path() == Path::Memcheck {
+        // The C `free`'s memcheck path, calls in tail position only, so that this frame saves
+        // no register (the class is read from the pool's side entry; a wrong pointer into a
+        // pool is reported by memcheck).
+        // SAFETY: `p` is a live block of this allocator.
+        return unsafe { memcheck::free_ptr(p) };
+    }
+    // SAFETY: forwarded.
+    unsafe { free_sized_other(p, size, align) }
+}
+
+/// [`free_sized`] on every other path.
+///
+/// # Safety
+/// As [`free_sized`].
+#[inline(never)]
+unsafe fn free_sized_other(p: *mut u8, size: usize, align: usize) {
     if sys::is_boot(p) {
         return; // served while initialising: never reused
-    }
-    if size <= config::pool_limit() && align <= ALIGNMENT && config::path() == Path::Memcheck {
-        let _serial = serial::serialize_memcheck();
-        // SAFETY: on this path the block came from the class of its size (a wrong pointer into
-        // a pool is reported by memcheck).
-        unsafe { memcheck::free(p, Some(size_class(size))) };
-        return;
     }
     match class_for(size, align) {
         // SAFETY: `p` was allocated with this size, hence from this class.
