@@ -9,7 +9,9 @@ allocators in a rotated order (round r starts with allocator r mod 4); one warm-
 discarded. Time is the process's wall time (as mimalloc-bench's `time -f %E`). A ratio is the
 median of the per-round ratios (same round, same workload), with their range; a table cell
 "1.53 [1.40–1.71]" is median [min–max]. Peak RSS is the VmHWM the workload prints at its end
-(ru_maxrss for --spec programs, which print none: a floor of this Python process's RSS).
+(ru_maxrss for --spec programs, which print none: a floor of this Python process's RSS); RSS
+growth is that peak minus the VmRSS the workload noted before main (its allocations' cost
+without the allocator library's own pages), shown when every workload prints it.
 
 --spec FILE replaces the built-in workload list: one line per workload, `name | argv` or
 `name | metric | argv` (metric: `-` for wall time, a regex whose first group is a time the
@@ -109,6 +111,8 @@ def main():
     # times[w][alloc] and rss[w][alloc]: one sample per measured round
     times = {w[0]: {n: [] for n in names} for w in wl}
     rss = {w[0]: {n: [] for n in names} for w in wl}
+    # growth[w][alloc]: peak RSS minus the RSS before main (None when the program prints no start)
+    growth = {w[0]: {n: [] for n in names} for w in wl}
     t_start = time.monotonic()
     for r in range(a.rounds + 1):
         for w, argv, metric in wl:
@@ -118,6 +122,8 @@ def main():
                 if r > 0:
                     times[w][n].append(value(metric, wall if a.clock == "wall" else cpu, out, argv))
                     rss[w][n].append(maxrss)
+                    m = re.search(rb"start_rss_kib=(\d+)", out)
+                    growth[w][n].append(maxrss - int(m.group(1)) if m else None)
     elapsed = time.monotonic() - t_start
     print(f"{a.rounds} rounds (+1 warm-up) interleaved and rotated, {elapsed:.0f} s in all; "
           f"{a.threads} threads where a workload has threads; time: "
@@ -128,8 +134,13 @@ def main():
     head = "| workload | " + " | ".join(f"{n} s" for n in names)
     cmp_to = [n for n in names if n != focus]
     head += " | " + " | ".join(f"{focus} ÷ {n}" for n in cmp_to) + f" | peak RSS {focus} ÷ {base} |"
+    # Peak minus the RSS before main: what the workload's allocations cost, without each
+    # allocator's fixed cost (its library's pages, mapped and initialised before main).
+    with_growth = all(g is not None for w in growth for n in names for g in growth[w][n])
+    if with_growth:
+        head += f" RSS growth {focus} ÷ {base} |"
     print(head)
-    print("|---|" + "---:|" * (len(names) + len(cmp_to) + 1))
+    print("|---|" + "---:|" * (len(names) + len(cmp_to) + 1 + with_growth))
     for w, _, metric in wl:
         row = [f"{statistics.median(times[w][n]):.3f}" for n in names]
         for n in cmp_to:
@@ -138,6 +149,9 @@ def main():
         rr = [x / y for x, y in zip(rss[w][focus], rss[w][base])] if focus != base else [1.0]
         row.append(f"{statistics.median(rr):.2f} ({statistics.median(rss[w][focus]) / 1024:.1f} / "
                    f"{statistics.median(rss[w][base]) / 1024:.1f} MiB)")
+        if with_growth:
+            gf, gb = statistics.median(growth[w][focus]), statistics.median(growth[w][base])
+            row.append((f"{gf / gb:.2f}" if gb > 0 else "n/a") + f" ({gf / 1024:.1f} / {gb / 1024:.1f} MiB)")
         print(f"| {w} | " + " | ".join(row) + " |")
 
 
