@@ -255,7 +255,8 @@ unsafe fn free_slow(p: *mut u8) {
 }
 
 /// [`free_slow`] inlined, but for the system allocator: false means "`p` is a live block of
-/// the system allocator", which the caller frees in tail position (see [`alloc_pool`]).
+/// the system allocator", which the caller frees in tail position (see [`alloc_pool`]). Under
+/// memcheck always true: `memcheck::free_ptr` frees system blocks itself.
 ///
 /// # Safety
 /// As [`free`].
@@ -501,7 +502,7 @@ unsafe fn small_free(p: *mut u8, class: usize) {
     // SAFETY: forwarded.
     unsafe {
         if track::memcheck() {
-            memcheck::free(p, Some(class));
+            memcheck::free(p, class);
         } else if config::debug_mode() {
             let b = guards::on_free(p, class);
             if config::tcache_on() {

@@ -299,7 +299,7 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
 
 /// Puts one block back into its pool (class lock held): pymalloc's free, whose common case
 /// (the pool stays used) touches only the pool's header. Native geometries (memcheck has
-/// `memcheck_put_block`).
+/// `memcheck::put_block_at`).
 ///
 /// # Safety
 /// The class lock is held; `b` is a block of `class` that is out of its pool.

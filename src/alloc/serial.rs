@@ -1,6 +1,7 @@
 //! Under memcheck, one lock serialises every allocator operation (see [`SerialGuard`]); the
 //! inner locks then are not taken ([`lock_class`]).
 
+use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
 use super::track::memcheck;
@@ -12,7 +13,7 @@ use super::types::{MutexGuard, RawMutex};
 /// mid-operation would turn the allocator's own accesses into reported errors), and the
 /// disable–read–enable window of `track::read_foreign_u32` cannot be cut short by another thread's
 /// enable. Valgrind runs one thread at a time anyway, so nothing is lost in parallelism.
-pub struct SerialGuard(bool);
+pub struct SerialGuard(bool, PhantomData<*const ()>);
 
 struct SerialLock {
     /// 0 free, 1 held. A plain spin flag, not a pthread mutex: this lock exists only under
@@ -70,7 +71,7 @@ fn thread_id() -> usize {
 #[inline(always)]
 pub fn serialize() -> SerialGuard {
     if !memcheck() {
-        return SerialGuard(false);
+        return SerialGuard(false, PhantomData);
     }
     serialize_memcheck()
 }
@@ -84,18 +85,18 @@ pub fn serialize_memcheck() -> SerialGuard {
     let me = thread_id();
     // Only this thread can have stored its own id, so a relaxed read is exact for "is it me".
     if SERIAL.owner.load(Ordering::Relaxed) == me {
-        return SerialGuard(false);
+        return SerialGuard(false, PhantomData);
     }
     SERIAL.acquire();
     SERIAL.owner.store(me, Ordering::Relaxed);
-    SerialGuard(true)
+    SerialGuard(true, PhantomData)
 }
 
 /// A hold of the serialisation lock that carries no state: nesting is counted in the lock
 /// (`SerialLock::depth`), so a frame holding it keeps no register for it. For the frames
 /// written to save no register (`memcheck::free_ptr`), where a [`SerialGuard`]'s flag kept the
 /// thread id and the owner word live to the end. Nests with [`SerialGuard`]s either way.
-pub struct CountedGuard(());
+pub struct CountedGuard(PhantomData<*const ()>);
 
 /// [`serialize_memcheck`] as a [`CountedGuard`]. `p` is handed through, so that when the lock
 /// is contended and the thread waits in a call, no value of the caller's lives across that call
@@ -108,13 +109,13 @@ pub fn serialize_counted<T: Copy>(p: T) -> (CountedGuard, T) {
         SERIAL
             .depth
             .store(SERIAL.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        return (CountedGuard(()), p);
+        return (CountedGuard(PhantomData), p);
     }
     if SERIAL.held.swap(true, Ordering::Acquire) {
-        return (CountedGuard(()), wait_for_lock(p));
+        return (CountedGuard(PhantomData), wait_for_lock(p));
     }
     SERIAL.owner.store(me, Ordering::Relaxed);
-    (CountedGuard(()), p)
+    (CountedGuard(PhantomData), p)
 }
 
 /// The contended half of [`serialize_counted`]: waits for the lock, takes it, and returns `p`.
@@ -157,6 +158,8 @@ impl Drop for SerialGuard {
     fn drop(&mut self) {
         if self.0 {
             // The outermost guard of this thread: it took the lock.
+            // Guards nest last in, first out: every CountedGuard inside this hold is gone.
+            debug_assert_eq!(SERIAL.depth.load(Ordering::Relaxed), 0);
             SERIAL.owner.store(0, Ordering::Relaxed);
             SERIAL.release();
         }

@@ -3,7 +3,8 @@
 //! in the side table (`meta`). Written for memcheck alone, one copy each: under memcheck every
 //! guest instruction, memory access, call and stack frame is paid for many times over.
 //!
-//! Every function here runs with the serialisation lock held (`serial`).
+//! Every function here runs with the serialisation lock held (`serial`), but [`free_ptr`],
+//! which takes it and hands it on to the function it ends in, which lets it go.
 
 pub(crate) mod quarantine;
 
@@ -68,12 +69,12 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
 /// the program's stack.
 ///
 /// # Safety
-/// `b` lies in a pool of this process; the serialisation lock is held.
+/// `b` lies in a pool of this process, of `class`; the serialisation lock is held.
 #[inline(always)]
-pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
+pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
     let pool = PoolHeader::of(b);
     let e = side_entry(pool);
-    // SAFETY: the pool is ours (a layout said so); serialised.
+    // SAFETY: the pool is ours (the caller's ownership test said so); serialised.
     unsafe {
         let live = if e.is_null() {
             None
@@ -86,7 +87,6 @@ pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
             // off every list (a block listed twice would be handed out twice).
             return false;
         };
-        let class = class.unwrap_or((*e).hdr.szidx as usize);
         quarantine::push(b, class, (*e).req[i] as usize, e, i);
         true
     }
@@ -100,7 +100,9 @@ pub(crate) unsafe fn free(b: *mut u8, class: Option<usize>) -> bool {
 /// accesses of every free, each access paid for in memcheck's shadow memory).
 ///
 /// # Safety
-/// `p` is null or a live block of this allocator or of the system allocator; path `Memcheck`.
+/// `p` is null or a live block of this allocator or of the system allocator; under memcheck
+/// (`track::memcheck()`: also in `malloc` mode, where the page map knows no page and every
+/// pointer goes to the system allocator).
 #[inline(always)]
 pub(crate) unsafe fn free_ptr(p: *mut u8) {
     if p.is_null() || sys::is_boot(p) {

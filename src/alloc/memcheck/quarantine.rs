@@ -21,7 +21,8 @@ use super::super::{config, serial, track};
 ///
 /// Invariants: slots `head .. head + len` (mod `slots`) of each ring hold its quarantined
 /// blocks, each out of its pool and not live (its live bit clear), with its requested size,
-/// class, side entry and index in its pool ([`Slot`]); every other slot is null; `bytes` is the sum of the requested
+/// class, side entry and index in its pool ([`Slot`]); every other slot's block word is null
+/// (its home word may still name a side entry: never a heap block); `bytes` is the sum of the requested
 /// sizes in both rings and is at most the limit after every push.
 struct Quarantine {
     rings: [Ring; 2],
@@ -154,7 +155,8 @@ unsafe fn try_enqueue(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, 
 
 /// Lets the oldest blocks go while the quarantine holds more than its limit, then the lock.
 /// A block whose pool changes lists on the way (rare) continues in [`list_change_then_evict`],
-/// in tail position, so that the steady state calls nothing.
+/// in tail position, so that the steady state calls nothing (and nothing recurses: that one
+/// finishes with a plain loop).
 ///
 /// # Safety
 /// Serialised by `guard`.
@@ -197,8 +199,16 @@ unsafe fn list_change_then_evict(
     // SAFETY: forwarded.
     unsafe {
         pool::pool_changes_list(cls, class, PoolHeader::of(b), &mut (*e).hdr, was_full);
-        evict_over_limit_then_unlock(guard);
+        // A plain loop from here, not `evict_over_limit_then_unlock` again: tail calls are
+        // not guaranteed, and a run of evicted zero-byte blocks can change many pools' lists
+        // (review of 8452aa4).
+        let q = &QUARANTINE;
+        while *q.bytes.get() > config::quarantine_limit() {
+            let (b, class, e, i) = take_oldest(q);
+            super::put_block_at(class, b, e, i);
+        }
     }
+    drop(guard);
 }
 
 /// The ring a block of `size` requested bytes waits in.
