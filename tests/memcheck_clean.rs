@@ -105,6 +105,27 @@ fn uninstrumented_free_of_system_blocks_reads_no_foreign_memory() {
 }
 
 #[test]
+fn quarantine_eviction_across_many_pools_does_not_recurse() {
+    // One free lets 30 000 quarantined zero-byte blocks go, and their pools change lists ~700
+    // times in that eviction; the program does it on a 256 KiB stack. With the debug build's
+    // calls (no tail calls at opt-level 0), an eviction that recursed per list change
+    // overflowed it (review of 8452aa4; 876f21b's debug library dies with SIGSEGV here).
+    let lib = preload_lib();
+    let r = valgrind(
+        "memcheck",
+        &build_c("quarantine_pools"),
+        &[],
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("POOLGRIND_QUARANTINE", "300000"),
+        ],
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "done");
+    assert!(r.log.errors.is_empty(), "{}", dump(&r.log));
+}
+
+#[test]
 fn threads_handing_blocks_over_are_race_free_under_helgrind() {
     assert_clean_preloaded("helgrind", "threads", &[]);
 }
