@@ -14,7 +14,11 @@
 //! two functions: the exported `poolgrind_X` keeps only the native thread-cache hit (and, for
 //! `malloc` above 512 B, the tail call of the system malloc) and jumps
 //! (a tail call) to `X_named`, which does everything else inlined — pools, memcheck requests,
-//! initialisation — and which carries a local symbol named `X` ([`frame_name!`]). A request the
+//! initialisation — and which carries a local symbol named `X` ([`frame_name!`]). `malloc` has
+//! a third: `malloc_named` keeps only memcheck's small blocks, in a frame that saves no register,
+//! and jumps to `malloc_other` for the rest, whose local alias is `malloc` in Rust's legacy
+//! mangling (Valgrind shows it as `malloc`; suppressions, which match mangled names, see it
+//! only for helgrind's and DRD's blocks and a nested memcheck one). A request the
 //! system allocator serves is handed to the system's own `X` in tail position, so memcheck
 //! records it exactly as without us. The local name is not exported and does not share an
 //! address with the exported `X` (valgrind would take a sized, exported malloc-family symbol for
@@ -28,7 +32,7 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
-use crate::alloc::dispatch::{self, Realloc};
+use crate::alloc::dispatch::{self, Path, Realloc};
 use crate::alloc::sys;
 use crate::alloc::types::{ALIGNMENT, SMALL_REQUEST_THRESHOLD};
 
@@ -75,14 +79,37 @@ pub extern "C" fn poolgrind_malloc(size: usize) -> *mut c_void {
     malloc_named(size)
 }
 
+/// Every `malloc` but the native thread-cache hit, in the frame Valgrind names `malloc`.
+///
+/// Under memcheck a small block is allocated right here (`dispatch::memcheck_alloc_here`: no
+/// saved register, and one request announces every block, so that blocks from one call site
+/// share their allocation stack to the instruction, as memcheck's leak check groups them).
+/// Everything else continues in `malloc_other` (a tail call: that frame replaces this one).
 #[inline(never)]
 extern "C" fn malloc_named(size: usize) -> *mut c_void {
+    let (size, path) = dispatch::path_initialised(size);
+    if path == Path::Memcheck && size <= dispatch::pool_limit() {
+        return enomem_if_null(dispatch::memcheck_alloc_here(size));
+    }
+    malloc_other(size)
+}
+frame_name!(malloc_named, "malloc");
+
+/// [`malloc_named`] but its memcheck small blocks.
+#[inline(never)]
+extern "C" fn malloc_other(size: usize) -> *mut c_void {
     match dispatch::alloc_pool(size, ALIGNMENT, false) {
         Some(b) => enomem_if_null(b),
         None => sys::malloc(size).cast(),
     }
 }
-frame_name!(malloc_named, "malloc");
+// The blocks this frame announces (helgrind's and DRD's; under memcheck only a `malloc` made
+// while the thread holds the allocator's lock) read `malloc` too: this alias is Rust's legacy
+// mangling of the path `malloc`, which Valgrind shows demangled without the hash (a second
+// symbol spelt `malloc` cannot be made in one object, and one at the exported `malloc`'s
+// address makes Valgrind replace the function). Suppressions match mangled names, so a
+// `fun:malloc` line does not match this frame: not one of memcheck's usual blocks.
+frame_name!(malloc_other, "_ZN6malloc17h5f3a9c0d2e4b6a18E");
 
 /// `calloc`; ENOMEM on `n * size` overflow.
 #[no_mangle]

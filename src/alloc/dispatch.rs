@@ -18,7 +18,8 @@
 use core::ptr::{self, null_mut};
 
 use super::arena;
-use super::config::{self, Path};
+use super::config;
+pub(crate) use super::config::Path;
 use super::sys;
 use super::types::*;
 use super::{guards, init, memcheck, meta, pool, serial, tcache, track};
@@ -49,6 +50,47 @@ pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
         }
     }
     null_mut()
+}
+
+/// The largest request served from pools.
+#[inline(always)]
+pub(crate) fn pool_limit() -> usize {
+    config::pool_limit()
+}
+
+/// Path `Memcheck`, `size` at most [`pool_limit`]: allocates a block in the caller's frame, in
+/// the steps of `memcheck::begin` (see there); null when out of memory.
+#[inline(always)]
+pub(crate) fn memcheck_alloc_here(mut size: usize) -> *mut u8 {
+    if !memcheck::begin(size) {
+        let b;
+        (size, b) = memcheck::prepare(size);
+        if size == usize::MAX {
+            return b;
+        }
+    }
+    // SAFETY: `begin` returned true, or `prepare` returned `(size, _)`.
+    unsafe { memcheck::carve(size).as_ptr() }
+}
+
+/// The path for a request of `size` bytes, the allocator initialised first if it was not, so
+/// that the first request takes the path of every later one. Returns `size` too: a caller keeps
+/// no value across the (rare) call.
+#[inline(always)]
+pub(crate) fn path_initialised(size: usize) -> (usize, Path) {
+    let path = config::path();
+    if path == Path::Uninit {
+        return init_passing(size);
+    }
+    (size, path)
+}
+
+/// The cold half of [`path_initialised`].
+#[cold]
+#[inline(never)]
+fn init_passing(size: usize) -> (usize, Path) {
+    init::ensure_init();
+    (size, config::path())
 }
 
 /// Whether this process runs path `Fast` (the C entry points test it first, then the size).
@@ -152,13 +194,37 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
 
 /// Every allocation but a thread-cache hit: memcheck, initialisation, the general path, the
 /// system allocator. `zeroed` for calloc and `alloc_zeroed`.
+///
+/// Under memcheck a small block is allocated here ([`memcheck_alloc_here`]: no saved register,
+/// and one request announces every block, so that blocks from one call site share their
+/// allocation stack to the instruction, as memcheck's leak check groups them). Everything else
+/// continues in [`alloc_other`] (a tail call, so that frame replaces this one), which carries
+/// this function's name for Valgrind too.
 #[inline(never)]
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    let (size, path) = path_initialised(size);
+    if !zeroed && align <= ALIGNMENT && path == Path::Memcheck && size <= config::pool_limit() {
+        return memcheck_alloc_here(size);
+    }
+    alloc_other(size, align, zeroed)
+}
+
+/// [`alloc`] but its memcheck small blocks.
+#[inline(never)]
+fn alloc_other(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     match alloc_pool(size, align, zeroed) {
         Some(b) => b,
         None => large_alloc(size, align, zeroed),
     }
 }
+// Valgrind names a frame by the shortest of its symbols and demangles Rust's legacy mangling
+// without the hash: this local alias makes `alloc_other`'s frames read as [`alloc`]'s.
+#[cfg(all(feature = "valgrind", target_os = "linux"))]
+core::arch::global_asm!(
+    ".set _ZN9poolgrind5alloc8dispatch5alloc17h0c4f7a2e9b1d3586E, {f}",
+    ".type _ZN9poolgrind5alloc8dispatch5alloc17h0c4f7a2e9b1d3586E, @function",
+    f = sym alloc_other,
+);
 
 /// [`alloc`] inlined, but for the system allocator: `None` means "the system allocator serves
 /// this request", which the caller does in tail position (the C entry points call the system

@@ -338,6 +338,9 @@ pub(crate) unsafe fn pool_changes_list(
             if !was_full {
                 unlink_used(cls, m);
             }
+            // The pool may go with its arena, and another arena come at its address with other
+            // side entries: the class's memo must not name it (`ClassState::side_memo`).
+            *cls.side_memo.get() = (null_mut(), null_mut());
             *cls.pools.get() -= 1;
             *cls.capacity.get() -= PoolHeader::capacity(config::stride(class));
             arena::with_arenas(|l| arena::give_pool(l, pool));

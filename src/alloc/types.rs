@@ -84,8 +84,10 @@ pub const fn class_size(class: usize) -> usize {
 /// - native geometry: `nused + |freeblock list| + (maxnextoffset - nextoffset) / stride + 1
 ///   == capacity` when `nextoffset <= maxnextoffset`, and every free-list entry is a block
 ///   boundary of this pool.
-/// - memcheck geometry: the free list and virgin offsets are unused; `avail` has a bit per
-///   block that may be handed out and `nused + popcount(avail) == capacity`.
+/// - memcheck geometry: the free list is unused and `nextoffset` stays the first block's
+///   offset, `POOL_HEADER_SIZE + gap` (the memcheck `malloc` adds it to the pool's address);
+///   `avail` has a bit per block that may be handed out and `nused + popcount(avail) ==
+///   capacity`.
 /// - strict geometries (memcheck, debug): bit `i` of `live` is set iff block `i` is handed out to
 ///   the program (not free, not cached, not quarantined). A free of a block whose bit is clear
 ///   is a double or invalid free.
@@ -331,6 +333,11 @@ pub struct ClassState {
     pub ntransfer: UnsafeCell<usize>,
     /// Blocks in those batches.
     pub transfer_blocks: UnsafeCell<usize>,
+    /// Under memcheck, a memo of the used pool's side entry: `(pool, side entry)`, used while
+    /// `used` is that pool. The page map's answer for a pool's address changes only when its
+    /// arena goes, after the pool went back empty, which clears the memo
+    /// (`pool::pool_changes_list`). Null pool: no memo.
+    pub side_memo: UnsafeCell<(*mut PoolHeader, *mut SideEntry)>,
 }
 
 // SAFETY: every non-atomic field is accessed only with `lock` held.
@@ -353,6 +360,7 @@ impl ClassState {
             ),
             ntransfer: UnsafeCell::new(0),
             transfer_blocks: UnsafeCell::new(0),
+            side_memo: UnsafeCell::new((ptr::null_mut(), ptr::null_mut())),
         }
     }
 }

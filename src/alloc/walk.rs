@@ -373,6 +373,12 @@ fn free_blocks(
     cap: usize,
 ) -> Result<usize, Broken> {
     Ok(if track::memcheck() {
+        let first = POOL_HEADER_SIZE + PoolHeader::gap(stride, h.szidx as usize);
+        ensure!(
+            h.nextoffset as usize == first,
+            "pool {pool:p}: nextoffset {} is not the first block's offset {first}",
+            h.nextoffset
+        );
         (h.avail[0].count_ones() + h.avail[1].count_ones()) as usize
     } else {
         let mut n = 0;

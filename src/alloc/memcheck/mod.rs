@@ -8,7 +8,7 @@
 
 pub(crate) mod quarantine;
 
-use core::ptr::null_mut;
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
 
 use super::meta::{meta, side_entry};
@@ -60,6 +60,156 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
         }
         track::mempool_alloc(b, size);
         b
+    }
+}
+
+/// The memcheck allocation of a small block, in three steps, for the frames that announce
+/// blocks (the C `malloc`'s, Rust's `dispatch::alloc`):
+///
+/// ```text
+/// if !begin(size) { (size, done) = prepare(size); if size == usize::MAX { return done } }
+/// return carve(size)
+/// ```
+///
+/// [`begin`] and [`carve`] are [`alloc`]'s straight run split at the lock: no call and no
+/// register to save, so the caller's frame needs no prologue (issue 15: the named frame's seven
+/// saved registers were 14 shadow-checked stack accesses a malloc), and the used pool's side
+/// entry comes from the class's memo instead of a page-map walk. The rare cases go through
+/// [`prepare`], a call that hands `size` back (nothing lives across it). There is no loop and
+/// no retry: every block from one call site is announced by the one request in [`carve`], so
+/// blocks share their allocation stack to the instruction, as memcheck's leak check groups them,
+/// in debug builds (no tail calls) too.
+///
+/// `begin` takes the lock if it is free and the class has a used pool (then `carve` may run),
+/// else returns false holding nothing. `size` is at most `config::pool_limit()`.
+#[inline(always)]
+pub(crate) fn begin(size: usize) -> bool {
+    if !serial::try_lock() {
+        return false;
+    }
+    // SAFETY: serialised; `size` is at most the pool limit, so its class is a size class.
+    if unsafe { (*CLASSES.get_unchecked(size_class(size)).used.get()).is_null() } {
+        serial::unlock_try();
+        return false;
+    }
+    true
+}
+
+/// After [`begin`] returned false: waits for the lock and gives the class a used pool if it has
+/// none, then returns `(size, _)` holding the lock, for [`carve`]. Else `(usize::MAX, answer)`
+/// holding nothing: null when no pool can be had, or, for a nested hold of the lock (a `malloc`
+/// while this thread is inside the allocator: pathological), a block allocated here, whose
+/// request is made in this frame.
+#[cold]
+#[inline(never)]
+pub(crate) fn prepare(size: usize) -> (usize, *mut u8) {
+    let serial = serial::serialize_memcheck();
+    let class = size_class(size);
+    if !serial.took() {
+        return (usize::MAX, alloc(class, size));
+    }
+    let cls = &CLASSES[class];
+    // SAFETY: serialised (the lock stands for the class lock).
+    if unsafe { (*cls.used.get()).is_null() && pool::new_used_pool(cls, class).0.is_null() } {
+        return (usize::MAX, null_mut());
+    }
+    // The lock stays held for `carve`, which lets it go.
+    core::mem::forget(serial);
+    (size, null_mut())
+}
+
+/// Allocates a block of `size` bytes with the lock held by [`begin`] or [`prepare`] and the
+/// class's used pool present, announces it to memcheck, lets the lock go.
+///
+/// # Safety
+/// As said: after `begin(size)` returned true, or `prepare(size)` returned `(size, _)`.
+#[inline(always)]
+pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
+    let class = size_class(size);
+    debug_assert!(class < NB_SMALL_SIZE_CLASSES && serial::serialized_by_me());
+    // SAFETY: `size` is at most the pool limit (the caller's contract), so `class` is a size
+    // class. Serialised (the lock stands for the class lock); a used pool has a side entry, and
+    // the memo names it while `used` is that pool (`ClassState::side_memo`). The block index is
+    // below 128 (two bitmap words), the length of `req`.
+    unsafe {
+        let cls = CLASSES.get_unchecked(class);
+        let pool = *cls.used.get();
+        debug_assert!(!pool.is_null());
+        let memo = &mut *cls.side_memo.get();
+        let e = if memo.0 == pool {
+            memo.1
+        } else {
+            let e = side_entry(pool);
+            *memo = (pool, e);
+            e
+        };
+        *cls.nused.get() += 1;
+        let h = &mut (*e).hdr;
+        h.nused += 1;
+        // The lowest available block, and whether another one is left after it.
+        let a0 = h.avail[0];
+        let (w, bits, other) = if a0 != 0 {
+            (0, a0, h.avail[1])
+        } else {
+            (1, h.avail[1], 0)
+        };
+        let rest = bits & bits.wrapping_sub(1);
+        // Whether this block is the pool's last, as one value from here on (hidden from the
+        // optimiser, which would keep `rest` and `other` live to the end instead: one register
+        // too many for a frame that saves none).
+        let mut fills = (rest | other == 0) as usize;
+        core::arch::asm!("/* {0} */", inout(reg) fills, options(nomem, nostack, preserves_flags));
+        *h.avail.get_unchecked_mut(w) = rest;
+        let live = h.live.get_unchecked(w);
+        live.store(
+            live.load(Ordering::Relaxed) | (bits ^ rest),
+            Ordering::Relaxed,
+        );
+        let i = w * 64 + bits.trailing_zeros() as usize;
+        *(*e).req.get_unchecked_mut(i) = size as u16; // size <= SMALL_REQUEST_THRESHOLD
+                                                      // Under memcheck `nextoffset` is the first block's offset (a `PoolHeader` invariant).
+        let b = pool
+            .cast::<u8>()
+            .add(h.nextoffset as usize + i * h.stride as usize);
+        track::mempool_alloc(b, size);
+        if fills != 0 {
+            // The pool's last available block: the common case when a program churns (the
+            // quarantine gives blocks back to full pools one at a time). In tail position.
+            return leave_used_then_unlock(h, b);
+        }
+        serial::unlock_try();
+        NonNull::new_unchecked(b)
+    }
+}
+
+/// [`carve`] took the last available block of its class's first used pool (metadata `h`):
+/// the pool leaves the used list, the class's memo moves on to the next pool, the lock is let
+/// go, and `b` is handed back.
+///
+/// # Safety
+/// Serialised for [`carve`]; `h` is the side-entry header of the first pool on its
+/// class's used list, which has no available block left; `b` is not null.
+#[inline(never)]
+#[allow(clippy::pointers_in_nomem_asm_block)] // the asm hides `b`'s value, reads nothing
+unsafe fn leave_used_then_unlock(h: *mut PoolHeader, b: *mut u8) -> NonNull<u8> {
+    // SAFETY: forwarded; used pools have side entries.
+    unsafe {
+        let cls = CLASSES.get_unchecked((*h).szidx as usize);
+        debug_assert!((*h).prevpool.is_null() && (*h).avail == [0, 0]);
+        let next = (*h).nextpool;
+        *cls.used.get() = next;
+        (*h).nextpool = null_mut();
+        if !next.is_null() {
+            let e = side_entry(next);
+            (*e).hdr.prevpool = null_mut();
+            *cls.side_memo.get() = (next, e);
+        }
+        serial::unlock_try();
+        // Hidden from the optimiser: knowing that `b` comes back, it would keep `b` in the
+        // caller across a plain call instead of making this call in tail position.
+        let mut b = b;
+        core::arch::asm!("/* {0} */", inout(reg) b, options(pure, nomem, nostack, preserves_flags));
+        NonNull::new_unchecked(b)
     }
 }
 
