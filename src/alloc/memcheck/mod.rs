@@ -255,9 +255,8 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
 /// pointer goes to the system allocator).
 #[inline(always)]
 pub(crate) unsafe fn free_ptr(p: *mut u8) {
-    if p.is_null() || sys::is_boot(p) {
-        return; // nothing to do; bootstrap blocks are never reused
-    }
+    // Null and bootstrap blocks are not in the page map either: `free_foreign` tests for them,
+    // out of the way of every other free.
     let (guard, p) = serial::serialize_counted(p);
     let pool = PoolHeader::of(p);
     // `arena::owns` with the page map read once: its id is the side entry's.
@@ -278,15 +277,20 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
     }
 }
 
-/// [`free_ptr`] of a pointer the page map does not know: the classic `address_in_range` read
-/// must agree (`arena::check_foreign`), then the system allocator frees it, in tail position
-/// and after the lock is let go (as without us: memcheck's own `free` records the stack).
+/// [`free_ptr`] of a pointer the page map does not know: null or a bootstrap block (nothing to
+/// do: those are never reused), else the classic `address_in_range` read must agree
+/// (`arena::check_foreign`), then the system allocator frees it, in tail position and after the
+/// lock is let go (as without us: memcheck's own `free` records the stack).
 ///
 /// # Safety
-/// `p` is a live block of the system allocator; `guard` holds the serialisation lock.
+/// `p` is null, a bootstrap block or a live block of the system allocator; `guard` holds the
+/// serialisation lock.
 #[cold]
 #[inline(never)]
 unsafe fn free_foreign(p: *mut u8, guard: serial::CountedGuard) {
+    if p.is_null() || sys::is_boot(p) {
+        return serial::unlock(guard);
+    }
     arena::check_foreign(p);
     drop(guard);
     // SAFETY: a live system block (the caller's contract).
@@ -303,7 +307,17 @@ unsafe fn clear_live(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Op
     // SAFETY: forwarded.
     unsafe {
         let h = &mut (*e).hdr;
-        let i = pool::block_at(pool, h, b)?;
+        // `pool::block_at` for memcheck's geometry, whose `nextoffset` is the first block's
+        // offset: no gap to compute from the class. A side entry of a pool never carved is
+        // zeroed (no stride: no block).
+        let stride = h.stride as usize;
+        let first = h.nextoffset as usize;
+        let off = (b as usize).wrapping_sub(pool as usize + first);
+        if stride == 0 || off > (h.maxnextoffset as usize).wrapping_sub(first) || off % stride != 0
+        {
+            return None;
+        }
+        let i = off / stride;
         let word = &h.live[i / 64];
         let v = word.load(Ordering::Relaxed);
         let bit = 1u64 << (i % 64);
