@@ -202,11 +202,16 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
 /// this function's name for Valgrind too.
 #[inline(never)]
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    if zeroed || align > ALIGNMENT {
+        return alloc_other(size, align, zeroed);
+    }
+    // From here `align` is at most ALIGNMENT, which every path treats as ALIGNMENT: only `size`
+    // lives across the (rare) initialisation call, so this frame saves no register.
     let (size, path) = path_initialised(size);
-    if !zeroed && align <= ALIGNMENT && path == Path::Memcheck && size <= config::pool_limit() {
+    if path == Path::Memcheck && size <= config::pool_limit() {
         return memcheck_alloc_here(size);
     }
-    alloc_other(size, align, zeroed)
+    alloc_other(size, ALIGNMENT, false)
 }
 
 /// [`alloc`] but its memcheck small blocks.
