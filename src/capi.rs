@@ -18,7 +18,8 @@
 //! a third: `malloc_named` keeps only memcheck's small blocks, in a frame that saves no register,
 //! and jumps to `malloc_other` for the rest, whose local alias is `malloc` in Rust's legacy
 //! mangling (Valgrind shows it as `malloc`; suppressions, which match mangled names, see it
-//! only for helgrind's and DRD's blocks and a nested memcheck one). A request the
+//! only for helgrind's and DRD's blocks: under memcheck it announces no pool block). A request
+//! the
 //! system allocator serves is handed to the system's own `X` in tail position, so memcheck
 //! records it exactly as without us. The local name is not exported and does not share an
 //! address with the exported `X` (valgrind would take a sized, exported malloc-family symbol for
@@ -103,8 +104,10 @@ extern "C" fn malloc_other(size: usize) -> *mut c_void {
         None => sys::malloc(size).cast(),
     }
 }
-// The blocks this frame announces (helgrind's and DRD's; under memcheck only a `malloc` made
-// while the thread holds the allocator's lock) read `malloc` too: this alias is Rust's legacy
+// The blocks this frame announces (helgrind's and DRD's; under memcheck none: it hands large
+// requests to the system allocator, and the pathological `malloc` made while the thread holds
+// the allocator's lock is announced in `memcheck::prepare`'s frame) read `malloc` too: this
+// alias is Rust's legacy
 // mangling of the path `malloc`, which Valgrind shows demangled without the hash (a second
 // symbol spelt `malloc` cannot be made in one object, and one at the exported `malloc`'s
 // address makes Valgrind replace the function). Suppressions match mangled names, so a

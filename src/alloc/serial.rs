@@ -94,8 +94,8 @@ pub fn serialize_memcheck() -> SerialGuard {
 
 /// Takes the serialisation lock if nobody holds it (this thread included) and returns whether
 /// it did; the holder lets it go with [`unlock_try`]. For the memcheck `malloc`'s common case
-/// (`memcheck::begin`), which makes no call while it holds the lock and leaves every other
-/// case (a contended or nested lock) to the general path, so it needs no guard and no frame.
+/// (`memcheck::begin`), whose frame keeps no guard: a contended or nested lock is left to
+/// `memcheck::prepare`.
 #[inline(always)]
 pub fn try_lock() -> bool {
     debug_assert!(memcheck());

@@ -3,8 +3,10 @@
 //! in the side table (`meta`). Written for memcheck alone, one copy each: under memcheck every
 //! guest instruction, memory access, call and stack frame is paid for many times over.
 //!
-//! Every function here runs with the serialisation lock held (`serial`), but [`free_ptr`],
-//! which takes it and hands it on to the function it ends in, which lets it go.
+//! Every function here runs with the serialisation lock held (`serial`), but these: [`free_ptr`]
+//! takes it and hands it on to the function it ends in, which lets it go; [`begin`] and
+//! [`prepare`] take it for [`carve`], which lets it go (or hands it on to
+//! `leave_used_then_unlock`, which does).
 
 pub(crate) mod quarantine;
 
@@ -144,6 +146,7 @@ pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
             e
         };
         *cls.nused.get() += 1;
+        debug_assert!(!e.is_null());
         let h = &mut (*e).hdr;
         h.nused += 1;
         // The lowest available block, and whether another one is left after it.
@@ -153,6 +156,8 @@ pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
         } else {
             (1, h.avail[1], 0)
         };
+        // A used pool has an available block (else `i` below would be 128, past `req`).
+        debug_assert!(bits != 0);
         let rest = bits & bits.wrapping_sub(1);
         // Whether this block is the pool's last, as one value from here on (hidden from the
         // optimiser, which would keep `rest` and `other` live to the end instead: one register
@@ -166,8 +171,9 @@ pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
             Ordering::Relaxed,
         );
         let i = w * 64 + bits.trailing_zeros() as usize;
-        *(*e).req.get_unchecked_mut(i) = size as u16; // size <= SMALL_REQUEST_THRESHOLD
-                                                      // Under memcheck `nextoffset` is the first block's offset (a `PoolHeader` invariant).
+        // size <= SMALL_REQUEST_THRESHOLD
+        *(*e).req.get_unchecked_mut(i) = size as u16;
+        // Under memcheck `nextoffset` is the first block's offset (a `PoolHeader` invariant).
         let b = pool
             .cast::<u8>()
             .add(h.nextoffset as usize + i * h.stride as usize);
@@ -255,8 +261,13 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
 /// pointer goes to the system allocator).
 #[inline(always)]
 pub(crate) unsafe fn free_ptr(p: *mut u8) {
-    // Null and bootstrap blocks are not in the page map either: `free_foreign` tests for them,
-    // out of the way of every other free.
+    if p.is_null() {
+        // Before the lock: `free(NULL)` must not wait for it (an atfork handler may call it
+        // while `serial::fork_prepare` holds it).
+        return;
+    }
+    // Bootstrap blocks are not in the page map either: `free_foreign` tests for them, out of
+    // the way of every other free.
     let (guard, p) = serial::serialize_counted(p);
     let pool = PoolHeader::of(p);
     // `arena::owns` with the page map read once: its id is the side entry's.
@@ -277,18 +288,18 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
     }
 }
 
-/// [`free_ptr`] of a pointer the page map does not know: null or a bootstrap block (nothing to
-/// do: those are never reused), else the classic `address_in_range` read must agree
+/// [`free_ptr`] of a pointer the page map does not know: a bootstrap block (nothing to do:
+/// those are never reused), else the classic `address_in_range` read must agree
 /// (`arena::check_foreign`), then the system allocator frees it, in tail position and after the
 /// lock is let go (as without us: memcheck's own `free` records the stack).
 ///
 /// # Safety
-/// `p` is null, a bootstrap block or a live block of the system allocator; `guard` holds the
+/// `p` is a bootstrap block or a live block of the system allocator; `guard` holds the
 /// serialisation lock.
 #[cold]
 #[inline(never)]
 unsafe fn free_foreign(p: *mut u8, guard: serial::CountedGuard) {
-    if p.is_null() || sys::is_boot(p) {
+    if sys::is_boot(p) {
         return serial::unlock(guard);
     }
     arena::check_foreign(p);
