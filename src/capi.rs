@@ -19,8 +19,7 @@
 //! and jumps to `malloc_other` for the rest, whose local alias is `malloc` in Rust's legacy
 //! mangling (Valgrind shows it as `malloc`; suppressions, which match mangled names, see it
 //! only for helgrind's and DRD's blocks: under memcheck it announces no pool block). A request
-//! the
-//! system allocator serves is handed to the system's own `X` in tail position, so memcheck
+//! the system allocator serves is handed to the system's own `X` in tail position, so memcheck
 //! records it exactly as without us. The local name is not exported and does not share an
 //! address with the exported `X` (valgrind would take a sized, exported malloc-family symbol for
 //! an allocator to replace); the cdylib has a soname, which keeps valgrind's "no soname"
@@ -107,11 +106,10 @@ extern "C" fn malloc_other(size: usize) -> *mut c_void {
 // The blocks this frame announces (helgrind's and DRD's; under memcheck none: it hands large
 // requests to the system allocator, and the pathological `malloc` made while the thread holds
 // the allocator's lock is announced in `memcheck::prepare`'s frame) read `malloc` too: this
-// alias is Rust's legacy
-// mangling of the path `malloc`, which Valgrind shows demangled without the hash (a second
-// symbol spelt `malloc` cannot be made in one object, and one at the exported `malloc`'s
-// address makes Valgrind replace the function). Suppressions match mangled names, so a
-// `fun:malloc` line does not match this frame: not one of memcheck's usual blocks.
+// alias is Rust's legacy mangling of the path `malloc`, which Valgrind shows demangled without
+// the hash (a second symbol spelt `malloc` cannot be made in one object, and one at the
+// exported `malloc`'s address makes Valgrind replace the function). Suppressions match mangled
+// names, so a `fun:malloc` line does not match this frame: not one of memcheck's blocks.
 frame_name!(malloc_other, "_ZN6malloc17h5f3a9c0d2e4b6a18E");
 
 /// `calloc`; ENOMEM on `n * size` overflow.
