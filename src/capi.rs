@@ -105,7 +105,7 @@ extern "C" fn malloc_other(size: usize) -> *mut c_void {
 }
 // The blocks this frame announces (helgrind's and DRD's; under memcheck none: it hands large
 // requests to the system allocator, and the pathological `malloc` made while the thread holds
-// the allocator's lock is announced in `memcheck::prepare`'s frame) read `malloc` too: this
+// the allocator's lock is announced in `memcheck::alloc_slow`'s frame) read `malloc` too: this
 // alias is Rust's legacy mangling of the path `malloc`, which Valgrind shows demangled without
 // the hash (a second symbol spelt `malloc` cannot be made in one object, and one at the
 // exported `malloc`'s address makes Valgrind replace the function). Suppressions match mangled

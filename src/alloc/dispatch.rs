@@ -58,19 +58,11 @@ pub(crate) fn pool_limit() -> usize {
     config::pool_limit()
 }
 
-/// Path `Memcheck`, `size` at most [`pool_limit`]: allocates a block in the caller's frame, in
-/// the steps of `memcheck::begin` (see there); null when out of memory.
+/// Path `Memcheck`, `size` at most [`pool_limit`]: allocates a block and announces it in the
+/// caller's frame (`memcheck::alloc_here`); null when out of memory.
 #[inline(always)]
-pub(crate) fn memcheck_alloc_here(mut size: usize) -> *mut u8 {
-    if !memcheck::begin(size) {
-        let b;
-        (size, b) = memcheck::prepare(size);
-        if size == usize::MAX {
-            return b;
-        }
-    }
-    // SAFETY: `begin` returned true, or `prepare` returned `(size, _)`.
-    unsafe { memcheck::carve(size).as_ptr() }
+pub(crate) fn memcheck_alloc_here(size: usize) -> *mut u8 {
+    memcheck::alloc_here(size)
 }
 
 /// The path for a request of `size` bytes, the allocator initialised first if it was not, so

@@ -119,7 +119,7 @@ pub(crate) unsafe fn unlink_used(cls: &ClassState, m: *mut PoolHeader) {
 ///
 /// # Safety
 /// Class lock held; `m == meta(pool)`; the pool is on no list.
-unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader, m: *mut PoolHeader) {
+pub(crate) unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader, m: *mut PoolHeader) {
     // SAFETY: as unlink_used.
     unsafe {
         let head = *cls.used.get();

@@ -92,50 +92,6 @@ pub fn serialize_memcheck() -> SerialGuard {
     SerialGuard(true, PhantomData)
 }
 
-/// Takes the serialisation lock if nobody holds it (this thread included) and returns whether
-/// it did; the holder lets it go with [`unlock_try`]. For the memcheck `malloc`'s common case
-/// (`memcheck::begin`), whose frame keeps no guard: a contended or nested lock is left to
-/// `memcheck::prepare`.
-#[inline(always)]
-pub fn try_lock() -> bool {
-    debug_assert!(memcheck());
-    let lock = serial_lock();
-    if lock.held.swap(true, Ordering::Acquire) {
-        return false;
-    }
-    lock.owner.store(thread_id(), Ordering::Relaxed);
-    true
-}
-
-/// Lets go of a lock taken by [`try_lock`].
-#[inline(always)]
-pub fn unlock_try() {
-    debug_assert!(serialized_by_me() && SERIAL.depth.load(Ordering::Relaxed) == 0);
-    let lock = serial_lock();
-    lock.owner.store(0, Ordering::Relaxed);
-    lock.release();
-}
-
-/// `&SERIAL`, computed where it is used (`lea`, no load) and opaque to the optimiser, which
-/// would otherwise keep the address in a saved register across a call to have it at hand after.
-#[inline(always)]
-fn serial_lock() -> &'static SerialLock {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let p: *const SerialLock;
-        // SAFETY: computes the address of a static; reads and writes nothing.
-        unsafe {
-            core::arch::asm!("lea {p}, [rip + {s}]", p = out(reg) p, s = sym SERIAL,
-                options(nomem, nostack, preserves_flags));
-            &*p
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        &SERIAL
-    }
-}
-
 /// A hold of the serialisation lock that carries no state: nesting is counted in the lock
 /// (`SerialLock::depth`), so a frame holding it keeps no register for it. For the frames
 /// written to save no register (`memcheck::free_ptr`), where a [`SerialGuard`]'s flag kept the
@@ -190,6 +146,14 @@ impl Drop for CountedGuard {
 #[inline(never)]
 pub fn unlock(guard: CountedGuard) {
     drop(guard);
+}
+
+/// Whether any thread holds the serialisation lock (for the functions run on the real CPU,
+/// `memcheck::host`, which give up if so: they neither know the calling thread, whose
+/// thread-local storage they cannot reach, nor wait).
+#[inline(always)]
+pub fn held() -> bool {
+    SERIAL.held.load(Ordering::Relaxed)
 }
 
 /// Whether the calling thread holds the serialisation lock (debug assertions).

@@ -107,6 +107,9 @@ mod req {
     pub const DISABLE_ADDR_ERROR_REPORTING_IN_RANGE: usize = MC + 14;
     pub const MEMPOOL_ALLOC: usize = 0x1305;
     pub const MEMPOOL_FREE: usize = 0x1306;
+    /// `VG_USERREQ__CLIENT_CALL1` (`VALGRIND_NON_SIMD_CALL1`): Valgrind calls a function of the
+    /// program on the real CPU.
+    pub const CLIENT_CALL1: usize = 0x1102;
 
     /// Issues client request `code` with three arguments; returns Valgrind's answer, or 0 when
     /// not running under Valgrind (the magic sequence is then a no-op: four rotations of `rdi`
@@ -114,6 +117,20 @@ mod req {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[inline(always)]
     pub fn request(code: usize, a1: usize, a2: usize, a3: usize) -> usize {
+        issue(code, a1, a2, Some(a3), true)
+    }
+
+    /// [`request`] for a request that reads two arguments (the third word is left unwritten),
+    /// clearing them afterwards when `clear` (they name a block).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[inline(always)]
+    pub fn request2(code: usize, a1: usize, a2: usize, clear: bool) -> usize {
+        issue(code, a1, a2, None, clear)
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[inline(always)]
+    fn issue(code: usize, a1: usize, a2: usize, a3: Option<usize>, clear: bool) -> usize {
         // The protocol's block is six words; the requests issued here read at most the first
         // four, so the last two are left unwritten (each store is paid for under memcheck).
         // It is this thread's `poolgrind_request_tls` (tls.c), not a stack array: see there.
@@ -138,7 +155,9 @@ mod req {
             args.write(code);
             args.add(1).write(a1);
             args.add(2).write(a2);
-            args.add(3).write(a3);
+            if let Some(a3) = a3 {
+                args.add(3).write(a3);
+            }
             core::arch::asm!(
                 "rol rdi, 3",
                 "rol rdi, 13",
@@ -151,10 +170,19 @@ mod req {
             );
             // The block is thread-local storage, which memcheck's leak check scans as a root:
             // a block address left in it would keep a leaked block "still reachable".
-            args.add(1).write(0);
-            args.add(2).write(0);
+            if clear {
+                args.add(1).write(0);
+                args.add(2).write(0);
+            }
         }
         result
+    }
+
+    /// Elsewhere: [`request`].
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[inline(always)]
+    pub fn request2(code: usize, a1: usize, a2: usize, _clear: bool) -> usize {
+        request(code, a1, a2, 0)
     }
 
     /// Elsewhere: the same requests through crabgrind's typed functions (and its C shim).
@@ -261,16 +289,49 @@ pub fn mempool_alloc(p: *const u8, size: usize) {
     let _ = (p, size);
 }
 
+/// A function the allocator runs on the real CPU under memcheck ([`on_host`]): the calling
+/// thread's Valgrind thread id, then one argument.
+pub(crate) type HostFn = unsafe extern "C" fn(usize, usize) -> usize;
+
+/// Memcheck only: Valgrind runs `f(tid, a)` on the real CPU, outside memcheck's
+/// instrumentation, while every other thread of the program is stopped, and returns its
+/// answer (`VALGRIND_NON_SIMD_CALL1`); 0 when not running under Valgrind. `a_is_block`: `a` is
+/// a block's address, cleared from the request block afterwards.
+///
+/// Memcheck's own `malloc` runs the same way: its bookkeeping is Valgrind's code, not the
+/// program's, and costs one request. The allocator's bookkeeping of a common-case `malloc` or
+/// `free` (a bitmap, a ring slot, a few counters) is a few hundred guest instructions, each
+/// paid for many times over in shadow memory, for accesses memcheck has nothing to say about:
+/// the allocator's own metadata, which the program never sees. The blocks themselves are still
+/// announced by the frames that hand them out (`MEMPOOL_ALLOC`, `MEMPOOL_FREE`).
+///
+/// # Safety
+/// `f` must be written for the real CPU (see `memcheck::host`): it may touch only memory that
+/// is mapped and that no guest code is changing (the allocator's metadata, with the
+/// serialisation lock free), and must not use thread-local storage, call into libc or through
+/// the PLT, make a client request (one made on the real CPU does nothing) or panic.
+#[inline(always)]
+pub(crate) unsafe fn on_host(f: HostFn, a: usize, a_is_block: bool) -> usize {
+    #[cfg(feature = "valgrind")]
+    // The request block is cleared afterwards only when `a` names a block (see `req::issue`).
+    return req::request2(req::CLIENT_CALL1, f as usize, a, a_is_block);
+    #[cfg(not(feature = "valgrind"))]
+    {
+        let _ = (f, a, a_is_block);
+        0
+    }
+}
+
 /// Memcheck only: the chunk at `p` is freed (NOACCESS, free stack recorded); memcheck reports
 /// an invalid free if `p` is not a live chunk.
 #[inline(always)]
 pub fn mempool_free(p: *const u8) {
     #[cfg(feature = "valgrind")]
-    req::request(
+    req::request2(
         req::MEMPOOL_FREE,
         (&raw const ANCHOR) as usize,
         p as usize,
-        0,
+        true,
     );
     let _ = p;
 }

@@ -3,14 +3,16 @@
 //! in the side table (`meta`). Written for memcheck alone, one copy each: under memcheck every
 //! guest instruction, memory access, call and stack frame is paid for many times over.
 //!
-//! Every function here runs with the serialisation lock held (`serial`), but these: [`free_ptr`]
-//! takes it and hands it on to the function it ends in, which lets it go; [`begin`] and
-//! [`prepare`] take it for [`carve`], which lets it go (or hands it on to
-//! `leave_used_then_unlock`, which does).
+//! The common cases of `malloc` and `free` keep their books on the real CPU (`host`, one
+//! request each), and the frame that hands the block out or takes it back announces it to
+//! memcheck. Every other function here runs with the serialisation lock held (`serial`), but
+//! these: [`alloc_here`] and [`free_ptr`] (the real CPU's half takes no lock; their guest halves
+//! take it), and [`alloc_slow`], which takes it and lets it go.
 
+mod host;
 pub(crate) mod quarantine;
 
-use core::ptr::{null_mut, NonNull};
+use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
 use super::meta::{meta, side_entry};
@@ -18,20 +20,17 @@ use super::pool::{self, CLASSES};
 use super::types::*;
 use super::{arena, serial, sys, track};
 
-/// Hands out a block of `size` bytes of `class` under memcheck: a mempool chunk of exactly
-/// `size` bytes; the rest of the stride (the class's slack and the gaps on both sides, as
-/// memcheck's own malloc leaves them) stays NOACCESS.
-///
-/// Inlined into the front end and written for memcheck alone: under memcheck every guest
-/// instruction, memory access, call and stack frame is paid for many times over (the memcheck
-/// benchmark measures it), so the common case — the class has a used pool — is one straight
-/// run: the pool's side entry, its lowest available bit, the live bit, the request. The rare
-/// cases (a new pool, a pool filling up) share pymalloc's list code with the native paths.
+/// Hands out a block of `size` bytes of `class` under memcheck, the serialisation lock held: a
+/// mempool chunk of exactly `size` bytes, announced in this frame; the rest of the stride (the
+/// class's slack and the gaps on both sides, as memcheck's own malloc leaves them) stays
+/// NOACCESS. Null when no pool can be had. For the entry points that are not
+/// [`alloc_here`]'s (calloc, memalign, realloc, a nested `malloc`).
 #[inline(always)]
 pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
     let cls = &CLASSES[class];
     debug_assert!(serial::serialized_by_me());
-    // SAFETY: serialised (the lock stands for the class lock); used pools have side entries.
+    // SAFETY: serialised (the lock stands for the class lock); a used pool has an available
+    // block.
     unsafe {
         let mut pool = *cls.used.get();
         if pool.is_null() {
@@ -40,103 +39,80 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
                 return null_mut();
             }
         }
-        let e = side_entry(pool);
-        let h = &mut (*e).hdr;
-        // The lowest available block: no link words inside free blocks, so freed memory stays
-        // NOACCESS and no request is needed to walk a free list.
-        let w = (h.avail[0] == 0) as usize;
-        let bits = h.avail[w];
-        let bit = bits.trailing_zeros() as usize;
-        h.avail[w] = bits & (bits - 1);
-        let i = w * 64 + bit;
-        let stride = h.stride as usize;
-        let b = PoolHeader::first_block(pool, PoolHeader::gap(stride, class)).add(i * stride);
-        h.nused += 1;
-        // Serialised: plain read-modify-writes (a locked one is a CAS loop under Valgrind).
-        let live = &h.live[w];
-        live.store(live.load(Ordering::Relaxed) | 1 << bit, Ordering::Relaxed);
-        (*e).req[i] = size as u16; // size <= SMALL_REQUEST_THRESHOLD
-        *cls.nused.get() += 1;
-        if h.avail[0] | h.avail[1] == 0 {
-            pool::unlink_used(cls, h);
-        }
+        let b = take_block(cls, pool, size);
         track::mempool_alloc(b, size);
         b
     }
 }
 
-/// The memcheck allocation of a small block, in three steps, for the frames that announce
-/// blocks (the C `malloc`'s, Rust's `dispatch::alloc`):
+/// The memcheck allocation of a small block (`size` at most `config::pool_limit()`), for the
+/// frames that announce blocks (the C `malloc`'s, Rust's `dispatch::alloc`), inlined there:
 ///
-/// ```text
-/// if !begin(size) { (size, done) = prepare(size); if size == usize::MAX { return done } }
-/// return carve(size)
-/// ```
-///
-/// [`begin`] and [`carve`] are [`alloc`]'s straight run split at the lock: no call and no
-/// register to save, so the caller's frame needs no prologue (issue 15: the named frame's seven
-/// saved registers were 14 shadow-checked stack accesses a malloc), and the used pool's side
-/// entry comes from the class's memo instead of a page-map walk. The rare cases go through
-/// [`prepare`], a call that hands `size` back (nothing lives across it). There is no loop and
-/// no retry: every block from one call site is announced by the one request in [`carve`], so
-/// blocks share their allocation stack to the instruction, as memcheck's leak check groups them,
-/// in debug builds (no tail calls) too.
-///
-/// `begin` takes the lock if it is free and the class has a used pool (then `carve` may run),
-/// else returns false holding nothing. `size` is at most `config::pool_limit()`.
+/// 1. the bookkeeping runs on the real CPU ([`host::carve`], one request), in the common case
+///    (the lock free, the class with a used pool);
+/// 2. else in the guest ([`alloc_slow`], a call that hands `size` back, so that nothing lives
+///    across it and the frame saves no register);
+/// 3. one `MEMPOOL_ALLOC` request announces the block, whichever way it came: every block from
+///    one call site shares its allocation stack to the instruction, as memcheck's leak check
+///    groups them.
 #[inline(always)]
-pub(crate) fn begin(size: usize) -> bool {
-    if !serial::try_lock() {
-        return false;
+pub(crate) fn alloc_here(size: usize) -> *mut u8 {
+    // SAFETY: `host::carve` is written for the real CPU.
+    let mut b = unsafe { track::on_host(host::carve, size, false) } as *mut u8;
+    let mut size = size;
+    if b.is_null() {
+        (size, b) = alloc_slow(size);
+        if size == usize::MAX {
+            return b;
+        }
     }
-    // SAFETY: serialised; `size` is at most the pool limit, so its class is a size class.
-    if unsafe { (*CLASSES.get_unchecked(size_class(size)).used.get()).is_null() } {
-        serial::unlock_try();
-        return false;
-    }
-    true
+    track::mempool_alloc(b, size);
+    b
 }
 
-/// After [`begin`] returned false: waits for the lock and gives the class a used pool if it has
-/// none, then returns `(size, _)` holding the lock, for [`carve`]. Else `(usize::MAX, answer)`
-/// holding nothing: null when no pool can be had, or, for a nested hold of the lock (a `malloc`
-/// while this thread is inside the allocator: pathological), a block allocated here, whose
-/// request is made in this frame.
+/// [`alloc_here`] when the real CPU did not take the block: waits for the lock, gives the class
+/// a used pool if it has none, takes a block and lets the lock go, returning `(size, block)` for
+/// the caller to announce. `(usize::MAX, answer)` when there is nothing to announce: null when
+/// no pool can be had, or, for a nested hold of the lock (a `malloc` while this thread is inside
+/// the allocator: pathological), a block allocated and announced here.
 #[cold]
 #[inline(never)]
-pub(crate) fn prepare(size: usize) -> (usize, *mut u8) {
+pub(crate) fn alloc_slow(size: usize) -> (usize, *mut u8) {
     let serial = serial::serialize_memcheck();
     let class = size_class(size);
     if !serial.took() {
         return (usize::MAX, alloc(class, size));
     }
     let cls = &CLASSES[class];
-    // SAFETY: serialised (the lock stands for the class lock).
-    if unsafe { (*cls.used.get()).is_null() && pool::new_used_pool(cls, class).0.is_null() } {
-        return (usize::MAX, null_mut());
+    // SAFETY: serialised (the lock stands for the class lock); a used pool has an available
+    // block.
+    unsafe {
+        let mut pool = *cls.used.get();
+        if pool.is_null() {
+            pool = pool::new_used_pool(cls, class).0;
+            if pool.is_null() {
+                return (usize::MAX, null_mut());
+            }
+        }
+        (size, take_block(cls, pool, size))
     }
-    // The lock stays held for `carve`, which lets it go.
-    core::mem::forget(serial);
-    (size, null_mut())
 }
 
-/// Allocates a block of `size` bytes with the lock held by [`begin`] or [`prepare`] and the
-/// class's used pool present, announces it to memcheck, lets the lock go.
+/// The bookkeeping of a memcheck allocation, on the real CPU or in the guest alike: the lowest
+/// available block of `pool`, the first used pool of class `cls`, becomes live with `size`
+/// requested bytes; a pool left without an available block leaves the used list. No lock is
+/// taken and no request made (the caller announces the block).
 ///
 /// # Safety
-/// As said: after `begin(size)` returned true, or `prepare(size)` returned `(size, _)`.
+/// Serialised, or on the real CPU with the lock free (see [`host`]); `pool` is `cls`'s first
+/// used pool; `size` is at most the pool limit and of `cls`'s class. Nothing here may assert
+/// the lock's owner, make a request or call out of the allocator.
 #[inline(always)]
-pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
-    let class = size_class(size);
-    debug_assert!(class < NB_SMALL_SIZE_CLASSES && serial::serialized_by_me());
-    // SAFETY: `size` is at most the pool limit (the caller's contract), so `class` is a size
-    // class. Serialised (the lock stands for the class lock); a used pool has a side entry, and
-    // the memo names it while `used` is that pool (`ClassState::side_memo`). The block index is
-    // below 128 (two bitmap words), the length of `req`.
+unsafe fn take_block(cls: &ClassState, pool: *mut PoolHeader, size: usize) -> *mut u8 {
+    // SAFETY: the memo names the side entry of `pool` while it is the first used pool
+    // (`ClassState::side_memo`); a used pool has an available block, so the index is below 128
+    // (two bitmap words), the length of `req`.
     unsafe {
-        let cls = CLASSES.get_unchecked(class);
-        let pool = *cls.used.get();
-        debug_assert!(!pool.is_null());
         let memo = &mut *cls.side_memo.get();
         let e = if memo.0 == pool {
             memo.1
@@ -146,24 +122,11 @@ pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
             e
         };
         *cls.nused.get() += 1;
-        debug_assert!(!e.is_null());
         let h = &mut (*e).hdr;
         h.nused += 1;
-        // The lowest available block, and whether another one is left after it.
-        let a0 = h.avail[0];
-        let (w, bits, other) = if a0 != 0 {
-            (0, a0, h.avail[1])
-        } else {
-            (1, h.avail[1], 0)
-        };
-        // A used pool has an available block (else `i` below would be 128, past `req`).
-        debug_assert!(bits != 0);
+        let w = (h.avail[0] == 0) as usize;
+        let bits = *h.avail.get_unchecked(w);
         let rest = bits & bits.wrapping_sub(1);
-        // Whether this block is the pool's last, as one value from here on (hidden from the
-        // optimiser, which would keep `rest` and `other` live to the end instead: one register
-        // too many for a frame that saves none).
-        let mut fills = (rest | other == 0) as usize;
-        core::arch::asm!("/* {0} */", inout(reg) fills, options(nomem, nostack, preserves_flags));
         *h.avail.get_unchecked_mut(w) = rest;
         let live = h.live.get_unchecked(w);
         live.store(
@@ -173,49 +136,12 @@ pub(crate) unsafe fn carve(size: usize) -> NonNull<u8> {
         let i = w * 64 + bits.trailing_zeros() as usize;
         // size <= SMALL_REQUEST_THRESHOLD
         *(*e).req.get_unchecked_mut(i) = size as u16;
+        if h.avail[0] | h.avail[1] == 0 {
+            pool::unlink_used(cls, h);
+        }
         // Under memcheck `nextoffset` is the first block's offset (a `PoolHeader` invariant).
-        let b = pool
-            .cast::<u8>()
-            .add(h.nextoffset as usize + i * h.stride as usize);
-        track::mempool_alloc(b, size);
-        if fills != 0 {
-            // The pool's last available block: the common case when a program churns (the
-            // quarantine gives blocks back to full pools one at a time). In tail position.
-            return leave_used_then_unlock(h, b);
-        }
-        serial::unlock_try();
-        NonNull::new_unchecked(b)
-    }
-}
-
-/// [`carve`] took the last available block of its class's first used pool (metadata `h`):
-/// the pool leaves the used list, the class's memo moves on to the next pool, the lock is let
-/// go, and `b` is handed back.
-///
-/// # Safety
-/// Serialised for [`carve`]; `h` is the side-entry header of the first pool on its
-/// class's used list, which has no available block left; `b` is not null.
-#[inline(never)]
-#[allow(clippy::pointers_in_nomem_asm_block)] // the asm hides `b`'s value, reads nothing
-unsafe fn leave_used_then_unlock(h: *mut PoolHeader, b: *mut u8) -> NonNull<u8> {
-    // SAFETY: forwarded; used pools have side entries.
-    unsafe {
-        let cls = CLASSES.get_unchecked((*h).szidx as usize);
-        debug_assert!((*h).prevpool.is_null() && (*h).avail == [0, 0]);
-        let next = (*h).nextpool;
-        *cls.used.get() = next;
-        (*h).nextpool = null_mut();
-        if !next.is_null() {
-            let e = side_entry(next);
-            (*e).hdr.prevpool = null_mut();
-            *cls.side_memo.get() = (next, e);
-        }
-        serial::unlock_try();
-        // Hidden from the optimiser: knowing that `b` comes back, it would keep `b` in the
-        // caller across a plain call instead of making this call in tail position.
-        let mut b = b;
-        core::arch::asm!("/* {0} */", inout(reg) b, options(pure, nomem, nostack, preserves_flags));
-        NonNull::new_unchecked(b)
+        pool.cast::<u8>()
+            .add(h.nextoffset as usize + i * h.stride as usize)
     }
 }
 
@@ -250,10 +176,14 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
 
 /// The pointer-only free under memcheck (`free`, `raw::free`): `p` is null, a bootstrap block,
 /// a block of ours or a system block, which is freed here too. Inlined into the C `free`'s
-/// named frame, and written for it: every call in it is in tail position (the quarantine, the
-/// system allocator), so that the frame saves no register (issue 15: the six pushes and pops of
-/// a frame that saved every callee-saved register were ~17 guest instructions and 12 memory
-/// accesses of every free, each access paid for in memcheck's shadow memory).
+/// named frame, and written for it: every call in it is in tail position, so that the frame
+/// saves no register.
+///
+/// The common case (a live pool block, the lock free, room in the quarantine) is kept on the
+/// real CPU ([`host::free`], one request); then `MEMPOOL_FREE` is issued here. Everything else
+/// takes the lock in the guest: a system block, a bootstrap block, an invalid or double free
+/// (which memcheck reports at this frame's second `MEMPOOL_FREE`), a quarantine to be opened or
+/// grown.
 ///
 /// # Safety
 /// `p` is null or a live block of this allocator or of the system allocator; under memcheck
@@ -264,6 +194,17 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
     if p.is_null() {
         // Before the lock: `free(NULL)` must not wait for it (an atfork handler may call it
         // while `serial::fork_prepare` holds it).
+        return;
+    }
+    // SAFETY: `host::free` is written for the real CPU.
+    let done = unsafe { track::on_host(host::free, p as usize, true) };
+    if done != host::NOT_DONE {
+        // The block waits in the quarantine, out of every pool: nobody can take it before
+        // memcheck is told.
+        track::mempool_free(p);
+        if done == host::FREED_EVICT_REST {
+            return quarantine::evict_rest();
+        }
         return;
     }
     // Bootstrap blocks are not in the page map either: `free_foreign` tests for them, out of
@@ -317,7 +258,23 @@ unsafe fn free_foreign(p: *mut u8, guard: serial::CountedGuard) {
 unsafe fn clear_live(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Option<usize> {
     // SAFETY: forwarded.
     unsafe {
-        let h = &mut (*e).hdr;
+        let i = live_index(pool, e, b)?;
+        clear_live_bit(e, i);
+        Some(i)
+    }
+}
+
+/// The index of `b` in its pool (side entry `e`) if `b` is a live block of the pool; changes
+/// nothing. Real-CPU safe (see [`host`]).
+///
+/// # Safety
+/// `e` is the side entry of `pool`, the pool of `b`; serialised, or on the real CPU with the
+/// lock free.
+#[inline(always)]
+unsafe fn live_index(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Option<usize> {
+    // SAFETY: forwarded.
+    unsafe {
+        let h = &(*e).hdr;
         // `pool::block_at` for memcheck's geometry, whose `nextoffset` is the first block's
         // offset: no gap to compute from the class. A side entry of a pool never carved is
         // zeroed (no stride: no block).
@@ -329,11 +286,24 @@ unsafe fn clear_live(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Op
             return None;
         }
         let i = off / stride;
-        let word = &h.live[i / 64];
-        let v = word.load(Ordering::Relaxed);
-        let bit = 1u64 << (i % 64);
-        word.store(v & !bit, Ordering::Relaxed);
-        (v & bit != 0).then_some(i)
+        let live = h.live.get_unchecked(i / 64).load(Ordering::Relaxed);
+        (live & 1 << (i % 64) != 0).then_some(i)
+    }
+}
+
+/// Clears the live bit of block `i` of the pool whose side entry is `e`.
+///
+/// # Safety
+/// As [`live_index`]; `i` is a block index of the pool.
+#[inline(always)]
+unsafe fn clear_live_bit(e: *mut SideEntry, i: usize) {
+    // SAFETY: forwarded; `i` is below 128.
+    unsafe {
+        let word = (*e).hdr.live.get_unchecked(i / 64);
+        word.store(
+            word.load(Ordering::Relaxed) & !(1 << (i % 64)),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -80,14 +80,13 @@ struct Slot {
     home: usize,
 }
 
-/// [`push`] for the pointer-only free (its class and requested size are read from the side
-/// entry), then lets the serialisation lock go. Out of line, called in tail position, and itself
-/// written so that its frame saves no register in the steady state (a slot stored, the oldest
-/// block or two let go): every other case is a call in tail position (see
-/// `memcheck::free_ptr`).
+/// [`push`] for the pointer-only free's guest path (its class and requested size are read
+/// from the side entry), then lets the serialisation lock go. Out of line, called in tail
+/// position.
 ///
 /// # Safety
 /// As [`push`]; `guard` holds the serialisation lock.
+#[cold]
 #[inline(never)]
 pub(crate) unsafe fn push_then_unlock(
     b: *mut u8,
@@ -99,116 +98,102 @@ pub(crate) unsafe fn push_then_unlock(
     unsafe {
         let class = (*e).hdr.szidx as usize;
         let size = (*e).req[i] as usize;
-        if !try_enqueue(b, class, size, e, i) {
-            return push_then_unlock_cold(b, class, size, e, i, guard);
-        }
-        evict_over_limit_then_unlock(guard)
+        push(b, class, size, e, i);
     }
-}
-
-/// [`push_then_unlock`] when the block cannot simply be enqueued (quarantine off or smaller
-/// than the block, ring not opened, full, or to be made readable further).
-///
-/// # Safety
-/// As [`push_then_unlock`].
-#[cold]
-#[inline(never)]
-unsafe fn push_then_unlock_cold(
-    b: *mut u8,
-    class: usize,
-    size: usize,
-    e: *mut SideEntry,
-    i: usize,
-    guard: serial::CountedGuard,
-) {
-    // SAFETY: forwarded.
-    unsafe { push(b, class, size, e, i) };
     drop(guard);
 }
 
-/// Stores the block in its ring if that needs nothing more (the ring open, not full, its next
-/// slot readable); false (nothing done) otherwise.
+/// Whether a block of `size` requested bytes can be stored with nothing more than a slot
+/// written: the quarantine on and larger than the block, its ring open, not full, and its next
+/// slot readable. Changes nothing; real-CPU safe (see `host`).
 ///
 /// # Safety
-/// As [`push`].
+/// Serialised, or on the real CPU with the lock free.
 #[inline(always)]
-unsafe fn try_enqueue(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, i: usize) -> bool {
+pub(super) unsafe fn ready_for(size: usize) -> bool {
     let q = &QUARANTINE;
     if size >= config::quarantine_limit() {
         return false;
     }
     let r = ring_for(q, size);
-    // SAFETY: serialised.
+    // SAFETY: as said.
     unsafe {
         let slots = *r.slots.get();
         let len = *r.len.get();
         let tail = (*r.head.get() + len) & slots.wrapping_sub(1);
-        if len >= slots || (tail + 1) * size_of::<Slot>() > r.table.readable() {
-            return false;
-        }
+        len < slots && (tail + 1) * size_of::<Slot>() <= r.table.readable()
+    }
+}
+
+/// Stores block `b` in its ring, which [`ready_for`] said can take it. Real-CPU safe.
+///
+/// # Safety
+/// As [`ready_for`], which returned true for `size` with nothing changed since; `b` is a block
+/// of `class` just freed by the program, out of its pool and not live, block `i` of the pool
+/// whose side entry is `e`.
+#[inline(always)]
+pub(super) unsafe fn enqueue(b: *mut u8, class: usize, size: usize, e: *mut SideEntry, i: usize) {
+    let q = &QUARANTINE;
+    let r = ring_for(q, size);
+    // SAFETY: as said.
+    unsafe {
+        let len = *r.len.get();
+        let tail = (*r.head.get() + len) & (*r.slots.get() - 1);
         *r.table.base::<Slot>().add(tail) = pack(b, class, size, e, i);
         *r.len.get() = len + 1;
         *q.bytes.get() += size;
     }
-    true
 }
 
-/// Lets the oldest blocks go while the quarantine holds more than its limit, then the lock.
-/// A block whose pool changes lists on the way (rare) continues in [`list_change_then_evict`],
-/// in tail position, so that the steady state calls nothing (and nothing recurses: that one
-/// finishes with a plain loop).
+/// On the real CPU, after [`enqueue`] (or at exit, [`drain_at_exit`]): lets the oldest blocks go
+/// back to their pools while the quarantine holds more than its limit. Stops, leaving the rest to the guest
+/// ([`evict_rest`]), at a block whose pool it would empty (the pool may go back to its arena,
+/// which makes requests and system calls) or at `just`, the block just freed, which must not
+/// be handed out again before its caller has told memcheck. Returns `host::FREED` or
+/// `host::FREED_EVICT_REST`.
 ///
 /// # Safety
-/// Serialised by `guard`.
+/// On the real CPU with the lock free, or held by the calling thread (see `host`).
 #[inline(always)]
-unsafe fn evict_over_limit_then_unlock(guard: serial::CountedGuard) {
+pub(super) unsafe fn evict_on_host(just: *mut u8) -> usize {
     let q = &QUARANTINE;
-    // SAFETY: serialised.
+    // SAFETY: as said; a slot between head and head + len is a quarantined block.
     unsafe {
         while *q.bytes.get() > config::quarantine_limit() {
-            let (b, class, e, i) = take_oldest(q);
+            let r = oldest_ring(q);
+            let (b, _, class, e, i) = unpack(*r.table.base::<Slot>().add(*r.head.get()));
             let h = &mut (*e).hdr;
-            let cls = &CLASSES[class];
+            if b == just || h.nused == 1 {
+                return super::host::FREED_EVICT_REST;
+            }
+            take_from(q, r);
             let was_full = h.avail[0] | h.avail[1] == 0;
-            h.avail[i / 64] |= 1 << (i % 64);
+            *h.avail.get_unchecked_mut(i / 64) |= 1 << (i % 64);
             h.nused -= 1;
+            let cls = CLASSES.get_unchecked(class);
             *cls.nused.get() -= 1;
-            if was_full || h.nused == 0 {
-                return list_change_then_evict(cls, class, b, e, was_full, guard);
+            if was_full {
+                pool::link_used(cls, PoolHeader::of(b), h);
             }
         }
     }
-    drop(guard);
+    super::host::FREED
 }
 
-/// The rare half of [`evict_over_limit_then_unlock`]: the pool of the block just put back
-/// changes lists (`pool::pool_changes_list`), then eviction goes on.
-///
-/// # Safety
-/// Serialised by `guard`; `b` was just put back in its pool, whose side entry is `e`.
+/// The guest's half of [`evict_on_host`]: takes the lock and lets the oldest blocks go while
+/// the quarantine holds more than its limit.
 #[cold]
 #[inline(never)]
-unsafe fn list_change_then_evict(
-    cls: &ClassState,
-    class: usize,
-    b: *mut u8,
-    e: *mut SideEntry,
-    was_full: bool,
-    guard: serial::CountedGuard,
-) {
-    // SAFETY: forwarded.
+pub(crate) fn evict_rest() {
+    let _serial = serial::serialize_memcheck();
+    let q = &QUARANTINE;
+    // SAFETY: serialised; the quarantine is not empty while it holds bytes.
     unsafe {
-        pool::pool_changes_list(cls, class, PoolHeader::of(b), &mut (*e).hdr, was_full);
-        // A plain loop from here, not `evict_over_limit_then_unlock` again: tail calls are
-        // not guaranteed, and a run of evicted zero-byte blocks can change many pools' lists
-        // (review of 8452aa4).
-        let q = &QUARANTINE;
         while *q.bytes.get() > config::quarantine_limit() {
             let (b, class, e, i) = take_oldest(q);
             super::put_block_at(class, b, e, i);
         }
     }
-    drop(guard);
 }
 
 /// The ring a block of `size` requested bytes waits in.
@@ -229,13 +214,20 @@ fn ring_for(q: &Quarantine, size: usize) -> &Ring {
 #[inline(always)]
 unsafe fn take_oldest(q: &Quarantine) -> (*mut u8, usize, *mut SideEntry, usize) {
     // SAFETY: forwarded.
-    unsafe {
-        let r = if *q.rings[BIG].len.get() > 0 {
-            &q.rings[BIG]
-        } else {
-            &q.rings[SMALL]
-        };
-        take_from(q, r)
+    unsafe { take_from(q, oldest_ring(q)) }
+}
+
+/// The ring the oldest block leaves from: the big one while it holds any.
+///
+/// # Safety
+/// Serialised, or on the real CPU with the lock free.
+#[inline(always)]
+unsafe fn oldest_ring(q: &Quarantine) -> &Ring {
+    // SAFETY: as said.
+    if unsafe { *q.rings[BIG].len.get() } > 0 {
+        &q.rings[BIG]
+    } else {
+        &q.rings[SMALL]
     }
 }
 
@@ -332,9 +324,18 @@ pub(crate) fn drain_at_exit() {
     let _serial = serial::serialize();
     config::stop_quarantine(); // from now on frees skip the quarantine
     let q = &QUARANTINE;
-    for r in &q.rings {
-        // SAFETY: serialised.
-        unsafe {
+    // SAFETY: serialised by this thread, which is the one `host::drain` runs for.
+    unsafe {
+        while *q.bytes.get() > 0 {
+            // On the real CPU as far as it goes; in the guest, the blocks whose pools empty.
+            track::on_host(super::host::drain, 0, false);
+            if *q.bytes.get() > 0 {
+                let (b, class, e, i) = take_oldest(q);
+                super::put_block_at(class, b, e, i);
+            }
+        }
+        // Zero-byte blocks hold no bytes.
+        for r in &q.rings {
             while *r.len.get() > 0 {
                 evict_one(q, r);
             }

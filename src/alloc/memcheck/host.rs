@@ -1,0 +1,116 @@
+//! The memcheck bookkeeping that runs on the real CPU (`track::on_host`, Valgrind's
+//! `VALGRIND_NON_SIMD_CALL1`), for the common cases of `malloc` and `free`.
+//!
+//! Under memcheck every guest instruction is translated and instrumented, and every memory
+//! access goes through shadow memory: the allocator's own bookkeeping (a bitmap word, a ring
+//! slot, a few counters; ~400 guest instructions a `malloc`/`free` pair, issue 15) cost more
+//! than the two requests that tell memcheck about the block. Memcheck has nothing to say about
+//! those accesses (the metadata lives in the side table and the quarantine's rings, never in
+//! memory the program sees), and its own `malloc` keeps its books the same way: in Valgrind's
+//! code, called through one request. Here the request calls the allocator's function on the
+//! real CPU, and the frame that hands the block out or takes it back still makes the
+//! `MEMPOOL_ALLOC` or `MEMPOOL_FREE` request itself, so the stacks memcheck records are the
+//! program's.
+//!
+//! What a function here may do, and why:
+//! - **Every other thread is stopped**: Valgrind runs one thread at a time and makes the call
+//!   between two of the calling thread's instructions. So the functions take no lock, but they
+//!   give up ([`NOT_DONE`], nothing changed) while the serialisation lock is held, by whichever
+//!   thread: its holder may be anywhere in a change of the same metadata. The caller then
+//!   takes the guest path, which waits for the lock.
+//! - **Only the allocator's metadata**, mapped and readable: the page map (its lookups never
+//!   leave the readable prefix), the side table, the class states, the quarantine's rings as
+//!   far as they are readable. Shadow memory does not see these writes, which is right: the
+//!   metadata is DEFINED from the start (mapped zeroed, or in `.bss`) and only the allocator
+//!   reads it.
+//! - **Nothing the guest has to see**: no client request (one made on the real CPU does
+//!   nothing), no system call (Valgrind would not know of an `munmap`), no libc and no PLT
+//!   (Valgrind's warning: "any kind of entanglement with libc or dynamic linking is likely to
+//!   have a bad outcome"), no thread-local storage (the real CPU's `fs` is Valgrind's, not the
+//!   thread's), no panic. So a pool that a freed block would empty, or a ring that needs
+//!   mapping, is left to the guest.
+
+use super::super::meta::side_entry;
+use super::super::pool::CLASSES;
+use super::super::serial;
+use super::super::types::*;
+use super::quarantine;
+
+/// Nothing was done: the guest path does it all (also what a request answers natively).
+pub(crate) const NOT_DONE: usize = 0;
+/// The block is in the quarantine, its live bit cleared; the caller makes `MEMPOOL_FREE`.
+pub(crate) const FREED: usize = 1;
+/// As [`FREED`], and the quarantine holds more than its limit: the oldest block would empty
+/// its pool, or is the one just freed (which must not go back to its pool before memcheck is
+/// told). The caller makes `MEMPOOL_FREE`, then evicts in the guest
+/// (`quarantine::evict_rest`).
+pub(crate) const FREED_EVICT_REST: usize = 2;
+
+/// The bookkeeping of a memcheck `malloc` of `size` bytes (at most the pool limit), on the real
+/// CPU: the block's address, its live bit set and its size recorded, for the caller to
+/// announce; 0 ([`NOT_DONE`]) when the lock is held or the class has no used pool.
+///
+/// # Safety
+/// Called through `track::on_host` only (see the module's rules); `size` is at most
+/// `config::pool_limit()`.
+pub(crate) unsafe extern "C" fn carve(_tid: usize, size: usize) -> usize {
+    if serial::held() {
+        return NOT_DONE;
+    }
+    // SAFETY: `size` is at most the pool limit, so its class is a size class; every other
+    // thread is stopped and none is inside the allocator (the lock is free).
+    unsafe {
+        let cls = CLASSES.get_unchecked(size_class(size));
+        let pool = *cls.used.get();
+        if pool.is_null() {
+            return NOT_DONE;
+        }
+        super::take_block(cls, pool, size) as usize
+    }
+}
+
+/// The bookkeeping of a memcheck `free` of `p`, on the real CPU: when `p` is a live block of a
+/// pool and the quarantine can take it without mapping anything, its live bit is cleared, it
+/// enters the quarantine and the oldest blocks beyond the limit go back to their pools
+/// ([`FREED`] or [`FREED_EVICT_REST`]). Else nothing changes ([`NOT_DONE`]).
+///
+/// # Safety
+/// Called through `track::on_host` only (see the module's rules); `p` is not null.
+pub(crate) unsafe extern "C" fn free(_tid: usize, p: usize) -> usize {
+    if serial::held() {
+        return NOT_DONE;
+    }
+    let p = p as *mut u8;
+    let pool = PoolHeader::of(p);
+    let e = side_entry(pool);
+    if e.is_null() {
+        return NOT_DONE; // a system or bootstrap block
+    }
+    // SAFETY: `e` is the side entry of `p`'s pool; every other thread is stopped and none is
+    // inside the allocator (the lock is free).
+    unsafe {
+        let Some(i) = super::live_index(pool, e, p) else {
+            return NOT_DONE; // an invalid or double free: memcheck reports it in the guest
+        };
+        let class = (*e).hdr.szidx as usize;
+        let size = *(*e).req.get_unchecked(i) as usize;
+        if !quarantine::ready_for(size) {
+            return NOT_DONE;
+        }
+        super::clear_live_bit(e, i);
+        quarantine::enqueue(p, class, size, e, i);
+        quarantine::evict_on_host(p)
+    }
+}
+
+/// At exit (`quarantine::drain_at_exit`), with the quarantine stopped: lets quarantined blocks
+/// go back to their pools, on the real CPU, until the oldest one would empty its pool (which
+/// the guest then does) or none is left.
+///
+/// # Safety
+/// Called through `track::on_host` only (see the module's rules), by the thread that holds the
+/// serialisation lock.
+pub(crate) unsafe extern "C" fn drain(_tid: usize, _: usize) -> usize {
+    // SAFETY: the caller holds the lock, so no other thread is inside the allocator.
+    unsafe { quarantine::evict_on_host(core::ptr::null_mut()) }
+}
