@@ -203,3 +203,41 @@ fn leak_check_does_not_scan_reserved_tables() {
         "the leak check scanned {checked} bytes: reserved tables are readable again"
     );
 }
+
+#[test]
+fn books_kept_on_the_real_cpu_agree_with_the_guest_paths_across_threads() {
+    // Under memcheck the common malloc and free keep their books on the real CPU
+    // (`memcheck::host`) and everything else in the guest: three threads mix both (hand-overs,
+    // system blocks, calloc, realloc, a quarantine small enough that pools empty while it
+    // evicts), then the heap walker checks every invariant. The leaked blocks come from one
+    // call site, some carved in the guest (a new pool's first block) and most on the real CPU:
+    // one loss record with all of them says one request announces them all.
+    let lib = preload_lib();
+    let r = valgrind(
+        "memcheck",
+        &build_c("host_books"),
+        &[],
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("POOLGRIND_QUARANTINE", "20000"),
+        ],
+    );
+    assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), "heap ok");
+    let lost = verdicts(&r.log, "leak_here");
+    assert_eq!(
+        lost,
+        vec![(
+            "Leak_DefinitelyLost".to_string(),
+            Some(490 * 210),
+            Some(210)
+        )],
+        "{}",
+        dump(&r.log)
+    );
+    let others: Vec<_> = bad_errors(&r.log)
+        .into_iter()
+        .filter(|e| !on_stack(e, "leak_here"))
+        .collect();
+    assert!(others.is_empty(), "{}", dump(&r.log));
+}
