@@ -18,7 +18,7 @@ use core::sync::atomic::Ordering;
 use super::meta::{meta, side_entry};
 use super::pool::{self, CLASSES};
 use super::types::*;
-use super::{arena, serial, sys, track};
+use super::{arena, config, serial, sys, track};
 
 /// Hands out a block of `size` bytes of `class` under memcheck, the serialisation lock held: a
 /// mempool chunk of exactly `size` bytes, announced in this frame; the rest of the stride (the
@@ -196,8 +196,12 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
         // while `serial::fork_prepare` holds it).
         return;
     }
-    // SAFETY: `host::free` is written for the real CPU.
-    let done = unsafe { track::on_host(host::free, p as usize, true) };
+    let done = if config::pools_on() {
+        // SAFETY: `host::free` is written for the real CPU.
+        unsafe { track::on_host(host::free, p as usize, true) }
+    } else {
+        host::NOT_DONE // `malloc` mode: no pointer is a pool block, no request spent asking
+    };
     if done != host::NOT_DONE {
         // The block waits in the quarantine, out of every pool: nobody can take it before
         // memcheck is told.
