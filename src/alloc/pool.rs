@@ -96,7 +96,8 @@ unsafe fn pool_put(m: *mut PoolHeader, b: *mut u8) {
 /// Unlinks a pool from its class's used list.
 ///
 /// # Safety
-/// Class lock held; `m == meta(pool)`; the pool is on the list.
+/// Class lock held (or, under memcheck, on the real CPU: see `memcheck::host`); `m == meta(pool)`;
+/// the pool is on the list.
 pub(crate) unsafe fn unlink_used(cls: &ClassState, m: *mut PoolHeader) {
     // SAFETY: list manipulation under the class lock.
     unsafe {
@@ -118,7 +119,8 @@ pub(crate) unsafe fn unlink_used(cls: &ClassState, m: *mut PoolHeader) {
 /// Links a pool at the head of its class's used list.
 ///
 /// # Safety
-/// Class lock held; `m == meta(pool)`; the pool is on no list.
+/// Class lock held (or, under memcheck, on the real CPU: see `memcheck::host`); `m == meta(pool)`;
+/// the pool is on no list.
 pub(crate) unsafe fn link_used(cls: &ClassState, pool: *mut PoolHeader, m: *mut PoolHeader) {
     // SAFETY: as unlink_used.
     unsafe {

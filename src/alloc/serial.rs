@@ -1,5 +1,7 @@
-//! Under memcheck, one lock serialises every allocator operation (see [`SerialGuard`]); the
-//! inner locks then are not taken ([`lock_class`]).
+//! Under memcheck, one lock serialises every allocator operation in the guest (see
+//! [`SerialGuard`]); the inner locks then are not taken ([`lock_class`]). The bookkeeping run on
+//! the real CPU (`memcheck::host`) takes no lock: every other thread is stopped then, and it
+//! gives up while any thread holds this one ([`held`]).
 
 use core::marker::PhantomData;
 use core::sync::atomic::Ordering;

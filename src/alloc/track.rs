@@ -19,6 +19,9 @@
 //!   exactly those 4 bytes and only the local copy is marked DEFINED ([`read_foreign_u32`]);
 //!   nothing about memory the allocator does not own is ever changed.
 //!
+//! - the allocator's own bookkeeping of a common `malloc` or `free` is not shown to memcheck at
+//!   all: it runs on the real CPU ([`on_host`]), as memcheck's own malloc's does in Valgrind.
+//!
 //! This module only talks to Valgrind; the lock that serialises the allocator under memcheck
 //! is `serial`'s.
 //!
@@ -291,7 +294,7 @@ pub fn mempool_alloc(p: *const u8, size: usize) {
 
 /// A function the allocator runs on the real CPU under memcheck ([`on_host`]): the calling
 /// thread's Valgrind thread id, then one argument.
-pub(crate) type HostFn = unsafe extern "C" fn(usize, usize) -> usize;
+pub(crate) type HostFn = unsafe extern "C" fn(u32, usize) -> usize;
 
 /// Memcheck only: Valgrind runs `f(tid, a)` on the real CPU, outside memcheck's
 /// instrumentation, while every other thread of the program is stopped, and returns its

@@ -340,7 +340,9 @@ pub struct ClassState {
     pub side_memo: UnsafeCell<(*mut PoolHeader, *mut SideEntry)>,
 }
 
-// SAFETY: every non-atomic field is accessed only with `lock` held.
+// SAFETY: every non-atomic field is accessed only with `lock` held (under memcheck: the
+// serialisation lock, or on the real CPU while no other thread runs and none holds it,
+// `memcheck::host`).
 unsafe impl Sync for ClassState {}
 
 impl ClassState {

@@ -2,7 +2,8 @@
  * other case in the guest under the allocator's lock. This program mixes both from three
  * threads: churn over a live set with cross-thread hand-overs, sizes on both sides of the
  * pools' limit (system blocks), calloc and realloc (guest paths), a small quarantine (run with
- * POOLGRIND_QUARANTINE=20000, so pools empty during eviction and the guest finishes it), and
+ * POOLGRIND_QUARANTINE=20000, so pools empty during eviction and the guest finishes it; and with
+ * POOLGRIND_QUARANTINE_BIG=256, so two rings take turns), and
  * blocks of one otherwise unused class leaked from one call site, 70 per thread, so that new
  * pools are made while they are carved (a pool's first block comes from the guest, the others
  * from the real CPU). Then the heap walker checks every invariant (poolgrind_check_heap). */
@@ -43,7 +44,7 @@ static void *worker(void *arg) {
         size_t n = size_of(r >> 6);
         switch ((r >> 40) % 8) {
         case 0: live[k] = calloc(1, n); break;
-        case 1: live[k] = realloc(malloc(n / 2 + 1), n); break;
+        case 1: live[k] = realloc(malloc(n % 256 + 1), n); break;
         default: live[k] = malloc(n); break;
         }
         memset(live[k], i, n);

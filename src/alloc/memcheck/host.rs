@@ -27,23 +27,27 @@
 //!   nothing), no system call (Valgrind would not know of an `munmap`), no libc and no PLT
 //!   (Valgrind's warning: "any kind of entanglement with libc or dynamic linking is likely to
 //!   have a bad outcome"), no thread-local storage (the real CPU's `fs` is Valgrind's, not the
-//!   thread's), no panic. So a pool that a freed block would empty, or a ring that needs
-//!   mapping, is left to the guest.
+//!   thread's). So a pool that a freed block would empty, or a ring that needs mapping, is left
+//!   to the guest. Release builds call nothing from here (checked with `objdump`); debug
+//!   builds keep Rust's overflow and pointer checks, which can only fire on a heap whose
+//!   invariants are already broken, and would then crash Valgrind instead of panicking.
+//! - **Memcheck is told first when a block is freed** (`memcheck::free_ptr`): a quarantined
+//!   block may be let go by any thread's eviction, so it must already be free in memcheck's
+//!   books when it enters the quarantine. When a block is handed out, its books are kept first
+//!   (live before it is announced, so nobody else can take it).
 
 use super::super::meta::side_entry;
 use super::super::pool::CLASSES;
-use super::super::serial;
 use super::super::types::*;
+use super::super::{config, serial};
 use super::quarantine;
 
 /// Nothing was done: the guest path does it all (also what a request answers natively).
 pub(crate) const NOT_DONE: usize = 0;
-/// The block is in the quarantine, its live bit cleared; the caller makes `MEMPOOL_FREE`.
+/// The block is back in its pool or in the quarantine, its live bit cleared.
 pub(crate) const FREED: usize = 1;
-/// As [`FREED`], and the quarantine holds more than its limit: the oldest block would empty
-/// its pool, or is the one just freed (which must not go back to its pool before memcheck is
-/// told). The caller makes `MEMPOOL_FREE`, then evicts in the guest
-/// (`quarantine::evict_rest`).
+/// As [`FREED`], and the quarantine holds more than its limit: its oldest block would empty its
+/// pool. The caller evicts in the guest (`quarantine::evict_rest`).
 pub(crate) const FREED_EVICT_REST: usize = 2;
 
 /// The bookkeeping of a memcheck `malloc` of `size` bytes (at most the pool limit), on the real
@@ -53,7 +57,7 @@ pub(crate) const FREED_EVICT_REST: usize = 2;
 /// # Safety
 /// Called through `track::on_host` only (see the module's rules); `size` is at most
 /// `config::pool_limit()`.
-pub(crate) unsafe extern "C" fn carve(_tid: usize, size: usize) -> usize {
+pub(crate) unsafe extern "C" fn carve(_tid: u32, size: usize) -> usize {
     if serial::held() {
         return NOT_DONE;
     }
@@ -69,14 +73,18 @@ pub(crate) unsafe extern "C" fn carve(_tid: usize, size: usize) -> usize {
     }
 }
 
-/// The bookkeeping of a memcheck `free` of `p`, on the real CPU: when `p` is a live block of a
-/// pool and the quarantine can take it without mapping anything, its live bit is cleared, it
-/// enters the quarantine and the oldest blocks beyond the limit go back to their pools
-/// ([`FREED`] or [`FREED_EVICT_REST`]). Else nothing changes ([`NOT_DONE`]).
+/// The bookkeeping of a memcheck `free` of `p`, on the real CPU, after its caller told memcheck
+/// (`MEMPOOL_FREE`): when `p` is a live block of a pool, its live bit is cleared and it enters
+/// the quarantine if that needs only a slot written, the oldest blocks beyond the limit going
+/// back to their pools ([`FREED`] or [`FREED_EVICT_REST`]); with the quarantine off (or smaller
+/// than the block) it goes straight back to its pool ([`FREED`]). Else nothing changes
+/// ([`NOT_DONE`]): not a live block (memcheck has reported it), a ring to open or grow, a pool
+/// that would empty.
 ///
 /// # Safety
-/// Called through `track::on_host` only (see the module's rules); `p` is not null.
-pub(crate) unsafe extern "C" fn free(_tid: usize, p: usize) -> usize {
+/// Called through `track::on_host` only (see the module's rules); `p` lies in a pool (its page
+/// is in the page map).
+pub(crate) unsafe extern "C" fn free(_tid: u32, p: usize) -> usize {
     if serial::held() {
         return NOT_DONE;
     }
@@ -84,22 +92,26 @@ pub(crate) unsafe extern "C" fn free(_tid: usize, p: usize) -> usize {
     let pool = PoolHeader::of(p);
     let e = side_entry(pool);
     if e.is_null() {
-        return NOT_DONE; // a system or bootstrap block
+        return NOT_DONE;
     }
     // SAFETY: `e` is the side entry of `p`'s pool; every other thread is stopped and none is
     // inside the allocator (the lock is free).
     unsafe {
         let Some(i) = super::live_index(pool, e, p) else {
-            return NOT_DONE; // an invalid or double free: memcheck reports it in the guest
+            return NOT_DONE;
         };
         let class = (*e).hdr.szidx as usize;
         let size = *(*e).req.get_unchecked(i) as usize;
-        if !quarantine::ready_for(size) {
-            return NOT_DONE;
+        if quarantine::ready_for(size) {
+            super::clear_live_bit(e, i);
+            quarantine::enqueue(p, class, size, e, i);
+            return quarantine::evict_on_host();
         }
-        super::clear_live_bit(e, i);
-        quarantine::enqueue(p, class, size, e, i);
-        quarantine::evict_on_host(p)
+        if size >= config::quarantine_limit() && quarantine::put_back_on_host(p, class, e, i) {
+            super::clear_live_bit(e, i);
+            return FREED;
+        }
+        NOT_DONE
     }
 }
 
@@ -110,7 +122,8 @@ pub(crate) unsafe extern "C" fn free(_tid: usize, p: usize) -> usize {
 /// # Safety
 /// Called through `track::on_host` only (see the module's rules), by the thread that holds the
 /// serialisation lock.
-pub(crate) unsafe extern "C" fn drain(_tid: usize, _: usize) -> usize {
-    // SAFETY: the caller holds the lock, so no other thread is inside the allocator.
-    unsafe { quarantine::evict_on_host(core::ptr::null_mut()) }
+pub(crate) unsafe extern "C" fn drain(_tid: u32, _: usize) -> usize {
+    // SAFETY: the caller holds the lock and is between two of its steps; every other thread is
+    // stopped outside the allocator or waiting for the lock.
+    unsafe { quarantine::evict_on_host() }
 }

@@ -15,10 +15,10 @@ pub(crate) mod quarantine;
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
-use super::meta::{meta, side_entry};
+use super::meta::{self, meta, side_entry};
 use super::pool::{self, CLASSES};
 use super::types::*;
-use super::{arena, config, serial, sys, track};
+use super::{arena, serial, sys, track};
 
 /// Hands out a block of `size` bytes of `class` under memcheck, the serialisation lock held: a
 /// mempool chunk of exactly `size` bytes, announced in this frame; the rest of the stride (the
@@ -40,7 +40,10 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
             }
         }
         let b = take_block(cls, pool, size);
-        track::mempool_alloc(b, size);
+        debug_assert!(!b.is_null(), "a used pool without a free block");
+        if !b.is_null() {
+            track::mempool_alloc(b, size);
+        }
         b
     }
 }
@@ -57,6 +60,7 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
 ///    groups them.
 #[inline(always)]
 pub(crate) fn alloc_here(size: usize) -> *mut u8 {
+    debug_assert!(size <= super::config::pool_limit());
     // SAFETY: `host::carve` is written for the real CPU.
     let mut b = unsafe { track::on_host(host::carve, size, false) } as *mut u8;
     let mut size = size;
@@ -94,14 +98,21 @@ pub(crate) fn alloc_slow(size: usize) -> (usize, *mut u8) {
                 return (usize::MAX, null_mut());
             }
         }
-        (size, take_block(cls, pool, size))
+        let b = take_block(cls, pool, size);
+        debug_assert!(!b.is_null(), "a used pool without a free block");
+        if b.is_null() {
+            return (usize::MAX, b);
+        }
+        (size, b)
     }
 }
 
 /// The bookkeeping of a memcheck allocation, on the real CPU or in the guest alike: the lowest
 /// available block of `pool`, the first used pool of class `cls`, becomes live with `size`
 /// requested bytes; a pool left without an available block leaves the used list. No lock is
-/// taken and no request made (the caller announces the block).
+/// taken and no request made (the caller announces the block). Null, with nothing changed, if
+/// the pool has no side entry or no available block: a broken invariant, which the guest
+/// callers assert and the real CPU hands over to them (it must not panic).
 ///
 /// # Safety
 /// Serialised, or on the real CPU with the lock free (see [`host`]); `pool` is `cls`'s first
@@ -110,8 +121,8 @@ pub(crate) fn alloc_slow(size: usize) -> (usize, *mut u8) {
 #[inline(always)]
 unsafe fn take_block(cls: &ClassState, pool: *mut PoolHeader, size: usize) -> *mut u8 {
     // SAFETY: the memo names the side entry of `pool` while it is the first used pool
-    // (`ClassState::side_memo`); a used pool has an available block, so the index is below 128
-    // (two bitmap words), the length of `req`.
+    // (`ClassState::side_memo`); with an available block the index is below 128 (two bitmap
+    // words), the length of `req`.
     unsafe {
         let memo = &mut *cls.side_memo.get();
         let e = if memo.0 == pool {
@@ -121,11 +132,17 @@ unsafe fn take_block(cls: &ClassState, pool: *mut PoolHeader, size: usize) -> *m
             *memo = (pool, e);
             e
         };
-        *cls.nused.get() += 1;
+        if e.is_null() {
+            return null_mut();
+        }
         let h = &mut (*e).hdr;
-        h.nused += 1;
         let w = (h.avail[0] == 0) as usize;
         let bits = *h.avail.get_unchecked(w);
+        if bits == 0 {
+            return null_mut();
+        }
+        *cls.nused.get() += 1;
+        h.nused += 1;
         let rest = bits & bits.wrapping_sub(1);
         *h.avail.get_unchecked_mut(w) = rest;
         let live = h.live.get_unchecked(w);
@@ -179,11 +196,11 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
 /// named frame, and written for it: every call in it is in tail position, so that the frame
 /// saves no register.
 ///
-/// The common case (a live pool block, the lock free, room in the quarantine) is kept on the
-/// real CPU ([`host::free`], one request); then `MEMPOOL_FREE` is issued here. Everything else
-/// takes the lock in the guest: a system block, a bootstrap block, an invalid or double free
-/// (which memcheck reports at this frame's second `MEMPOOL_FREE`), a quarantine to be opened or
-/// grown.
+/// For a pointer into a pool, memcheck is told first (`MEMPOOL_FREE`, this frame's one site:
+/// an invalid or double free is reported there, with the program's stack), and only then do the
+/// books change: so a block can never be handed out again, by this thread or another, before
+/// memcheck knows it is free. The books are kept on the real CPU in the common case
+/// ([`host::free`], one request), else in the guest under the lock ([`free_in_guest`]).
 ///
 /// # Safety
 /// `p` is null or a live block of this allocator or of the system allocator; under memcheck
@@ -196,41 +213,59 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
         // while `serial::fork_prepare` holds it).
         return;
     }
-    let done = if config::pools_on() {
-        // SAFETY: `host::free` is written for the real CPU.
-        unsafe { track::on_host(host::free, p as usize, true) }
-    } else {
-        host::NOT_DONE // `malloc` mode: no pointer is a pool block, no request spent asking
-    };
-    if done != host::NOT_DONE {
-        // The block waits in the quarantine, out of every pool: nobody can take it before
-        // memcheck is told.
-        track::mempool_free(p);
-        if done == host::FREED_EVICT_REST {
-            return quarantine::evict_rest();
-        }
+    if !meta::page_known(p) {
+        // SAFETY: not a pool block, so a bootstrap or live system block (the caller's contract).
+        return unsafe { free_foreign_locking(p) };
+    }
+    track::mempool_free(p);
+    // SAFETY: `host::free` is written for the real CPU.
+    let done = unsafe { track::on_host(host::free, p as usize, true) };
+    if done == host::FREED {
         return;
     }
-    // Bootstrap blocks are not in the page map either: `free_foreign` tests for them, out of
-    // the way of every other free.
-    let (guard, p) = serial::serialize_counted(p);
+    if done == host::FREED_EVICT_REST {
+        return quarantine::evict_rest();
+    }
+    // SAFETY: `p` lies in a pool; memcheck has been told.
+    unsafe { free_in_guest(p) }
+}
+
+/// [`free_ptr`]'s books in the guest, under the lock, when the real CPU did not keep them (the
+/// lock held, a ring to be opened or grown, a pool to be given back, or `p` not a live block,
+/// which memcheck has just reported).
+///
+/// # Safety
+/// `p` lies in a pool (its page is in the page map); `MEMPOOL_FREE` was issued for it.
+#[cold]
+#[inline(never)]
+unsafe fn free_in_guest(p: *mut u8) {
+    let _serial = serial::serialize_memcheck();
     let pool = PoolHeader::of(p);
-    // `arena::owns` with the page map read once: its id is the side entry's.
+    // Read again under the lock: for a pointer that is not a live block, the arena may have
+    // gone since.
     let e = side_entry(pool);
     if e.is_null() {
-        // SAFETY: not a pool block, so a live system block (the caller's contract).
-        return unsafe { free_foreign(p, guard) };
+        return;
     }
-    // SAFETY: p lies in one of our pools, whose side entry is `e`; serialised.
+    // SAFETY: `e` is the side entry of `p`'s pool; serialised.
     unsafe {
-        let live = clear_live(pool, e, p);
-        track::mempool_free(p);
-        match live {
-            Some(i) => quarantine::push_then_unlock(p, e, i, guard),
-            // Memcheck has just reported the invalid or double free; nothing else changes.
-            None => serial::unlock(guard),
+        if let Some(i) = clear_live(pool, e, p) {
+            let class = (*e).hdr.szidx as usize;
+            quarantine::push(p, class, (*e).req[i] as usize, e, i);
         }
     }
+}
+
+/// [`free_foreign`], the lock taken first (out of the way of [`free_ptr`]'s frame).
+///
+/// # Safety
+/// As [`free_foreign`].
+#[cold]
+#[inline(never)]
+unsafe fn free_foreign_locking(p: *mut u8) {
+    let (guard, p) = serial::serialize_counted(p);
+    // SAFETY: forwarded.
+    unsafe { free_foreign(p, guard) }
 }
 
 /// [`free_ptr`] of a pointer the page map does not know: a bootstrap block (nothing to do:

@@ -22,14 +22,17 @@ use super::super::{config, serial, track};
 /// Invariants: slots `head .. head + len` (mod `slots`) of each ring hold its quarantined
 /// blocks, each out of its pool and not live (its live bit clear), with its requested size,
 /// class, side entry and index in its pool ([`Slot`]); every other slot's block word is null
-/// (its home word may still name a side entry: never a heap block); `bytes` is the sum of the requested
-/// sizes in both rings and is at most the limit after every push.
+/// (its home word may still name a side entry: never a heap block); `bytes` is the sum of the
+/// requested sizes in both rings and is at most the limit after every free, but between a
+/// real-CPU free that answered `host::FREED_EVICT_REST` and its guest `evict_rest`. Every
+/// quarantined block is free in memcheck's books (`memcheck::free_ptr` tells memcheck first).
 struct Quarantine {
     rings: [Ring; 2],
     bytes: UnsafeCell<usize>,
 }
 // SAFETY: used only under memcheck, where every access holds the serialisation lock
-// (`serial::serialize`), which fork() also takes first.
+// (`serial::serialize`), which fork() also takes first, or runs on the real CPU while no other
+// thread runs and none holds the lock (`memcheck::host`).
 unsafe impl Sync for Quarantine {}
 
 /// One ring: reserved address space, PROT_NONE until used (memcheck's leak check reads every
@@ -80,29 +83,6 @@ struct Slot {
     home: usize,
 }
 
-/// [`push`] for the pointer-only free's guest path (its class and requested size are read
-/// from the side entry), then lets the serialisation lock go. Out of line, called in tail
-/// position.
-///
-/// # Safety
-/// As [`push`]; `guard` holds the serialisation lock.
-#[cold]
-#[inline(never)]
-pub(crate) unsafe fn push_then_unlock(
-    b: *mut u8,
-    e: *mut SideEntry,
-    i: usize,
-    guard: serial::CountedGuard,
-) {
-    // SAFETY: forwarded; `e` is a side entry and `i` a block index of its pool.
-    unsafe {
-        let class = (*e).hdr.szidx as usize;
-        let size = (*e).req[i] as usize;
-        push(b, class, size, e, i);
-    }
-    drop(guard);
-}
-
 /// Whether a block of `size` requested bytes can be stored with nothing more than a slot
 /// written: the quarantine on and larger than the block, its ring open, not full, and its next
 /// slot readable. Changes nothing; real-CPU safe (see `host`).
@@ -146,38 +126,60 @@ pub(super) unsafe fn enqueue(b: *mut u8, class: usize, size: usize, e: *mut Side
 }
 
 /// On the real CPU, after [`enqueue`] (or at exit, [`drain_at_exit`]): lets the oldest blocks go
-/// back to their pools while the quarantine holds more than its limit. Stops, leaving the rest to the guest
-/// ([`evict_rest`]), at a block whose pool it would empty (the pool may go back to its arena,
-/// which makes requests and system calls) or at `just`, the block just freed, which must not
-/// be handed out again before its caller has told memcheck. Returns `host::FREED` or
-/// `host::FREED_EVICT_REST`.
+/// back to their pools while the quarantine holds more than its limit. Stops at a block whose
+/// pool it would empty (the pool may go back to its arena, which makes requests and system
+/// calls), leaving the rest to the guest ([`evict_rest`]). Every quarantined block has been
+/// announced free to memcheck (`memcheck::free_ptr` tells memcheck first). Returns
+/// `host::FREED` or `host::FREED_EVICT_REST`.
 ///
 /// # Safety
 /// On the real CPU with the lock free, or held by the calling thread (see `host`).
 #[inline(always)]
-pub(super) unsafe fn evict_on_host(just: *mut u8) -> usize {
+pub(super) unsafe fn evict_on_host() -> usize {
     let q = &QUARANTINE;
     // SAFETY: as said; a slot between head and head + len is a quarantined block.
     unsafe {
         while *q.bytes.get() > config::quarantine_limit() {
             let r = oldest_ring(q);
             let (b, _, class, e, i) = unpack(*r.table.base::<Slot>().add(*r.head.get()));
-            let h = &mut (*e).hdr;
-            if b == just || h.nused == 1 {
+            if !put_back_on_host(b, class, e, i) {
                 return super::host::FREED_EVICT_REST;
             }
             take_from(q, r);
-            let was_full = h.avail[0] | h.avail[1] == 0;
-            *h.avail.get_unchecked_mut(i / 64) |= 1 << (i % 64);
-            h.nused -= 1;
-            let cls = CLASSES.get_unchecked(class);
-            *cls.nused.get() -= 1;
-            if was_full {
-                pool::link_used(cls, PoolHeader::of(b), h);
-            }
         }
     }
     super::host::FREED
+}
+
+/// On the real CPU: puts free block `b` back in its pool (the twin of `memcheck::put_block_at`)
+/// unless that would empty the pool, which is left to the guest (false, nothing changed).
+///
+/// # Safety
+/// As [`evict_on_host`]; `b` is a block of `class` that is out of its pool, not live and
+/// announced free, block `i` of the pool whose side entry is `e`.
+#[inline(always)]
+pub(super) unsafe fn put_back_on_host(
+    b: *mut u8,
+    class: usize,
+    e: *mut SideEntry,
+    i: usize,
+) -> bool {
+    // SAFETY: as said; `i` is below 128.
+    unsafe {
+        let h = &mut (*e).hdr;
+        if h.nused <= 1 {
+            return false;
+        }
+        let was_full = h.avail[0] | h.avail[1] == 0;
+        *h.avail.get_unchecked_mut(i / 64) |= 1 << (i % 64);
+        h.nused -= 1;
+        let cls = CLASSES.get_unchecked(class);
+        *cls.nused.get() -= 1;
+        if was_full {
+            pool::link_used(cls, PoolHeader::of(b), h);
+        }
+        true
+    }
 }
 
 /// The guest's half of [`evict_on_host`]: takes the lock and lets the oldest blocks go while
@@ -210,7 +212,7 @@ fn ring_for(q: &Quarantine, size: usize) -> &Ring {
 /// its address, class, side entry and index.
 ///
 /// # Safety
-/// Serialised; the quarantine is not empty.
+/// Serialised, or on the real CPU (see `host`); the quarantine is not empty.
 #[inline(always)]
 unsafe fn take_oldest(q: &Quarantine) -> (*mut u8, usize, *mut SideEntry, usize) {
     // SAFETY: forwarded.
@@ -234,7 +236,7 @@ unsafe fn oldest_ring(q: &Quarantine) -> &Ring {
 /// Takes the oldest block out of ring `r` (see [`take_oldest`]).
 ///
 /// # Safety
-/// Serialised; `r` is one of `q`'s rings and is not empty.
+/// Serialised, or on the real CPU (see `host`); `r` is one of `q`'s rings and is not empty.
 #[inline(always)]
 unsafe fn take_from(q: &Quarantine, r: &Ring) -> (*mut u8, usize, *mut SideEntry, usize) {
     // SAFETY: forwarded.
