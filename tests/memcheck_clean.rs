@@ -260,3 +260,88 @@ fn two_quarantine_rings_under_threads_keep_the_books_consistent() {
 fn frees_without_a_quarantine_go_straight_back_to_their_pools() {
     assert_books_agree(&[("POOLGRIND_QUARANTINE", "0")]);
 }
+
+#[test]
+fn real_cpu_bookkeeping_calls_nothing_outside_the_allocator() {
+    // The functions Valgrind runs on the real CPU (`memcheck::host`) must not reach libc, the
+    // PLT, thread-local storage or a system call: there the thread's `fs` is Valgrind's, and
+    // "any kind of entanglement with libc or dynamic linking is likely to have a bad outcome"
+    // (valgrind.h). In the release library they call nothing at all but other functions of
+    // the library that obey the same rules; this walks their call graph in the disassembly.
+    let lib = preload_lib_release();
+    let out = std::process::Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(&lib)
+        .output()
+        .expect("objdump (binutils) runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Function bodies by address and by name.
+    let mut bodies: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut names: std::collections::HashMap<u64, String> = Default::default();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        if let Some(head) = line.strip_suffix(">:") {
+            if let Some((addr, name)) = head.split_once(" <") {
+                if let Ok(a) = u64::from_str_radix(addr.trim(), 16) {
+                    names.insert(a, name.to_string());
+                    cur = Some(name.to_string());
+                    bodies.entry(name.to_string()).or_default();
+                    continue;
+                }
+            }
+        }
+        if line.trim().is_empty() {
+            cur = None;
+        } else if let Some(c) = &cur {
+            bodies.get_mut(c).unwrap().push(line.to_string());
+        }
+    }
+    let roots: Vec<String> = bodies
+        .keys()
+        .filter(|n| {
+            ["4host5carve", "4host4free", "4host5drain"]
+                .iter()
+                .any(|r| n.contains(r))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        roots.len(),
+        3,
+        "host::carve, free, drain in {}",
+        lib.display()
+    );
+    let mut seen: std::collections::HashSet<String> = Default::default();
+    let mut todo = roots.clone();
+    while let Some(f) = todo.pop() {
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        for ins in &bodies[&f] {
+            let op = ins.split_once(':').map(|x| x.1.trim()).unwrap_or("");
+            assert!(
+                !op.contains("%fs:"),
+                "{f} reads thread-local storage: {ins}"
+            );
+            assert!(!op.starts_with("syscall"), "{f} makes a system call: {ins}");
+            let branch = op.starts_with("call") || op.starts_with("jmp");
+            if !branch {
+                continue;
+            }
+            assert!(
+                !op.contains('*'),
+                "{f} makes an indirect call or jump: {ins}"
+            );
+            assert!(!op.contains("@plt"), "{f} calls through the PLT: {ins}");
+            // A direct branch: inside the function, or to another function to check.
+            let target = op.split_whitespace().nth(1).unwrap_or("");
+            let addr = u64::from_str_radix(target, 16).expect("a direct branch target");
+            if let Some(callee) = names.get(&addr) {
+                if *callee != f {
+                    todo.push(callee.clone());
+                }
+            }
+        }
+    }
+}

@@ -23,6 +23,21 @@ pub fn preload_lib() -> PathBuf {
     p
 }
 
+/// The release preload library (`target/release/`; ci/test builds it before `cargo test`).
+pub fn preload_lib_release() -> PathBuf {
+    let p = target_dir()
+        .parent()
+        .expect("target/")
+        .join("release")
+        .join("libpoolgrind.so");
+    assert_fresh_or(
+        &p,
+        &[],
+        "run `cargo build --release --lib` first (ci/test does)",
+    );
+    p
+}
+
 /// The preload library built without the instrumentation (`--no-default-features`), in
 /// `target/novg/<profile>/` (ci/test builds it before `cargo test`).
 pub fn preload_lib_uninstrumented() -> PathBuf {
