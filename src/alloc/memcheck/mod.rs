@@ -27,6 +27,17 @@ use super::{arena, serial, sys, track};
 /// [`alloc_here`]'s (calloc, memalign, realloc, a nested `malloc`).
 #[inline(always)]
 pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
+    let b = take_serialised(class, size);
+    if !b.is_null() {
+        track::mempool_alloc(b, size);
+    }
+    b
+}
+
+/// [`take_block`] from `class`'s first used pool, a new pool made if the class has none; null
+/// when no pool can be had. Nothing is announced.
+#[inline(always)]
+fn take_serialised(class: usize, size: usize) -> *mut u8 {
     let cls = &CLASSES[class];
     debug_assert!(serial::serialized_by_me());
     // SAFETY: serialised (the lock stands for the class lock); a used pool has an available
@@ -41,9 +52,6 @@ pub(crate) fn alloc(class: usize, size: usize) -> *mut u8 {
         }
         let b = take_block(cls, pool, size);
         debug_assert!(!b.is_null(), "a used pool without a free block");
-        if !b.is_null() {
-            track::mempool_alloc(b, size);
-        }
         b
     }
 }
@@ -87,23 +95,9 @@ pub(crate) fn alloc_slow(size: usize) -> (usize, *mut u8) {
     if !serial.took() {
         return (usize::MAX, alloc(class, size));
     }
-    let cls = &CLASSES[class];
-    // SAFETY: serialised (the lock stands for the class lock); a used pool has an available
-    // block.
-    unsafe {
-        let mut pool = *cls.used.get();
-        if pool.is_null() {
-            pool = pool::new_used_pool(cls, class).0;
-            if pool.is_null() {
-                return (usize::MAX, null_mut());
-            }
-        }
-        let b = take_block(cls, pool, size);
-        debug_assert!(!b.is_null(), "a used pool without a free block");
-        if b.is_null() {
-            return (usize::MAX, b);
-        }
-        (size, b)
+    match take_serialised(class, size) {
+        b if b.is_null() => (usize::MAX, b),
+        b => (size, b),
     }
 }
 
@@ -355,17 +349,19 @@ unsafe fn clear_live_bit(e: *mut SideEntry, i: usize) {
 /// entry of `b`'s pool and `i` its index there.
 #[inline(always)]
 pub(crate) unsafe fn put_block_at(class: usize, b: *mut u8, e: *mut SideEntry, i: usize) {
-    let cls = &CLASSES[class];
-    // SAFETY: forwarded.
+    // SAFETY: forwarded; serialised, which `put_back_on_host` allows too.
     unsafe {
+        if quarantine::put_back_on_host(b, class, e, i) {
+            return;
+        }
+        // The pool's last block out: the pool empties and goes back to its arena.
+        let cls = &CLASSES[class];
         let h = &mut (*e).hdr;
         let was_full = h.avail[0] | h.avail[1] == 0;
         h.avail[i / 64] |= 1 << (i % 64);
         h.nused -= 1;
         *cls.nused.get() -= 1;
-        if was_full || h.nused == 0 {
-            pool::pool_changes_list(cls, class, PoolHeader::of(b), h, was_full);
-        }
+        pool::pool_changes_list(cls, class, PoolHeader::of(b), h, was_full);
     }
 }
 

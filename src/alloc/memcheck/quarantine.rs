@@ -151,11 +151,11 @@ pub(super) unsafe fn evict_on_host() -> usize {
     super::host::FREED
 }
 
-/// On the real CPU: puts free block `b` back in its pool (the twin of `memcheck::put_block_at`)
-/// unless that would empty the pool, which is left to the guest (false, nothing changed).
+/// Puts free block `b` back in its pool unless that would empty the pool (false, nothing
+/// changed), which is left to `memcheck::put_block_at` in the guest (it calls this first).
 ///
 /// # Safety
-/// As [`evict_on_host`]; `b` is a block of `class` that is out of its pool, not live and
+/// Serialised, or as [`evict_on_host`]; `b` is a block of `class` that is out of its pool, not live and
 /// announced free, block `i` of the pool whose side entry is `e`.
 #[inline(always)]
 pub(super) unsafe fn put_back_on_host(
@@ -287,9 +287,7 @@ pub(crate) unsafe fn push(b: *mut u8, class: usize, size: usize, e: *mut SideEnt
             super::put_block_at(class, b, e, i);
             return;
         }
-        *r.table.base::<Slot>().add(tail) = pack(b, class, size, e, i);
-        *r.len.get() += 1;
-        *q.bytes.get() += size;
+        enqueue(b, class, size, e, i);
         while *q.bytes.get() > limit {
             let (b, class, e, i) = take_oldest(q);
             super::put_block_at(class, b, e, i);
