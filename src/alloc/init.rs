@@ -63,6 +63,9 @@ fn init_slow() -> bool {
     }
     EXIT_DRAIN.store(memcheck, Ordering::Relaxed);
     tcache::init();
+    if memcheck {
+        memcheck::pending::init();
+    }
     // SAFETY: the handlers are `extern "C"` functions that take only our own mutexes.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     if opts.stats_at_exit {

@@ -294,6 +294,30 @@ pub(crate) struct TCache {
     pub(crate) system_allocs: core::sync::atomic::AtomicUsize,
 }
 
+/// Blocks a thread's memcheck frees wait in before their books are kept (see [`PendingFrees`]).
+pub(crate) const PENDING_FREES: usize = 16;
+
+/// One thread's memcheck frees whose books are not kept yet (`memcheck::pending`): memcheck has
+/// been told of each (`MEMPOOL_FREE`), and one request to the real CPU (`host::free_batch`)
+/// clears their live bits and puts them in the quarantine, in the order they were freed.
+///
+/// Invariants: `done <= count <= PENDING_FREES`; `slots[done..count]` are blocks of pools,
+/// freed to memcheck and still live in the allocator's books (or not live at all: an invalid
+/// or double free, which memcheck has reported and the books then ignore), out of every list;
+/// every other slot is 0 (the block is thread-local storage, which memcheck's leak check scans
+/// as a root: an old address left in it would keep a block leaked later "still reachable");
+/// `limit` is `PENDING_FREES` while `state` is `TC_ACTIVE` (the thread's destructor is set),
+/// else 0, so that every free is kept at once; only its own thread touches it, and the real CPU
+/// while that thread waits in the request.
+#[repr(C)]
+pub(crate) struct PendingFrees {
+    pub(crate) count: usize,
+    pub(crate) limit: usize,
+    pub(crate) done: usize,
+    pub(crate) state: usize,
+    pub(crate) slots: [usize; PENDING_FREES],
+}
+
 /// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
 pub const TRANSFER_SLOTS: usize = 8;
 

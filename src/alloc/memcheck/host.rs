@@ -1,5 +1,5 @@
 //! The memcheck bookkeeping that runs on the real CPU (`track::on_host`, Valgrind's
-//! `VALGRIND_NON_SIMD_CALL1`), for the common cases of `malloc` and `free`.
+//! `VALGRIND_NON_SIMD_CALL1`), for the common cases of `malloc` and `free` (kept sixteen frees at a time, `pending`).
 //!
 //! Under memcheck every guest instruction is translated and instrumented, and every memory
 //! access goes through shadow memory: the allocator's own bookkeeping (a bitmap word, a ring
@@ -73,29 +73,59 @@ pub(crate) unsafe extern "C" fn carve(_tid: u32, size: usize) -> usize {
     }
 }
 
-/// The bookkeeping of a memcheck `free` of `p`, on the real CPU, after its caller told memcheck
-/// (`MEMPOOL_FREE`): when `p` is a live block of a pool, its live bit is cleared and it enters
-/// the quarantine if that needs only a slot written, the oldest blocks beyond the limit going
-/// back to their pools ([`FREED`] or [`FREED_EVICT_REST`]); with the quarantine off (or smaller
-/// than the block) it goes straight back to its pool ([`FREED`]). Else nothing changes
-/// ([`NOT_DONE`]): not a live block (memcheck has reported it), a ring to open or grow, a pool
-/// that would empty.
+/// The bookkeeping of a thread's pending memcheck frees (`pending`), on the real CPU, in order
+/// from `done`: each slot is zeroed and `done` advanced as its block is kept. Answers [`FREED`]
+/// when every one is kept; [`FREED_EVICT_REST`] after one whose eviction is left to the guest
+/// (`quarantine::evict_rest`, then this again); [`NOT_DONE`] at the first block it leaves to
+/// the guest (the lock held, a ring to open or grow, a pool that would empty, or not a live
+/// block), which is still in its slot.
 ///
 /// # Safety
-/// Called through `track::on_host` only (see the module's rules); `p` lies in a pool (its page
-/// is in the page map).
-pub(crate) unsafe extern "C" fn free(_tid: u32, p: usize) -> usize {
+/// Called through `track::on_host` only (see the module's rules), with the address of the
+/// calling thread's `PendingFrees`, whose invariants hold.
+pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
     if serial::held() {
         return NOT_DONE;
     }
-    let p = p as *mut u8;
+    let pd = pd as *mut PendingFrees;
+    // SAFETY: `pd` is the calling thread's (it waits in the request); `done..count` are
+    // pending frees of pool blocks; every other thread is stopped and none is inside the
+    // allocator (the lock is free).
+    unsafe {
+        while (*pd).done < (*pd).count {
+            let i = (*pd).done;
+            let slot = (*pd).slots.as_mut_ptr().add(i);
+            let r = free(*slot as *mut u8);
+            if r == NOT_DONE {
+                return NOT_DONE;
+            }
+            *slot = 0;
+            (*pd).done = i + 1;
+            if r == FREED_EVICT_REST {
+                return FREED_EVICT_REST;
+            }
+        }
+    }
+    FREED
+}
+
+/// One block of [`free_batch`]: when `p` is a live block of a pool, its live bit is cleared
+/// and it enters the quarantine if that needs only a slot written, the oldest blocks beyond the
+/// limit going back to their pools ([`FREED`] or [`FREED_EVICT_REST`]); with the quarantine off
+/// (or smaller than the block) it goes straight back to its pool ([`FREED`]). Else nothing
+/// changes ([`NOT_DONE`]): not a live block (memcheck has reported it), a ring to open or grow,
+/// a pool that would empty.
+///
+/// # Safety
+/// As [`free_batch`]; `p` lies in a pool (its page is in the page map).
+#[inline(always)]
+unsafe fn free(p: *mut u8) -> usize {
     let pool = PoolHeader::of(p);
     let e = side_entry(pool);
     if e.is_null() {
         return NOT_DONE;
     }
-    // SAFETY: `e` is the side entry of `p`'s pool; every other thread is stopped and none is
-    // inside the allocator (the lock is free).
+    // SAFETY: `e` is the side entry of `p`'s pool; as the caller's.
     unsafe {
         let Some(i) = super::live_index(pool, e, p) else {
             return NOT_DONE;

@@ -3,13 +3,14 @@
 //! in the side table (`meta`). Written for memcheck alone, one copy each: under memcheck every
 //! guest instruction, memory access, call and stack frame is paid for many times over.
 //!
-//! The common cases of `malloc` and `free` keep their books on the real CPU (`host`, one
-//! request each), and the frame that hands the block out or takes it back announces it to
-//! memcheck. Every other function here runs with the serialisation lock held (`serial`), but
+//! The common cases of `malloc` and `free` keep their books on the real CPU (`host`: one
+//! request a `malloc`, one for sixteen frees, `pending`), and the frame that hands the block
+//! out or takes it back announces it to memcheck. Every other function here runs with the serialisation lock held (`serial`), but
 //! these: [`alloc_here`] and [`free_ptr`] (the real CPU's half takes no lock; their guest halves
 //! take it), and [`alloc_slow`], which takes it and lets it go.
 
 mod host;
+pub(crate) mod pending;
 pub(crate) mod quarantine;
 
 use core::ptr::null_mut;
@@ -193,8 +194,9 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
 /// For a pointer into a pool, memcheck is told first (`MEMPOOL_FREE`, this frame's one site:
 /// an invalid or double free is reported there, with the program's stack), and only then do the
 /// books change: so a block can never be handed out again, by this thread or another, before
-/// memcheck knows it is free. The books are kept on the real CPU in the common case
-/// ([`host::free`], one request), else in the guest under the lock ([`free_in_guest`]).
+/// memcheck knows it is free. The block then waits among this thread's pending frees
+/// ([`pending`]), whose books are kept sixteen at a time, on the real CPU in the common case
+/// ([`host::free_batch`], one request), else in the guest under the lock ([`free_in_guest`]).
 ///
 /// # Safety
 /// `p` is null or a live block of this allocator or of the system allocator; under memcheck
@@ -212,21 +214,13 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
         return unsafe { free_foreign_locking(p) };
     }
     track::mempool_free(p);
-    // SAFETY: `host::free` is written for the real CPU.
-    let done = unsafe { track::on_host(host::free, p as usize, true) };
-    if done == host::FREED {
-        return;
-    }
-    if done == host::FREED_EVICT_REST {
-        return quarantine::evict_rest();
-    }
-    // SAFETY: `p` lies in a pool; memcheck has been told.
-    unsafe { free_in_guest(p) }
+    // SAFETY: `p` lies in a pool; memcheck has been told; the lock is not held here.
+    unsafe { pending::push(p) }
 }
 
-/// [`free_ptr`]'s books in the guest, under the lock, when the real CPU did not keep them (the
-/// lock held, a ring to be opened or grown, a pool to be given back, or `p` not a live block,
-/// which memcheck has just reported).
+/// A pending free's books in the guest, under the lock, when the real CPU did not keep them
+/// (the lock held, a ring to be opened or grown, a pool to be given back, or `p` not a live
+/// block, which memcheck has reported).
 ///
 /// # Safety
 /// `p` lies in a pool (its page is in the page map); `MEMPOOL_FREE` was issued for it.

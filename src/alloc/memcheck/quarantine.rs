@@ -321,6 +321,9 @@ pub(crate) fn drain_at_exit() {
     if !track::memcheck() {
         return;
     }
+    // This thread's pending frees first (it may hold the last ones), and its later frees kept
+    // at once.
+    super::pending::keep_this_thread_for_good();
     let _serial = serial::serialize();
     config::stop_quarantine(); // from now on frees skip the quarantine
     let q = &QUARANTINE;
