@@ -11,8 +11,8 @@
 //! uninitialised reads inside pools are reported with the program's own stack, and a clean
 //! program shows 0 errors without a suppression file. As memcheck's own malloc does, the
 //! allocator keeps its books under memcheck on the real CPU (one `VALGRIND_NON_SIMD_CALL1`
-//! request for a common `malloc` or `free`), and the frame that hands a block out or takes it
-//! back tells memcheck.
+//! request for a common `malloc`, one for sixteen `free`s), and the frame that hands a block out
+//! or takes it back tells memcheck.
 //!
 //! ## Memory layers
 //!

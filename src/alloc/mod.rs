@@ -12,7 +12,7 @@
 //! | `arena`     | arenas, their lists, taking and giving pools, `owns` (the page map) and `address_in_range` |
 //! | `pool`      | size classes' pools and used lists, the central heap, live bitmaps |
 //! | `tcache`    | per-thread caches in front of the central heap |
-//! | `memcheck`  | the memcheck paths, the quarantine, and the bookkeeping run on the real CPU (`memcheck::host`) |
+//! | `memcheck`  | the memcheck paths, the quarantine, the bookkeeping run on the real CPU (`memcheck::host`), a thread's pending frees (`memcheck::pending`) |
 //! | `guards`    | debug mode's block guards |
 //! | `stats`     | statistics |
 //! | `walk`      | the heap invariant walker |

@@ -20,7 +20,8 @@
 //!   nothing about memory the allocator does not own is ever changed.
 //!
 //! - the allocator's own bookkeeping of a common `malloc` or `free` is not shown to memcheck at
-//!   all: it runs on the real CPU ([`on_host`]), as memcheck's own malloc's does in Valgrind.
+//!   all: it runs on the real CPU ([`on_host`]), as memcheck's own malloc's does in Valgrind
+//!   (for frees, sixteen at a time: `memcheck::pending`).
 //!
 //! This module only talks to Valgrind; the lock that serialises the allocator under memcheck
 //! is `serial`'s.
