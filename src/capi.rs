@@ -32,7 +32,7 @@
 use core::ffi::c_void;
 use core::ptr::null_mut;
 
-use crate::alloc::dispatch::{self, Path, Realloc};
+use crate::alloc::dispatch::{self, Path, Realloc, ReallocFast};
 use crate::alloc::sys;
 use crate::alloc::types::{ALIGNMENT, SMALL_REQUEST_THRESHOLD};
 
@@ -137,8 +137,32 @@ frame_name!(calloc_named, "calloc");
 /// `p` is null or a live block of this allocator or the system allocator.
 #[no_mangle]
 pub unsafe extern "C" fn poolgrind_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded throughout; every call is in tail position, so this frame saves no
+    // register and, under Valgrind, leaves no frame of its own.
+    unsafe {
+        match dispatch::realloc_fast(p.cast(), size) {
+            ReallocFast::Done(q) => q.cast(),
+            ReallocFast::Move(class) => realloc_moving(p, size, class),
+            ReallocFast::Other => realloc_named(p, size),
+        }
+    }
+}
+
+/// `realloc` on the native fast path of a pool block that changes class
+/// (`dispatch::realloc_move`), the general `realloc` if that cannot be done.
+///
+/// # Safety
+/// `p` is a live pool block of `class`, on path `Fast`; `size` is not 0.
+#[inline(never)]
+unsafe fn realloc_moving(p: *mut c_void, size: usize, class: usize) -> *mut c_void {
     // SAFETY: forwarded.
-    unsafe { realloc_named(p, size) }
+    unsafe {
+        let q = dispatch::realloc_move(p.cast(), size, class);
+        if q.is_null() {
+            return realloc_named(p, size);
+        }
+        q.cast()
+    }
 }
 
 /// # Safety

@@ -4,8 +4,9 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
+use std::ffi::c_void;
 
-use poolgrind::{debug, raw, PoolAlloc};
+use poolgrind::{capi, debug, raw, PoolAlloc};
 use proptest::prelude::*;
 
 static A: PoolAlloc = PoolAlloc::new();
@@ -187,8 +188,17 @@ fn run(ops: Vec<Op>) {
                             Some(Layout::from_size_align(size, layout.align()).unwrap()),
                         )
                     }
-                    // SAFETY: raw realloc of a live raw block.
-                    None => (unsafe { raw::realloc(key as *mut u8, size.max(1)) }, None),
+                    // SAFETY: raw realloc of a live raw block, through the Rust API or, every
+                    // other time, the C entry point (its native fast path: in place, moved
+                    // between classes through the thread cache, a system block's realloc).
+                    None if which % 2 == 0 => {
+                        (unsafe { raw::realloc(key as *mut u8, size.max(1)) }, None)
+                    }
+                    // SAFETY: as above.
+                    None => (
+                        unsafe { capi::poolgrind_realloc(key as *mut c_void, size.max(1)) }.cast(),
+                        None,
+                    ),
                 };
                 assert!(!q.is_null());
                 let size = size.max(1);
