@@ -21,6 +21,29 @@
 //! | `dispatch`  | the one table: entry point × path |
 //! | `global`, `raw` | the thin entry points (Rust `GlobalAlloc`, pointer-only API); the C ABI is `crate::capi` |
 
+/// The address of this thread's copy of `$sym`, an initial-exec TLS array of `tls.c` (x86-64
+/// Linux): the thread pointer (`fs:0`) plus the offset the GOT holds, two instructions and no
+/// call. The one copy of that sequence (the thread cache, the request block, memcheck's pending
+/// frees use it).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+macro_rules! initial_exec_tls {
+    ($sym:ident) => {{
+        let p: *mut u8;
+        // SAFETY: `$sym` is an initial-exec TLS array of tls.c; fs:0 holds the thread pointer
+        // and the GOT slot its offset. The asm only reads memory; `add` sets the flags, so it
+        // does not preserve them.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:0",
+                concat!("add {p}, qword ptr [rip + ", stringify!($sym), "@GOTTPOFF]"),
+                p = out(reg) p,
+                options(nostack, readonly, pure),
+            );
+        }
+        p
+    }};
+}
+
 pub(crate) mod arena;
 pub(crate) mod config;
 pub mod debug;

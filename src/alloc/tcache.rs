@@ -31,17 +31,8 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
     {
         const _: () =
             assert!(core::mem::size_of::<TCache>() <= 640 && core::mem::align_of::<TCache>() <= 64);
-        let p: *const UnsafeCell<TCache>;
-        // SAFETY: `poolgrind_tcache_tls` is a 640-byte, 64-aligned initial-exec TLS array
-        // (tls.c); fs:0 holds the thread pointer and the GOT slot its offset. The asm only reads.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:0",
-                "add {p}, qword ptr [rip + poolgrind_tcache_tls@GOTTPOFF]",
-                p = out(reg) p,
-                options(nostack, readonly, pure),
-            );
-        }
+        // `poolgrind_tcache_tls` is a 640-byte, 64-aligned array (tls.c).
+        let p = initial_exec_tls!(poolgrind_tcache_tls).cast::<UnsafeCell<TCache>>();
         // SAFETY: zero bytes are a valid fresh TCache (null lists, zero counts, state TC_FRESH),
         // and only this thread uses its own block.
         f(unsafe { &*p })

@@ -138,17 +138,8 @@ mod req {
         // The protocol's block is six words; the requests issued here read at most the first
         // four, so the last two are left unwritten (each store is paid for under memcheck).
         // It is this thread's `poolgrind_request_tls` (tls.c), not a stack array: see there.
-        let args: *mut usize;
-        // SAFETY: `poolgrind_request_tls` is a 6-word initial-exec TLS array; fs:0 holds the
-        // thread pointer and the GOT slot its offset. The asm only reads.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:0",
-                "add {p}, qword ptr [rip + poolgrind_request_tls@GOTTPOFF]",
-                p = out(reg) args,
-                options(nostack, readonly, pure, preserves_flags),
-            );
-        }
+        // `poolgrind_request_tls` is a 6-word array (tls.c).
+        let args = initial_exec_tls!(poolgrind_request_tls).cast::<usize>();
         let mut result: usize = 0;
         // SAFETY: the block is this thread's; the sequence leaves every register as it found it
         // except rdx (the result) and the flags: rdi is rotated by 128 bits in all, so it is not

@@ -46,20 +46,9 @@ pub(crate) fn init() {
 fn this_thread() -> *mut PendingFrees {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
+        // `poolgrind_pending_tls` is a 20-word, 64-aligned array (tls.c).
         const _: () = assert!(core::mem::size_of::<PendingFrees>() == 20 * 8);
-        let p: *mut PendingFrees;
-        // SAFETY: `poolgrind_pending_tls` is a 20-word, 64-aligned initial-exec TLS array
-        // (tls.c); fs:0 holds the thread pointer and the GOT slot its offset. The asm only
-        // reads.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:0",
-                "add {p}, qword ptr [rip + poolgrind_pending_tls@GOTTPOFF]",
-                p = out(reg) p,
-                options(nostack, readonly, pure, preserves_flags),
-            );
-        }
-        p
+        initial_exec_tls!(poolgrind_pending_tls).cast::<PendingFrees>()
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     PENDING.with(|p| p.get())
