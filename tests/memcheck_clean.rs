@@ -7,16 +7,18 @@ mod common;
 
 use common::*;
 
+/// Runs a C program of tests/corpus under `tool` with the (debug) preload and `env`.
+fn preloaded(tool: &str, prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let lib = preload_lib();
+    let mut env = env.to_vec();
+    env.push(("LD_PRELOAD", lib.to_str().unwrap()));
+    valgrind(tool, &build_c(prog), args, &env)
+}
+
 /// Runs a C program of tests/corpus on the preload under `tool` and requires a successful run
 /// with no error at all.
 fn assert_clean_preloaded(tool: &str, prog: &str, args: &[&str]) {
-    let lib = preload_lib();
-    let r = valgrind(
-        tool,
-        &build_c(prog),
-        args,
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-    );
+    let r = preloaded(tool, prog, args, &[]);
     assert!(r.status.success(), "{}", r.stderr);
     assert!(
         r.log.errors.is_empty(),
@@ -56,13 +58,7 @@ fn c_clean_program_with_preload_has_zero_errors_under_memcheck() {
 fn usable_size_is_the_requested_size_under_memcheck() {
     // The requested size of each live block is kept in the pool's side entry: the promise of
     // malloc_usable_size is exactly what memcheck lets the program write, and realloc copies it.
-    let lib = preload_lib();
-    let r = valgrind(
-        "memcheck",
-        &build_c("bugs"),
-        &["usable_sizes"],
-        &[("LD_PRELOAD", lib.to_str().unwrap())],
-    );
+    let r = preloaded("memcheck", "bugs", &["usable_sizes"], &[]);
     assert!(r.status.success(), "{}", r.stderr);
     assert!(r.log.errors.is_empty(), "errors:\n{}", dump(&r.log));
     assert_eq!(r.stdout.trim(), "1 20 100 512");
@@ -110,15 +106,11 @@ fn quarantine_eviction_across_many_pools_does_not_recurse() {
     // times in that eviction; the program does it on a 256 KiB stack. With the debug build's
     // calls (no tail calls at opt-level 0), an eviction that recursed per list change
     // overflowed it (review of 8452aa4; 876f21b's debug library dies with SIGSEGV here).
-    let lib = preload_lib();
-    let r = valgrind(
+    let r = preloaded(
         "memcheck",
-        &build_c("quarantine_pools"),
+        "quarantine_pools",
         &[],
-        &[
-            ("LD_PRELOAD", lib.to_str().unwrap()),
-            ("POOLGRIND_QUARANTINE", "300000"),
-        ],
+        &[("POOLGRIND_QUARANTINE", "300000")],
     );
     assert!(r.status.success(), "{}", r.stderr);
     assert_eq!(r.stdout.trim(), "done");
@@ -206,10 +198,7 @@ fn leak_check_does_not_scan_reserved_tables() {
 
 /// Runs tests/corpus/host_books.c on the preload under memcheck with `env` (see there).
 fn assert_books_agree(env: &[(&str, &str)]) {
-    let lib = preload_lib();
-    let mut env = env.to_vec();
-    env.push(("LD_PRELOAD", lib.to_str().unwrap()));
-    let r = valgrind("memcheck", &build_c("host_books"), &[], &env);
+    let r = preloaded("memcheck", "host_books", &[], env);
     assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.trim(), "heap ok");
     let lost = verdicts(&r.log, "leak_here");
@@ -268,15 +257,11 @@ fn an_exiting_threads_pending_frees_are_kept() {
     // its destructor: with no quarantine, the main thread's next block of their class is the
     // lowest of the five again. Without the destructor's keep they stayed live in the books
     // for ever ("not reused", checked by mutation).
-    let lib = preload_lib();
-    let r = valgrind(
+    let r = preloaded(
         "memcheck",
-        &build_c("pending_frees"),
+        "pending_frees",
         &[],
-        &[
-            ("POOLGRIND_QUARANTINE", "0"),
-            ("LD_PRELOAD", lib.to_str().unwrap()),
-        ],
+        &[("POOLGRIND_QUARANTINE", "0")],
     );
     assert!(r.status.success(), "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.trim(), "reused\nheap ok");
