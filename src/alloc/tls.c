@@ -17,7 +17,7 @@ __attribute__((tls_model("initial-exec"), aligned(64)))
 __thread unsigned long poolgrind_request_tls[6];
 
 /* The memcheck frees of this thread that wait for their books (src/alloc/memcheck/pending.rs,
- * `types::PendingFrees`: four words and 16 slots), in the same model: each memcheck free stores
+ * `types::PendingFrees`: four words, 16 slots and their 16 carve counts), in the same model: each memcheck free stores
  * its block here instead of making a request of its own. Natively it is never touched. */
 __attribute__((tls_model("initial-exec"), aligned(64)))
-__thread unsigned long poolgrind_pending_tls[20];
+__thread unsigned long poolgrind_pending_tls[28];

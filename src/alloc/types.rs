@@ -173,13 +173,18 @@ impl PoolHeader {
 ///   `arenaindex * POOLS_PER_ARENA + pool number`; see [`PAGE_MAP_LEAF_BITS`]), and the pages
 ///   of a freed arena to 0;
 /// - `hdr` obeys every [`PoolHeader`] invariant, and its `arenaindex` equals the in-pool one;
-/// - `req[i]` is the size the program asked for when block `i` is live (bit `i` of `hdr.live`).
+/// - `req[i]` is the size the program asked for when block `i` is live (bit `i` of `hdr.live`);
+/// - `born[i]` is the carve count (`memcheck::CARVES`) at block `i`'s last carving.
 #[repr(C)]
 pub struct SideEntry {
     /// The pool's header fields.
     pub hdr: PoolHeader,
     /// Requested size of each live block (`malloc_usable_size` and `realloc` copy exactly it).
     pub req: [u16; STRICT_MAX_BLOCKS],
+    /// When each block was last carved, in carvings (`memcheck::CARVES`, wrapping): a pending
+    /// free (`memcheck::pending`) of a block carved again since it was made is an invalid free
+    /// of the block's earlier life, already reported, and must not free its new owner's block.
+    pub born: [u32; STRICT_MAX_BLOCKS],
 }
 
 /// Arenas the memcheck side table can describe (16 Ki arenas: 4 GiB of small blocks, more
@@ -303,7 +308,8 @@ pub(crate) const PENDING_FREES: usize = 16;
 ///
 /// Invariants: `done <= count <= PENDING_FREES`; `slots[done..count]` are blocks of pools,
 /// freed to memcheck and still live in the allocator's books (or not live at all: an invalid
-/// or double free, which memcheck has reported and the books then ignore), out of every list;
+/// or double free, which memcheck has reported and the books then ignore: also a block carved
+/// again after `since[i]`, whose new owner's books are left alone), out of every list;
 /// every other slot is 0 (the block is thread-local storage, which memcheck's leak check scans
 /// as a root: an old address left in it would keep a block leaked later "still reachable");
 /// `limit` is `PENDING_FREES` while `state` is `TC_ACTIVE` (the thread's destructor is set),
@@ -316,6 +322,8 @@ pub(crate) struct PendingFrees {
     pub(crate) done: usize,
     pub(crate) state: usize,
     pub(crate) slots: [usize; PENDING_FREES],
+    /// The carve count (`memcheck::CARVES`) when each slot's free was made.
+    pub(crate) since: [u32; PENDING_FREES],
 }
 
 /// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").

@@ -1,5 +1,6 @@
 //! The memcheck bookkeeping that runs on the real CPU (`track::on_host`, Valgrind's
-//! `VALGRIND_NON_SIMD_CALL1`), for the common cases of `malloc` and `free` (kept sixteen frees at a time, `pending`).
+//! `VALGRIND_NON_SIMD_CALL1`), for the common cases of `malloc` and `free` (sixteen frees at a
+//! time, `pending`).
 //!
 //! Under memcheck every guest instruction is translated and instrumented, and every memory
 //! access goes through shadow memory: the allocator's own bookkeeping (a bitmap word, a ring
@@ -95,7 +96,7 @@ pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
         while (*pd).done < (*pd).count {
             let i = (*pd).done;
             let slot = (*pd).slots.as_mut_ptr().add(i);
-            let r = free(*slot as *mut u8);
+            let r = free(*slot as *mut u8, *(*pd).since.get_unchecked(i));
             if r == NOT_DONE {
                 return NOT_DONE;
             }
@@ -114,12 +115,13 @@ pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
 /// limit going back to their pools ([`FREED`] or [`FREED_EVICT_REST`]); with the quarantine off
 /// (or smaller than the block) it goes straight back to its pool ([`FREED`]). Else nothing
 /// changes ([`NOT_DONE`]): not a live block (memcheck has reported it), a ring to open or grow,
-/// a pool that would empty.
+/// a pool that would empty. A live block carved again after `since` (the free's carve count)
+/// is left alone too, as kept ([`FREED`]): see `pending`.
 ///
 /// # Safety
 /// As [`free_batch`]; `p` lies in a pool (its page is in the page map).
 #[inline(always)]
-unsafe fn free(p: *mut u8) -> usize {
+unsafe fn free(p: *mut u8, since: u32) -> usize {
     let pool = PoolHeader::of(p);
     let e = side_entry(pool);
     if e.is_null() {
@@ -130,6 +132,9 @@ unsafe fn free(p: *mut u8) -> usize {
         let Some(i) = super::live_index(pool, e, p) else {
             return NOT_DONE;
         };
+        if super::carved_after(e, i, since) {
+            return FREED;
+        }
         let class = (*e).hdr.szidx as usize;
         let size = *(*e).req.get_unchecked(i) as usize;
         if quarantine::ready_for(size) {

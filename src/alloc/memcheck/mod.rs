@@ -5,16 +5,18 @@
 //!
 //! The common cases of `malloc` and `free` keep their books on the real CPU (`host`: one
 //! request a `malloc`, one for sixteen frees, `pending`), and the frame that hands the block
-//! out or takes it back announces it to memcheck. Every other function here runs with the serialisation lock held (`serial`), but
-//! these: [`alloc_here`] and [`free_ptr`] (the real CPU's half takes no lock; their guest halves
-//! take it), and [`alloc_slow`], which takes it and lets it go.
+//! out or takes it back announces it to memcheck. Every other function here runs with the
+//! serialisation lock held (`serial`), but these: [`alloc_here`] and [`free_ptr`] (the real
+//! CPU's half takes no lock; their guest halves take it), [`alloc_slow`], which takes it and
+//! lets it go, and `pending`'s (a thread's own slots; what they keep in the guest takes the
+//! lock).
 
 mod host;
 pub(crate) mod pending;
 pub(crate) mod quarantine;
 
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::meta::{self, meta, side_entry};
 use super::pool::{self, CLASSES};
@@ -148,6 +150,9 @@ unsafe fn take_block(cls: &ClassState, pool: *mut PoolHeader, size: usize) -> *m
         let i = w * 64 + bits.trailing_zeros() as usize;
         // size <= SMALL_REQUEST_THRESHOLD
         *(*e).req.get_unchecked_mut(i) = size as u16;
+        let n = CARVES.load(Ordering::Relaxed).wrapping_add(1);
+        CARVES.store(n, Ordering::Relaxed);
+        *(*e).born.get_unchecked_mut(i) = n;
         if h.avail[0] | h.avail[1] == 0 {
             pool::unlink_used(cls, h);
         }
@@ -226,7 +231,7 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
 /// `p` lies in a pool (its page is in the page map); `MEMPOOL_FREE` was issued for it.
 #[cold]
 #[inline(never)]
-unsafe fn free_in_guest(p: *mut u8) {
+unsafe fn free_in_guest(p: *mut u8, since: u32) {
     let _serial = serial::serialize_memcheck();
     let pool = PoolHeader::of(p);
     // Read again under the lock: for a pointer that is not a live block, the arena may have
@@ -237,11 +242,38 @@ unsafe fn free_in_guest(p: *mut u8) {
     }
     // SAFETY: `e` is the side entry of `p`'s pool; serialised.
     unsafe {
-        if let Some(i) = clear_live(pool, e, p) {
-            let class = (*e).hdr.szidx as usize;
-            quarantine::push(p, class, (*e).req[i] as usize, e, i);
+        match live_index(pool, e, p) {
+            Some(i) if !carved_after(e, i, since) => {
+                clear_live_bit(e, i);
+                let class = (*e).hdr.szidx as usize;
+                quarantine::push(p, class, (*e).req[i] as usize, e, i);
+            }
+            _ => {}
         }
     }
+}
+
+/// Carvings so far (wrapping), the clock of `SideEntry::born` and `ThreadBooks::since`: written
+/// by [`take_block`] only (serialised, or on the real CPU with the lock free), read by a thread
+/// as it makes a pending free.
+static CARVES: AtomicU32 = AtomicU32::new(0);
+
+/// The carve count now (see [`CARVES`]).
+#[inline(always)]
+fn carves() -> u32 {
+    CARVES.load(Ordering::Relaxed)
+}
+
+/// Whether block `i` of the pool whose side entry is `e` was carved after a free made at carve
+/// count `since`: then that free was of the block's earlier life (see `pending`).
+///
+/// # Safety
+/// `e` is a side entry; `i` below 128.
+#[inline(always)]
+unsafe fn carved_after(e: *mut SideEntry, i: usize, since: u32) -> bool {
+    // SAFETY: as said.
+    let born = unsafe { *(*e).born.get_unchecked(i) };
+    (born.wrapping_sub(since) as i32) > 0
 }
 
 /// [`free_foreign`], the lock taken first (out of the way of [`free_ptr`]'s frame).

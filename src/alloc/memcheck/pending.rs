@@ -7,19 +7,29 @@
 //! Why this is safe:
 //! - a pending block is free in memcheck's books (any use is reported as a use after free,
 //!   its free stack recorded) and still live in the allocator's, so nobody can hand it out
-//!   again before its books are kept; it then enters the quarantine as before, up to fifteen
-//!   frees late;
+//!   again before its books are kept; it then enters the quarantine as before, when its
+//!   thread's batch fills (the thread's next fifteen frees, however long they take) or the
+//!   thread ends, so blocks of different threads enter it out of their free order;
 //! - an invalid or a double free is reported by memcheck at the `MEMPOOL_FREE`, as before; the
-//!   books of a block that is not live are left alone when its turn comes;
+//!   books of a block that is not live are left alone when its turn comes, and so are those of
+//!   a block carved again since the free was made (its `SideEntry::born` is later than the
+//!   slot's `since`): that free was of the block's earlier life (a double free whose block went
+//!   back to its pool and out again meanwhile), and must not free its new owner's block;
 //! - a slot is zeroed once its block is kept: the storage is thread-local, which memcheck's leak
 //!   check scans as a root;
 //! - a thread's pending frees are kept when it exits (a pthread key's destructor) and, for the
 //!   thread that runs the exit drain, before the quarantine is drained. Until a thread has its
 //!   destructor (and after it ran) every free is kept at once.
 //!
-//! What is left out: the pending frees of threads still running when the process exits, or
-//! that do not exist in a `fork`ed child, stay live in the allocator's books (at most sixteen
-//! blocks a thread, never handed out again). Memcheck knows them as freed either way.
+//! What is left out, with at most fifteen blocks a thread, never handed out again (memcheck
+//! knows them as freed either way):
+//! - the pending frees of threads still running when the process exits, or that do not exist
+//!   in a `fork`ed child, stay live in the allocator's books. At exit an arena they keep is the
+//!   1-byte "still reachable" block `supp/poolgrind.supp` suppresses, as for an arena with a
+//!   live block (not an error by memcheck's defaults);
+//! - a thread whose first free comes after glibc ran its key destructors (in
+//!   `__libc_thread_freeres`, or the destructors' last round) sets its destructor too late: its
+//!   later pending frees are never kept.
 
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -46,8 +56,8 @@ pub(crate) fn init() {
 fn this_thread() -> *mut PendingFrees {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
-        // `poolgrind_pending_tls` is a 20-word, 64-aligned array (tls.c).
-        const _: () = assert!(core::mem::size_of::<PendingFrees>() == 20 * 8);
+        // `poolgrind_pending_tls` is a 28-word, 64-aligned array (tls.c).
+        const _: () = assert!(core::mem::size_of::<PendingFrees>() == 28 * 8);
         initial_exec_tls!(poolgrind_pending_tls).cast::<PendingFrees>()
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -63,6 +73,7 @@ thread_local! {
             done: 0,
             state: TC_FRESH as usize,
             slots: [0; PENDING_FREES],
+            since: [0; PENDING_FREES],
         })
     };
 }
@@ -77,11 +88,15 @@ thread_local! {
 #[inline(always)]
 pub(crate) unsafe fn push(p: *mut u8) {
     let pd = this_thread();
-    // SAFETY: the block is this thread's; `count < limit <= PENDING_FREES` (the invariant), so
-    // the slot is in bounds.
+    // SAFETY: the block is this thread's. The slot is in bounds: every push that brings
+    // `count` to `limit` (at most `PENDING_FREES`; 0 while the thread keeps each free at once)
+    // keeps them all and empties the slots before it returns, and nothing in that keeping
+    // frees a pool block (`pthread_setspecific` may allocate, never free).
     unsafe {
         let n = (*pd).count;
+        debug_assert!(n < PENDING_FREES);
         *(*pd).slots.get_unchecked_mut(n) = p as usize;
+        *(*pd).since.get_unchecked_mut(n) = super::carves();
         (*pd).count = n + 1;
         if n + 1 >= (*pd).limit {
             keep(pd);
@@ -147,7 +162,7 @@ unsafe fn keep_all(pd: *mut PendingFrees) {
             let p = *slot as *mut u8;
             *slot = 0;
             (*pd).done = i + 1;
-            super::free_in_guest(p);
+            super::free_in_guest(p, (*pd).since[i]);
         }
         (*pd).count = 0;
         (*pd).done = 0;

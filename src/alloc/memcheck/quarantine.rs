@@ -155,8 +155,8 @@ pub(super) unsafe fn evict_on_host() -> usize {
 /// changed), which is left to `memcheck::put_block_at` in the guest (it calls this first).
 ///
 /// # Safety
-/// Serialised, or as [`evict_on_host`]; `b` is a block of `class` that is out of its pool, not live and
-/// announced free, block `i` of the pool whose side entry is `e`.
+/// Serialised, or as [`evict_on_host`]; `b` is a block of `class` that is out of its pool, not
+/// live and announced free, block `i` of the pool whose side entry is `e`.
 #[inline(always)]
 pub(super) unsafe fn put_back_on_host(
     b: *mut u8,
