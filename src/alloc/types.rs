@@ -173,18 +173,58 @@ impl PoolHeader {
 ///   `arenaindex * POOLS_PER_ARENA + pool number`; see [`PAGE_MAP_LEAF_BITS`]), and the pages
 ///   of a freed arena to 0;
 /// - `hdr` obeys every [`PoolHeader`] invariant, and its `arenaindex` equals the in-pool one;
-/// - `req[i]` is the size the program asked for when block `i` is live (bit `i` of `hdr.live`);
-/// - `born[i]` is the carve count (`memcheck::CARVES`) at block `i`'s last carving.
+/// - `req[i]`'s low [`REQ_SIZE_BITS`] are the size the program asked for when block `i` is live
+///   (bit `i` of `hdr.live`); the bits above are the carve clock at the block's last carving.
 #[repr(C)]
 pub struct SideEntry {
     /// The pool's header fields.
     pub hdr: PoolHeader,
-    /// Requested size of each live block (`malloc_usable_size` and `realloc` copy exactly it).
-    pub req: [u16; STRICT_MAX_BLOCKS],
-    /// When each block was last carved, in carvings (`memcheck::CARVES`, wrapping): a pending
-    /// free (`memcheck::pending`) of a block carved again since it was made is an invalid free
+    /// Per block, the requested size of a live block (`malloc_usable_size` and `realloc` copy
+    /// exactly it) and, above it, when the block was last carved, on the carve clock
+    /// (`memcheck::CARVES`, [`CARVE_CLOCK_BITS`] wide, wrapping): a pending free
+    /// (`memcheck::pending`) of a block carved again since the free was made is an invalid free
     /// of the block's earlier life, already reported, and must not free its new owner's block.
-    pub born: [u32; STRICT_MAX_BLOCKS],
+    /// One word with the size, so that the check reads no other cache line.
+    pub req: [u32; STRICT_MAX_BLOCKS],
+}
+
+/// Bits of a `SideEntry::req` word that hold the requested size (at most
+/// `SMALL_REQUEST_THRESHOLD`).
+pub const REQ_SIZE_BITS: u32 = 10;
+/// Bits of the carve clock kept per block (the rest of a `SideEntry::req` word).
+pub const CARVE_CLOCK_BITS: u32 = 32 - REQ_SIZE_BITS;
+const _: () = assert!(SMALL_REQUEST_THRESHOLD < 1 << REQ_SIZE_BITS);
+
+impl SideEntry {
+    /// The requested size of block `i` (meaningful while it is live).
+    ///
+    /// # Safety
+    /// `e` points to a side entry; `i < STRICT_MAX_BLOCKS`.
+    #[inline(always)]
+    pub(crate) unsafe fn requested(e: *const SideEntry, i: usize) -> usize {
+        // SAFETY: as said.
+        (unsafe { *(*e).req.get_unchecked(i) } & ((1 << REQ_SIZE_BITS) - 1)) as usize
+    }
+
+    /// The carve clock at block `i`'s last carving.
+    ///
+    /// # Safety
+    /// As [`SideEntry::requested`].
+    #[inline(always)]
+    pub(crate) unsafe fn born(e: *const SideEntry, i: usize) -> u32 {
+        // SAFETY: as said.
+        unsafe { *(*e).req.get_unchecked(i) >> REQ_SIZE_BITS }
+    }
+
+    /// Block `i` is carved at carve clock `clock` for `size` requested bytes.
+    ///
+    /// # Safety
+    /// As [`SideEntry::requested`], `e` writable; `size <= SMALL_REQUEST_THRESHOLD`.
+    #[inline(always)]
+    pub(crate) unsafe fn set_carved(e: *mut SideEntry, i: usize, size: usize, clock: u32) {
+        // SAFETY: as said.
+        unsafe { *(*e).req.get_unchecked_mut(i) = size as u32 | clock << REQ_SIZE_BITS };
+    }
 }
 
 /// Arenas the memcheck side table can describe (16 Ki arenas: 4 GiB of small blocks, more
@@ -322,7 +362,7 @@ pub(crate) struct PendingFrees {
     pub(crate) done: usize,
     pub(crate) state: usize,
     pub(crate) slots: [usize; PENDING_FREES],
-    /// The carve count (`memcheck::CARVES`) when each slot's free was made.
+    /// The carve clock (`memcheck::CARVES`) when each slot's free was made.
     pub(crate) since: [u32; PENDING_FREES],
 }
 

@@ -320,7 +320,7 @@ fn check_pool(
             for i in 0..cap {
                 let is_live = h.live[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0;
                 // SAFETY: the side entry of a live pool; locks held.
-                let req = unsafe { (*side).req[i] } as usize;
+                let req = unsafe { SideEntry::requested(side, i) };
                 ensure!(
                     !is_live || req <= class_size(c),
                     "pool {pool:p}: block {i} records a request of {req} bytes in class {c}"

@@ -136,7 +136,7 @@ unsafe fn free(p: *mut u8, since: u32) -> usize {
             return FREED;
         }
         let class = (*e).hdr.szidx as usize;
-        let size = *(*e).req.get_unchecked(i) as usize;
+        let size = SideEntry::requested(e, i);
         if quarantine::ready_for(size) {
             super::clear_live_bit(e, i);
             quarantine::enqueue(p, class, size, e, i);

@@ -149,10 +149,9 @@ unsafe fn take_block(cls: &ClassState, pool: *mut PoolHeader, size: usize) -> *m
         );
         let i = w * 64 + bits.trailing_zeros() as usize;
         // size <= SMALL_REQUEST_THRESHOLD
-        *(*e).req.get_unchecked_mut(i) = size as u16;
-        let n = CARVES.load(Ordering::Relaxed).wrapping_add(1);
-        CARVES.store(n, Ordering::Relaxed);
-        *(*e).born.get_unchecked_mut(i) = n;
+        let clock = (CARVES.load(Ordering::Relaxed) + 1) & CLOCK_MASK;
+        CARVES.store(clock, Ordering::Relaxed);
+        SideEntry::set_carved(e, i, size, clock);
         if h.avail[0] | h.avail[1] == 0 {
             pool::unlink_used(cls, h);
         }
@@ -186,7 +185,7 @@ pub(crate) unsafe fn free(b: *mut u8, class: usize) -> bool {
             // off every list (a block listed twice would be handed out twice).
             return false;
         };
-        quarantine::push(b, class, (*e).req[i] as usize, e, i);
+        quarantine::push(b, class, SideEntry::requested(e, i), e, i);
         true
     }
 }
@@ -246,17 +245,18 @@ unsafe fn free_in_guest(p: *mut u8, since: u32) {
             Some(i) if !carved_after(e, i, since) => {
                 clear_live_bit(e, i);
                 let class = (*e).hdr.szidx as usize;
-                quarantine::push(p, class, (*e).req[i] as usize, e, i);
+                quarantine::push(p, class, SideEntry::requested(e, i), e, i);
             }
             _ => {}
         }
     }
 }
 
-/// Carvings so far (wrapping), the clock of `SideEntry::born` and `ThreadBooks::since`: written
-/// by [`take_block`] only (serialised, or on the real CPU with the lock free), read by a thread
-/// as it makes a pending free.
+/// The carve clock: carvings so far, modulo 2^`CARVE_CLOCK_BITS` (see `SideEntry::req` and
+/// `PendingFrees::since`). Written by [`take_block`] only (serialised, or on the real CPU with
+/// the lock free), read by a thread as it makes a pending free.
 static CARVES: AtomicU32 = AtomicU32::new(0);
+const CLOCK_MASK: u32 = (1 << CARVE_CLOCK_BITS) - 1;
 
 /// The carve count now (see [`CARVES`]).
 #[inline(always)]
@@ -265,15 +265,17 @@ fn carves() -> u32 {
 }
 
 /// Whether block `i` of the pool whose side entry is `e` was carved after a free made at carve
-/// count `since`: then that free was of the block's earlier life (see `pending`).
+/// clock `since`: then that free was of the block's earlier life (see `pending`). Exact while
+/// fewer than 2^(`CARVE_CLOCK_BITS` − 1) blocks (two million) are carved between the free and
+/// the keeping of its books.
 ///
 /// # Safety
 /// `e` is a side entry; `i` below 128.
 #[inline(always)]
 unsafe fn carved_after(e: *mut SideEntry, i: usize, since: u32) -> bool {
     // SAFETY: as said.
-    let born = unsafe { *(*e).born.get_unchecked(i) };
-    (born.wrapping_sub(since) as i32) > 0
+    let d = unsafe { SideEntry::born(e, i) }.wrapping_sub(since) & CLOCK_MASK;
+    d != 0 && d < 1 << (CARVE_CLOCK_BITS - 1)
 }
 
 /// [`free_foreign`], the lock taken first (out of the way of [`free_ptr`]'s frame).
@@ -403,7 +405,7 @@ pub(crate) unsafe fn requested(p: *const u8) -> usize {
         let m = meta(pool);
         match pool::block_at(pool, m, p) {
             Some(i) if (*m).live[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0 => {
-                (*m.cast::<SideEntry>()).req[i] as usize
+                SideEntry::requested(m.cast::<SideEntry>(), i)
             }
             _ => 0,
         }
