@@ -114,9 +114,9 @@ pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
 /// and it enters the quarantine if that needs only a slot written, the oldest blocks beyond the
 /// limit going back to their pools ([`FREED`] or [`FREED_EVICT_REST`]); with the quarantine off
 /// (or smaller than the block) it goes straight back to its pool ([`FREED`]). Else nothing
-/// changes ([`NOT_DONE`]): not a live block (memcheck has reported it), a ring to open or grow,
-/// a pool that would empty. A live block carved again after `since` (the free's carve count)
-/// is left alone too, as kept ([`FREED`]): see `pending`.
+/// changes ([`NOT_DONE`]): not a block whose free is pending (`memcheck::pending_index`: not
+/// live, or carved again after `since`, the free's carve clock; memcheck has reported it), a
+/// ring to open or grow, a pool that would empty.
 ///
 /// # Safety
 /// As [`free_batch`]; `p` lies in a pool (its page is in the page map).
@@ -129,12 +129,9 @@ unsafe fn free(p: *mut u8, since: u32) -> usize {
     }
     // SAFETY: `e` is the side entry of `p`'s pool; as the caller's.
     unsafe {
-        let Some(i) = super::live_index(pool, e, p) else {
+        let Some(i) = super::pending_index(pool, e, p, since) else {
             return NOT_DONE;
         };
-        if super::carved_after(e, i, since) {
-            return FREED;
-        }
         let class = (*e).hdr.szidx as usize;
         let size = SideEntry::requested(e, i);
         if quarantine::ready_for(size) {

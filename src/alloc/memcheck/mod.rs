@@ -241,13 +241,10 @@ unsafe fn free_in_guest(p: *mut u8, since: u32) {
     }
     // SAFETY: `e` is the side entry of `p`'s pool; serialised.
     unsafe {
-        match live_index(pool, e, p) {
-            Some(i) if !carved_after(e, i, since) => {
-                clear_live_bit(e, i);
-                let class = (*e).hdr.szidx as usize;
-                quarantine::push(p, class, SideEntry::requested(e, i), e, i);
-            }
-            _ => {}
+        if let Some(i) = pending_index(pool, e, p, since) {
+            clear_live_bit(e, i);
+            let class = (*e).hdr.szidx as usize;
+            quarantine::push(p, class, SideEntry::requested(e, i), e, i);
         }
     }
 }
@@ -258,24 +255,33 @@ unsafe fn free_in_guest(p: *mut u8, since: u32) {
 static CARVES: AtomicU32 = AtomicU32::new(0);
 const CLOCK_MASK: u32 = (1 << CARVE_CLOCK_BITS) - 1;
 
-/// The carve count now (see [`CARVES`]).
+/// The carve clock now (see [`CARVES`]).
 #[inline(always)]
 fn carves() -> u32 {
     CARVES.load(Ordering::Relaxed)
 }
 
-/// Whether block `i` of the pool whose side entry is `e` was carved after a free made at carve
-/// clock `since`: then that free was of the block's earlier life (see `pending`). Exact while
-/// fewer than 2^(`CARVE_CLOCK_BITS` − 1) blocks (two million) are carved between the free and
-/// the keeping of its books.
+/// The index of `p` in its pool (side entry `e`) if a pending free of `p` made at carve clock
+/// `since` is still to be kept: `p` is live, and was not carved again after the free (that
+/// free was then of the block's earlier life, an invalid free memcheck has reported: see
+/// `pending`). Exact while fewer than 2^(`CARVE_CLOCK_BITS` − 1) blocks (two million) are
+/// carved between the free and the keeping of its books. Changes nothing; real-CPU safe.
 ///
 /// # Safety
-/// `e` is a side entry; `i` below 128.
+/// As [`live_index`].
 #[inline(always)]
-unsafe fn carved_after(e: *mut SideEntry, i: usize, since: u32) -> bool {
-    // SAFETY: as said.
-    let d = unsafe { SideEntry::born(e, i) }.wrapping_sub(since) & CLOCK_MASK;
-    d != 0 && d < 1 << (CARVE_CLOCK_BITS - 1)
+unsafe fn pending_index(
+    pool: *mut PoolHeader,
+    e: *mut SideEntry,
+    p: *mut u8,
+    since: u32,
+) -> Option<usize> {
+    // SAFETY: forwarded; `i` is a block index of the pool.
+    unsafe {
+        let i = live_index(pool, e, p)?;
+        let d = SideEntry::born(e, i).wrapping_sub(since) & CLOCK_MASK;
+        (d == 0 || d >= 1 << (CARVE_CLOCK_BITS - 1)).then_some(i)
+    }
 }
 
 /// [`free_foreign`], the lock taken first (out of the way of [`free_ptr`]'s frame).
