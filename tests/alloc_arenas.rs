@@ -54,3 +54,64 @@ fn arenas_are_given_back_when_their_pools_empty() {
     );
     assert!(report.arenas <= s.arenas_highwater);
 }
+
+/// Natively every arena lies in one reserved range (`POOLGRIND_ARENA_SPACE`, 64 GiB by
+/// default), and the page map answers from its flat half. With a range of four arenas, the
+/// fifth and later are mapped apart: the map must then read its tree for them, or their blocks
+/// are taken for the system allocator's (a `free` of one hands it to glibc, which aborts). The
+/// walker checks both halves after each step: arenas in the range at their places, flat
+/// entries equal to the tree's. The test runs itself again in a child whose allocator reads the
+/// small range at its first request (options are read once per process).
+#[test]
+fn arenas_beyond_a_small_arena_space_are_still_known() {
+    const SPACE: &str = "1048576"; // four arenas
+    if std::env::var("POOLGRIND_ARENA_SPACE").as_deref() != Ok(SPACE) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "arenas_beyond_a_small_arena_space_are_still_known",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POOLGRIND_ARENA_SPACE", SPACE)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {text}");
+        assert!(text.contains("1 passed"), "child ran no test: {text}");
+        return;
+    }
+    let layout = Layout::from_size_align(64, 16).unwrap();
+    // Two rounds of 120k blocks of 64 bytes (~30 arenas, most beyond the range): the second
+    // reuses the slots the first gave back, in the range and beyond it.
+    for _ in 0..2 {
+        let ptrs: Vec<usize> = (0..120_000)
+            // SAFETY: a valid non-zero layout.
+            .map(|_| unsafe { A.alloc(layout) } as usize)
+            .collect();
+        assert!(ptrs.iter().all(|&p| p != 0));
+        debug::check_heap().unwrap();
+        assert!(poolgrind::stats().arenas_live > 4);
+        // The pointer-only API finds every block by the page map alone (natively): its
+        // class's usable size, and a free that keeps it (glibc would abort on a block not its
+        // own).
+        for &p in &ptrs {
+            // SAFETY: a live block of this allocator.
+            let n = unsafe { poolgrind::raw::usable_size(p as *mut u8) };
+            assert_eq!(n, 64, "{p:#x} not found in its pool");
+        }
+        for &p in ptrs.iter().step_by(2) {
+            // SAFETY: blocks allocated just above, freed once; pointer-only free.
+            unsafe { poolgrind::raw::free(p as *mut u8) };
+        }
+        debug::check_heap().unwrap();
+        for &p in ptrs.iter().skip(1).step_by(2) {
+            // SAFETY: the other half, freed once.
+            unsafe { A.dealloc(p as *mut u8, layout) };
+        }
+        debug::flush_current_thread();
+        debug::check_heap().unwrap();
+    }
+    assert!(poolgrind::stats().arenas_freed > 0);
+}

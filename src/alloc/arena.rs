@@ -16,6 +16,31 @@ pub(crate) static ARENA_LOCK: RawMutex = RawMutex::new();
 
 /// The arena table: a reservation of MAX_ARENAS entries (touched as they are used).
 static TABLE: Table = Table::new();
+/// Natively, the arenas' address space: `MAX_ARENAS × ARENA_SIZE` bytes (64 GiB, or
+/// `POOLGRIND_ARENA_SPACE`; halved down to [`MIN_SPACE`] where the address space is limited:
+/// under Valgrind with `POOLGRIND_VALGRIND=off`, 32 GiB)
+/// reserved PROT_NONE at initialisation, arena `i` at `i × ARENA_SIZE` from its base, opened
+/// when the arena is made and closed (pages given back, still reserved) when it goes. Arenas
+/// beyond a smaller space are mapped one by one, and the page map then reads the tree
+/// (`meta::map_arena`). So "is this pointer ours" is a
+/// subtraction and a compare, and no other mapping (the system allocator's heaps) lies between
+/// arenas (issue 15: on larson, the page map's walk for every `free` of a system block cost 32
+/// instructions and a cache miss on a leaf shared with the system allocator's heaps; see
+/// `meta::page_entry`). Not under Valgrind: memcheck's arenas are heap blocks (`memory_alloc`),
+/// and the other tools keep the mappings they had. Without it (a failed reservation: an address-
+/// space limit), arenas are mapped one by one wherever the kernel puts them, as before.
+static SPACE: Table = Table::new();
+
+/// The smallest arenas' space tried (4 096 arenas).
+const MIN_SPACE: usize = 1 << 30;
+
+/// The base of the arenas' address space, or null when there is none (under Valgrind, or the
+/// reservation failed).
+#[inline(always)]
+pub(crate) fn space() -> *mut u8 {
+    SPACE.base()
+}
+
 /// Table slots initialised so far (slots `< NARENAS` may be read by `address_in_range`).
 pub(crate) static NARENAS: AtomicUsize = AtomicUsize::new(0);
 
@@ -40,10 +65,24 @@ static ARENAS: ArenaCell = ArenaCell(UnsafeCell::new(ArenaLists {
 /// Reserves the arena table (address space: only the pages of slots in use cost memory).
 /// False when it cannot be had: pools then stay off.
 pub(crate) fn init() -> bool {
-    TABLE.reserve(
+    if !TABLE.reserve(
         MAX_ARENAS * core::mem::size_of::<ArenaObject>(),
         track::memcheck(),
-    )
+    ) {
+        return false;
+    }
+    if !track::valgrind() {
+        // Failure leaves the space null: arenas are then mapped one by one.
+        let mut bytes = config::arena_space() / ARENA_SIZE * ARENA_SIZE;
+        while bytes != 0 && !SPACE.reserve(bytes, true) {
+            bytes = if bytes > MIN_SPACE {
+                (bytes / 2).max(MIN_SPACE) / ARENA_SIZE * ARENA_SIZE
+            } else {
+                0
+            };
+        }
+    }
+    true
 }
 
 /// The arena table's base (null if it could not be reserved: pools then stay empty and every
@@ -75,7 +114,7 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
         NARENAS.store(n + 1, Ordering::Release);
     }
     let ao = l.unused;
-    let base = memory_alloc();
+    let base = memory_alloc(index(ao));
     if base.is_null() {
         return null_mut();
     }
@@ -102,12 +141,13 @@ unsafe fn new_arena(l: &mut ArenaLists) -> *mut ArenaObject {
     ao
 }
 
-/// Memory for one arena: mmap natively (memmap2); under memcheck a heap block from the system
-/// allocator, because mmap'd memory is a leak-check root (live blocks in it would make lost
-/// cycles look reachable) while a malloc block that contains mempool chunks is neither a root
-/// nor a leak candidate. Never inlined: `supp/poolgrind.supp` names it.
+/// Memory for the arena of table slot `index`: natively its place in the arenas' [`SPACE`]
+/// (or, without one, a mapping of its own: memmap2); under memcheck a heap block from the
+/// system allocator, because mmap'd memory is a leak-check root (live blocks in it would make
+/// lost cycles look reachable) while a malloc block that contains mempool chunks is neither a
+/// root nor a leak candidate. Never inlined: `supp/poolgrind.supp` names it.
 #[inline(never)]
-fn memory_alloc() -> *mut u8 {
+fn memory_alloc(index: u32) -> *mut u8 {
     if track::memcheck() {
         let p = sys::memalign(POOL_SIZE, ARENA_SIZE);
         if !p.is_null() {
@@ -115,15 +155,32 @@ fn memory_alloc() -> *mut u8 {
         }
         return p;
     }
-    sys::map(ARENA_SIZE, true)
+    let space = space();
+    if space.is_null() || index as usize >= SPACE.reserved() / ARENA_SIZE {
+        return sys::map(ARENA_SIZE, true);
+    }
+    // SAFETY: the arena's place lies inside the space (checked just above); the arena lock is
+    // held and the slot has no arena, so nobody else uses that place.
+    unsafe {
+        let p = space.add(index as usize * ARENA_SIZE);
+        if sys::open(p, ARENA_SIZE) {
+            p
+        } else {
+            null_mut()
+        }
+    }
 }
 
+/// Gives back the memory of an arena made by [`memory_alloc`].
 fn memory_free(p: *mut u8) {
     if track::memcheck() {
         // SAFETY: under memcheck every arena came from sys::memalign.
         unsafe { sys::free(p) };
-    } else {
+    } else if (p as usize).wrapping_sub(space() as usize) >= SPACE.reserved() {
         sys::unmap(p, ARENA_SIZE);
+    } else {
+        // SAFETY: the arena's place in the space, no longer used.
+        unsafe { sys::close(p, ARENA_SIZE) };
     }
 }
 

@@ -10,10 +10,12 @@
 //! | `POOLGRIND_QUARANTINE` | bytes (`0` disables)           | `20000000` | under memcheck, how many requested bytes of freed blocks wait before reuse (memcheck's `--freelist-vol`) |
 //! | `POOLGRIND_QUARANTINE_BIG` | bytes                      | `1000000` | under memcheck, freed blocks of at least this size wait in a ring of their own, let go first (memcheck's `--freelist-big-blocks`) |
 //! | `POOLGRIND_REDZONE`    | bytes, at most 4096            | `16`      | under memcheck, the red zone on each side of a block (memcheck's `--redzone-size`) |
+//! | `POOLGRIND_ARENA_SPACE` | bytes (`0`: none)             | `68719476736` | natively, the address space reserved for arenas (64 GiB: `MAX_ARENAS` of them); halved down to 1 GiB when the kernel refuses; arenas beyond it, or all without it, are mapped one by one and the page map reads its tree |
 //!
-//! The last three are memcheck's options under the allocator's names: the allocator cannot
-//! read valgrind's command line, so `poolgrind run` and `poolgrind cargo` set them from the
-//! options they give valgrind; a plain `valgrind` run gets memcheck's defaults.
+//! `POOLGRIND_QUARANTINE`, `_QUARANTINE_BIG` and `_REDZONE` are memcheck's options under the
+//! allocator's names: the allocator cannot read valgrind's command line, so `poolgrind run` and
+//! `poolgrind cargo` set them from the options they give valgrind; a plain `valgrind` run gets
+//! memcheck's defaults.
 //!
 //! A value that cannot be parsed keeps the default and prints one warning line to stderr.
 //! Options are named by [`Opt`]; the table is indexed by it, never by a bare number.
@@ -23,7 +25,9 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::sys::FmtBuf;
-use super::types::{class_size, PoolHeader, NB_SMALL_SIZE_CLASSES, SMALL_REQUEST_THRESHOLD};
+use super::types::{
+    class_size, PoolHeader, ARENA_SIZE, MAX_ARENAS, NB_SMALL_SIZE_CLASSES, SMALL_REQUEST_THRESHOLD,
+};
 
 /// The options, by name. The discriminant is the option's row in [`OPTIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub(crate) enum Opt {
     QuarantineBig,
     /// `POOLGRIND_REDZONE`.
     Redzone,
+    /// `POOLGRIND_ARENA_SPACE`.
+    ArenaSpace,
 }
 
 /// One row of the table.
@@ -57,7 +63,7 @@ pub(crate) struct OptionSpec {
 }
 
 /// The table, in the order of [`Opt`] (and of the module documentation).
-pub(crate) const OPTIONS: [OptionSpec; 7] = [
+pub(crate) const OPTIONS: [OptionSpec; 8] = [
     OptionSpec {
         opt: Opt::Mode,
         env: c"POOLGRIND_MODE",
@@ -100,6 +106,12 @@ pub(crate) const OPTIONS: [OptionSpec; 7] = [
         values: "bytes, at most 4096",
         default: "16",
     },
+    OptionSpec {
+        opt: Opt::ArenaSpace,
+        env: c"POOLGRIND_ARENA_SPACE",
+        values: "bytes",
+        default: "68719476736",
+    },
 ];
 
 /// Largest `POOLGRIND_REDZONE` (memcheck's largest `--redzone-size`).
@@ -139,6 +151,8 @@ pub(crate) struct Options {
     pub quarantine_big: usize,
     /// The red zone memcheck's malloc would keep on each side of a block (`--redzone-size`).
     pub redzone: usize,
+    /// Natively, the bytes of address space reserved for arenas (0: none).
+    pub arena_space: usize,
 }
 
 impl Options {
@@ -151,6 +165,7 @@ impl Options {
         quarantine_bytes: 20_000_000,
         quarantine_big: 1_000_000,
         redzone: 16,
+        arena_space: MAX_ARENAS * ARENA_SIZE,
     };
 
     /// Reads the environment. Never allocates: `getenv` returns a pointer into `environ`.
@@ -174,6 +189,9 @@ impl Options {
         o.quarantine_bytes = number(Opt::Quarantine, usize::MAX).unwrap_or(o.quarantine_bytes);
         o.quarantine_big = number(Opt::QuarantineBig, usize::MAX).unwrap_or(o.quarantine_big);
         o.redzone = number(Opt::Redzone, MAX_REDZONE).unwrap_or(o.redzone);
+        // More than the arena table can name is no use: capped, not refused.
+        o.arena_space = number(Opt::ArenaSpace, usize::MAX)
+            .map_or(o.arena_space, |n| n.min(MAX_ARENAS * ARENA_SIZE));
         o
     }
 }
@@ -244,6 +262,8 @@ static GAP: AtomicUsize = AtomicUsize::new(0);
 static POOL_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_REQUEST_THRESHOLD);
 /// Under memcheck, freed blocks of at least this many requested bytes use the big ring.
 static QUARANTINE_BIG: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// `Options::arena_space`.
+static ARENA_SPACE: AtomicUsize = AtomicUsize::new(0);
 /// Whether `live` bitmaps are maintained (memcheck or debug).
 static STRICT: AtomicU8 = AtomicU8::new(0);
 /// Whether debug mode is on.
@@ -322,6 +342,12 @@ pub(crate) fn pool_limit() -> usize {
     POOL_LIMIT.load(Ordering::Relaxed)
 }
 
+/// Natively, the bytes of address space to reserve for arenas (`POOLGRIND_ARENA_SPACE`).
+#[inline]
+pub(crate) fn arena_space() -> usize {
+    ARENA_SPACE.load(Ordering::Relaxed)
+}
+
 /// Under memcheck, freed blocks of at least this many requested bytes use the big ring.
 #[inline(always)]
 pub(crate) fn quarantine_big() -> usize {
@@ -383,6 +409,7 @@ pub(crate) fn decide(d: &Decision) {
     POOLS_ON.store((o.mode != Mode::Malloc) as u8, Ordering::Relaxed);
     QUARANTINE_LIMIT.store(o.quarantine_bytes, Ordering::Relaxed);
     QUARANTINE_BIG.store(o.quarantine_big, Ordering::Relaxed);
+    ARENA_SPACE.store(o.arena_space, Ordering::Relaxed);
     if d.memcheck {
         let gap = memcheck_gap(o.redzone);
         GAP.store(gap, Ordering::Relaxed);

@@ -10,13 +10,22 @@
 //!   so that the native `free` reads no pool header either: pool headers all sit at offset 0
 //!   of a page, so they compete for the same few L1 sets (perf on larson ≤ 512 B: 45 % of
 //!   `free`'s samples were on the header's `szidx` load).
+//! - Natively the arenas live in one reserved range (`arena::SPACE`), arena `i` at
+//!   `i × ARENA_SIZE`, and a **flat map** beside the tree holds the same entry for each of its
+//!   pages ([`Window`]). [`page_entry`] reads it with one subtraction, one compare and one
+//!   load, and a pointer outside the range is not ours without a further read: the tree's walk
+//!   for a `free` of a system block was 32 instructions and, on larson, a cache miss on a leaf
+//!   the system allocator's heaps share (issue 15). The tree stays the map under Valgrind, and
+//!   everywhere when the range could not be reserved; natively it is kept too, for the walker,
+//!   which checks that both maps agree.
 //! - A pool's header fields: natively the header itself, at the pool's start; under memcheck
 //!   its side entry (`types::SideEntry`), found through the page map's id, so that the in-pool
 //!   header stays NOACCESS and no allocation or free needs a client request to reach it.
 
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
+use super::arena;
 use super::sys::{self, Table};
 use super::track;
 use super::types::*;
@@ -26,6 +35,37 @@ static SIDE: Table = Table::new();
 /// The page map's root (`PAGE_MAP_ROOT_LEN` leaf pointers); PROT_NONE beyond its used prefix
 /// under memcheck (the leak check reads every readable mapping), readable natively.
 static PAGE_MAP: Table = Table::new();
+
+/// Natively, the arenas' range and its flat map, read by every [`page_entry`] (one cache line,
+/// written only at initialisation and when an arena slot is first used).
+///
+/// Invariants: `base` is the range's start when it exists (natively, `arena::space()` not null),
+/// else 0; `len` covers every slot of the range that has had an arena, so every page below it
+/// has a flat entry, readable, equal to the tree's (0 for a slot whose arena is gone);
+/// `exclusive` iff the range exists and every arena lies in it (it turns false, for good, when
+/// an arena beyond a smaller range is made). Without the range the tree alone is the map.
+#[repr(C, align(64))]
+struct Window {
+    /// The range's start (`arena::space()`), or 0.
+    base: AtomicUsize,
+    /// Bytes of the range that arena slots have used so far (only grows).
+    len: AtomicUsize,
+    /// The flat map: entry `i` for the page at `base + i × POOL_SIZE`.
+    flat: AtomicPtr<AtomicU32>,
+    /// Whether the range holds every arena: a pointer outside it is then not ours.
+    exclusive: AtomicBool,
+}
+
+static WINDOW: Window = Window {
+    base: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    flat: AtomicPtr::new(null_mut()),
+    exclusive: AtomicBool::new(false),
+};
+
+/// The flat map's memory (`MAX_ARENAS × POOLS_PER_ARENA` entries, PROT_NONE beyond the part
+/// arena slots have used).
+static FLAT: Table = Table::new();
 
 const PAGE_SHIFT: u32 = POOL_SIZE.trailing_zeros();
 const LEAF_LEN: usize = 1 << PAGE_MAP_LEAF_BITS;
@@ -45,16 +85,33 @@ const INDEX_MASK: u32 = (1 << CLASS_SHIFT) - 1;
 const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
 
-/// Reserves the page map's root, and under memcheck the side table (at initialisation, with
-/// pools on).
+/// Reserves the page map's root, under memcheck the side table, and natively, when
+/// `arena::init` (which runs first) reserved the arenas' range, the flat map (at
+/// initialisation, with pools on). Without the range the tree alone serves.
 pub(crate) fn init() -> bool {
     let memcheck = track::memcheck();
-    PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, memcheck)
+    if !(PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, memcheck)
         && (!memcheck
             || SIDE.reserve(
                 SIDE_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<SideEntry>(),
                 true,
-            ))
+            )))
+    {
+        return false;
+    }
+    let space = arena::space();
+    if !space.is_null()
+        && FLAT.reserve(
+            MAX_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<u32>(),
+            true,
+        )
+    {
+        WINDOW.flat.store(FLAT.base(), Ordering::Relaxed);
+        WINDOW.base.store(space as usize, Ordering::Relaxed);
+        // Before any arena exists (initialisation): readers that see it see the rest.
+        WINDOW.exclusive.store(true, Ordering::Release);
+    }
+    true
 }
 
 /// The page map's entry for `page` (a page number), if its leaf exists: null beyond the root's
@@ -78,8 +135,31 @@ fn existing_entry(page: usize) -> *const AtomicU32 {
 
 /// The page map's entry of the page that holds `p`: 0 when the page is not a pool of a live
 /// arena. Reads only the page map (never the memory at `p`); lock-free on every path.
+/// Natively a pointer in the arenas' range reads its flat entry and any other is not ours;
+/// without the range (under Valgrind), the tree ([`tree_entry`]).
 #[inline(always)]
 pub(crate) fn page_entry(p: *const u8) -> u32 {
+    let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
+    if off < WINDOW.len.load(Ordering::Acquire) {
+        // SAFETY: below `len` every page has a readable flat entry (`map_arena` committed it
+        // before growing `len`, with Release). A pointer to a live pool block reaches this
+        // thread after its arena's entries were written (Release, read with Acquire); any
+        // other pointer reads 0 whether or not it sees a concurrent write.
+        return unsafe {
+            (*WINDOW.flat.load(Ordering::Relaxed).add(off >> PAGE_SHIFT)).load(Ordering::Acquire)
+        };
+    }
+    if WINDOW.exclusive.load(Ordering::Relaxed) {
+        return 0;
+    }
+    tree_entry(p)
+}
+
+/// The tree's entry of the page that holds `p` ([`page_entry`] without the arenas' range: the
+/// map of every arena under Valgrind, where there is no range, so the memcheck paths read it
+/// directly).
+#[inline(always)]
+pub(crate) fn tree_entry(p: *const u8) -> u32 {
     let e = existing_entry(p as usize >> PAGE_SHIFT);
     if e.is_null() {
         return 0;
@@ -123,13 +203,19 @@ pub(crate) fn entry_class(e: u32) -> usize {
 pub(crate) unsafe fn set_class(pool: *mut PoolHeader, class: usize) {
     let e = existing_entry(pool as usize >> PAGE_SHIFT);
     debug_assert!(!e.is_null());
-    // SAFETY: the pool's arena is live, so its entry exists; no other thread writes it.
-    unsafe {
-        let old = (*e).load(Ordering::Relaxed);
-        (*e).store(
-            (old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT,
-            Ordering::Release,
-        );
+    for e in [e, flat_entry(pool as usize)] {
+        if e.is_null() {
+            continue;
+        }
+        // SAFETY: the pool's arena is live, so its tree entry exists (and natively its flat
+        // one); no other thread writes them.
+        unsafe {
+            let old = (*e).load(Ordering::Relaxed);
+            (*e).store(
+                (old & !CLASS_MASK) | (class as u32) << CLASS_SHIFT,
+                Ordering::Release,
+            );
+        }
     }
 }
 
@@ -166,7 +252,7 @@ fn entry_for_update(page_addr: usize) -> *const AtomicU32 {
 /// and [`meta`] run only then), so the side table exists.
 #[inline(always)]
 pub(crate) fn side_entry(pool: *mut PoolHeader) -> *mut SideEntry {
-    let e = page_entry(pool.cast_const().cast());
+    let e = tree_entry(pool.cast_const().cast());
     if e == 0 {
         return null_mut();
     }
@@ -224,18 +310,81 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
             );
         }
     }
+    if WINDOW.exclusive.load(Ordering::Relaxed) {
+        let wbase = WINDOW.base.load(Ordering::Relaxed);
+        if base as usize == wbase + index * ARENA_SIZE {
+            if !map_flat(base, index) {
+                unmap_arena(base);
+                return false;
+            }
+        } else {
+            // An arena beyond a smaller range (`arena::memory_alloc`): from now on a pointer
+            // outside the range may be ours, and the tree answers for it. Before the arena's
+            // first block is handed out, so a reader of that block sees it.
+            WINDOW.exclusive.store(false, Ordering::Release);
+        }
+    }
     true
+}
+
+/// [`map_arena`]'s flat half: the arena of slot `index` lies at its place in the range
+/// (`arena::memory_alloc`); its entries (the tree's, just written) are copied and the used
+/// part of the range grows over it. The caller holds the arena lock.
+fn map_flat(base: *mut u8, index: usize) -> bool {
+    let first = index * POOLS_PER_ARENA;
+    if !FLAT.commit((first + POOLS_PER_ARENA) * core::mem::size_of::<u32>()) {
+        return false;
+    }
+    let flat = WINDOW.flat.load(Ordering::Relaxed);
+    for k in 0..POOLS_PER_ARENA {
+        let t = existing_entry((base as usize + k * POOL_SIZE) >> PAGE_SHIFT);
+        // SAFETY: the tree's entry exists (just written); the flat entry is inside the part
+        // just committed; the arena lock excludes every other writer.
+        unsafe {
+            let e = (*t).load(Ordering::Relaxed);
+            (*flat.add(first + k)).store(e, Ordering::Release);
+        }
+    }
+    let end = (index + 1) * ARENA_SIZE;
+    if WINDOW.len.load(Ordering::Relaxed) < end {
+        // Last, with Release: a reader that sees the longer range sees its entries.
+        WINDOW.len.store(end, Ordering::Release);
+    }
+    true
+}
+
+/// The flat entry of the page at `page_addr`, if it lies in the used part of the arenas' range
+/// (null otherwise, and always under Valgrind).
+fn flat_entry(page_addr: usize) -> *const AtomicU32 {
+    let off = page_addr.wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
+    if off >= WINDOW.len.load(Ordering::Acquire) {
+        return core::ptr::null();
+    }
+    // SAFETY: below `len` the flat map is committed.
+    unsafe { WINDOW.flat.load(Ordering::Relaxed).add(off >> PAGE_SHIFT) }
 }
 
 /// Forgets the pages of an arena that is given back (before its memory goes).
 pub(crate) fn unmap_arena(base: *mut u8) {
     for k in 0..POOLS_PER_ARENA {
-        let e = existing_entry((base as usize + k * POOL_SIZE) >> PAGE_SHIFT);
-        if !e.is_null() {
-            // SAFETY: an entry of a leaf; the caller holds the arena lock.
-            unsafe { (*e).store(0, Ordering::Release) };
+        let page = base as usize + k * POOL_SIZE;
+        for e in [existing_entry(page >> PAGE_SHIFT), flat_entry(page)] {
+            if !e.is_null() {
+                // SAFETY: an entry of a leaf or of the flat map's used part; the caller holds
+                // the arena lock.
+                unsafe { (*e).store(0, Ordering::Release) };
+            }
         }
     }
+}
+
+/// For the walker: whether the arenas' range is in use (then arena `i` must lie at
+/// `range_base() + i × ARENA_SIZE`), and its base.
+pub(crate) fn range_base() -> Option<usize> {
+    WINDOW
+        .exclusive
+        .load(Ordering::Acquire)
+        .then(|| WINDOW.base.load(Ordering::Relaxed))
 }
 
 /// Under memcheck, for the walker: the side entry of `pool` (null if unmapped or natively).

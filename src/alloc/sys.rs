@@ -249,6 +249,43 @@ pub(crate) fn unmap(p: *mut u8, bytes: usize) {
     unsafe { libc::munmap(p.cast(), bytes) };
 }
 
+/// Makes `bytes` at `p`, inside a PROT_NONE reservation made by [`map`], readable and
+/// writable (its pages read as zero until touched); false if the kernel refuses.
+///
+/// # Safety
+/// `[p, p + bytes)` lies inside a live reservation made by [`map`] that nobody else uses, `p`
+/// and `bytes` multiples of the page size.
+pub(crate) unsafe fn open(p: *mut u8, bytes: usize) -> bool {
+    // SAFETY: as the caller guarantees.
+    unsafe { libc::mprotect(p.cast(), bytes, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
+/// Gives the pages of `bytes` at `p` back to the kernel and makes the range PROT_NONE again,
+/// still reserved (one `mmap` over it: the range is never unmapped, so no other mapping can
+/// take it). Should the kernel refuse (no room for one more mapping), the pages are dropped
+/// with `madvise` instead and the range stays open: either way it reads as zero when opened
+/// again.
+///
+/// # Safety
+/// As [`open`], and nothing in the range is used any more.
+pub(crate) unsafe fn close(p: *mut u8, bytes: usize) {
+    // SAFETY: MAP_FIXED over a range of our own reservation replaces only that range.
+    let q = unsafe {
+        libc::mmap(
+            p.cast(),
+            bytes,
+            libc::PROT_NONE,
+            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if q != p.cast() {
+        // SAFETY: as above; MADV_DONTNEED on private anonymous memory zeroes it.
+        unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
+    }
+}
+
 /// A table in reserved address space (the arena table, the page map's root, the memcheck side
 /// table, the quarantine rings). Under memcheck (`lazy`) it is PROT_NONE and made readable only as far as used:
 /// memcheck's leak check scans every readable mapping word by word, and the reserved but
@@ -289,6 +326,12 @@ impl Table {
         // readable prefix (Acquire) also sees the base.
         self.committed.store(committed, Ordering::Release);
         true
+    }
+
+    /// Bytes reserved (0 before [`Table::reserve`] succeeds).
+    #[inline(always)]
+    pub(crate) fn reserved(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
     }
 
     /// The table's base (null before [`Table::reserve`] succeeds).

@@ -131,10 +131,25 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
         // SAFETY: slots below NARENAS are initialised; the arena lock is held.
         let ao = unsafe { &*table.add(i) };
         let base = ao.address.load(Ordering::Relaxed);
+        let range = meta::range_base();
         if base == 0 {
+            // Natively, a slot without an arena has no page in the map.
+            if let Some(rb) = range {
+                for k in 0..POOLS_PER_ARENA {
+                    let e = meta::page_entry((rb + i * ARENA_SIZE + k * POOL_SIZE) as *const u8);
+                    ensure!(e == 0, "empty slot {i}: page {k} has page-map entry {e:#x}");
+                }
+            }
             continue;
         }
         live += 1;
+        if let Some(rb) = range {
+            ensure!(
+                base == rb + i * ARENA_SIZE,
+                "arena {i} at {base:#x}, not at its place {:#x} in the arenas' range",
+                rb + i * ARENA_SIZE
+            );
+        }
         ensure!(
             base % POOL_SIZE == 0,
             "arena {i} at {base:#x} is not page aligned"
@@ -175,6 +190,12 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
             ensure!(
                 e != 0 && meta::entry_index(e) == i * POOLS_PER_ARENA + k,
                 "arena {i}: page {k} has page-map entry {e:#x}"
+            );
+            // Natively the flat map and the tree agree (under Valgrind both read the tree).
+            let t = meta::tree_entry(page);
+            ensure!(
+                t == e,
+                "arena {i}: page {k} has tree entry {t:#x} but flat entry {e:#x}"
             );
         }
         for outside in [base.wrapping_sub(POOL_SIZE), base + ARENA_SIZE] {

@@ -213,7 +213,8 @@ pub(crate) unsafe fn free_ptr(p: *mut u8) {
         // while `serial::fork_prepare` holds it).
         return;
     }
-    if !meta::page_known(p) {
+    // The tree: under memcheck there is no arenas' range (`meta::page_entry`).
+    if meta::tree_entry(p) == 0 {
         // SAFETY: not a pool block, so a bootstrap or live system block (the caller's contract).
         return unsafe { free_foreign_locking(p) };
     }
