@@ -25,7 +25,6 @@
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use super::arena;
 use super::sys::{self, Table};
 use super::track;
 use super::types::*;
@@ -46,7 +45,7 @@ static PAGE_MAP: Table = Table::new();
 /// an arena beyond a smaller range is made). Without the range the tree alone is the map.
 #[repr(C, align(64))]
 struct Window {
-    /// The range's start (`arena::space()`), or 0.
+    /// The range's start (`arena::space()`, given to [`init`]), or 0.
     base: AtomicUsize,
     /// Bytes of the range that arena slots have used so far (only grows).
     len: AtomicUsize,
@@ -85,10 +84,10 @@ const INDEX_MASK: u32 = (1 << CLASS_SHIFT) - 1;
 const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
 
-/// Reserves the page map's root, under memcheck the side table, and natively, when
-/// `arena::init` (which runs first) reserved the arenas' range, the flat map (at
+/// Reserves the page map's root, under memcheck the side table, and natively, when `space`
+/// (the arenas' range, `arena::space()`: `arena::init` runs first) is not null, the flat map (at
 /// initialisation, with pools on). Without the range the tree alone serves.
-pub(crate) fn init() -> bool {
+pub(crate) fn init(space: *mut u8) -> bool {
     let memcheck = track::memcheck();
     if !(PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, memcheck)
         && (!memcheck
@@ -99,7 +98,6 @@ pub(crate) fn init() -> bool {
     {
         return false;
     }
-    let space = arena::space();
     if !space.is_null()
         && FLAT.reserve(
             MAX_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<u32>(),
