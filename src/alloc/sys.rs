@@ -221,11 +221,35 @@ pub unsafe fn boot_size(p: *const u8) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Mapping memory: one helper for every mapping the allocator makes.
 
-/// Maps `bytes` of private anonymous memory (memmap2), reserved without swap: only the pages
-/// touched cost memory. `readable`: read-write; else PROT_NONE until [`Table::commit`] opens a
-/// prefix. Null on failure. The mapping lives until [`unmap`] (memmap2 has no "from raw"
-/// constructor, so the owner is forgotten and the address is the handle).
+/// Maps `bytes` of private anonymous memory, reserved without swap: only the pages touched
+/// cost memory. `readable`: read-write (memmap2); else PROT_NONE until [`Table::commit`] or
+/// [`open`] opens part of it, mapped so from the start: a writable mapping is charged in full
+/// against the commit limit when it is made where the kernel counts every writable private page
+/// (`vm.overcommit_memory = 2` ignores MAP_NORESERVE), so the arenas' 64 GiB could not be had
+/// there; a PROT_NONE one is charged nothing (only what is opened: measured with
+/// `Committed_AS`, 1 GiB writable +1 048 576 KiB, PROT_NONE +0, 256 KiB opened +256). Null on
+/// failure. The mapping lives
+/// until [`unmap`] (memmap2 has no "from raw" constructor, so the owner is forgotten and the
+/// address is the handle).
 pub(crate) fn map(bytes: usize, readable: bool) -> *mut u8 {
+    if !readable {
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                bytes,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        return if p == libc::MAP_FAILED {
+            core::ptr::null_mut()
+        } else {
+            p.cast()
+        };
+    }
     let Ok(mut m) = memmap2::MmapOptions::new()
         .len(bytes)
         .no_reserve_swap()
@@ -235,11 +259,6 @@ pub(crate) fn map(bytes: usize, readable: bool) -> *mut u8 {
     };
     let p = m.as_mut_ptr();
     core::mem::forget(m);
-    // SAFETY: [p, p + bytes) is the mapping just made, which nobody else knows.
-    if !readable && unsafe { libc::mprotect(p.cast(), bytes, libc::PROT_NONE) } != 0 {
-        unmap(p, bytes);
-        return core::ptr::null_mut();
-    }
     p
 }
 
