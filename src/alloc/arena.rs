@@ -31,7 +31,8 @@ static TABLE: Table = Table::new();
 /// space limit), arenas are mapped one by one wherever the kernel puts them, as before.
 static SPACE: Table = Table::new();
 
-/// The smallest arenas' space tried (4 096 arenas).
+/// The smallest arenas' space tried when a larger one is refused (4 096 arenas); a smaller
+/// `POOLGRIND_ARENA_SPACE` is tried as it is.
 const MIN_SPACE: usize = 1 << 30;
 
 /// The base of the arenas' address space, or null when there is none (under Valgrind, or the
@@ -39,6 +40,11 @@ const MIN_SPACE: usize = 1 << 30;
 #[inline(always)]
 pub(crate) fn space() -> *mut u8 {
     SPACE.base()
+}
+
+/// The arenas' space's size in arenas (0 without one): slots below it lie in it.
+pub(crate) fn space_slots() -> usize {
+    SPACE.reserved() / ARENA_SIZE
 }
 
 /// Table slots initialised so far (slots `< NARENAS` may be read by `address_in_range`).
@@ -71,7 +77,7 @@ pub(crate) fn init() -> bool {
     ) {
         return false;
     }
-    if !track::valgrind() {
+    if !track::valgrind() && !address_space_limited() {
         // Failure leaves the space null: arenas are then mapped one by one.
         let mut bytes = config::arena_space() / ARENA_SIZE * ARENA_SIZE;
         while bytes != 0 && !SPACE.reserve(bytes, true) {
@@ -90,6 +96,17 @@ pub(crate) fn init() -> bool {
 #[inline(always)]
 pub(crate) fn table() -> *mut ArenaObject {
     TABLE.base()
+}
+
+/// Whether the process has an address-space limit (`RLIMIT_AS`, `ulimit -v`): the arenas'
+/// space is then not reserved, so that it takes nothing from a budget the program may need.
+fn address_space_limited() -> bool {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `r`.
+    unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) == 0 && r.rlim_cur != libc::RLIM_INFINITY }
 }
 
 /// Maps a new arena and returns its table entry, or null.
@@ -156,7 +173,7 @@ fn memory_alloc(index: u32) -> *mut u8 {
         return p;
     }
     let space = space();
-    if space.is_null() || index as usize >= SPACE.reserved() / ARENA_SIZE {
+    if space.is_null() || index as usize >= space_slots() {
         return sys::map(ARENA_SIZE, true);
     }
     // SAFETY: the arena's place lies inside the space (checked just above); the arena lock is
@@ -177,6 +194,7 @@ fn memory_free(p: *mut u8) {
         // SAFETY: under memcheck every arena came from sys::memalign.
         unsafe { sys::free(p) };
     } else if (p as usize).wrapping_sub(space() as usize) >= SPACE.reserved() {
+        // Beyond the space (or none): mapped apart.
         sys::unmap(p, ARENA_SIZE);
     } else {
         // SAFETY: the arena's place in the space, no longer used.

@@ -58,7 +58,7 @@ fn init_slow() -> bool {
     });
     // Without the arena table and the page map (and, under memcheck, the side table) pools
     // cannot be had: leave small requests to the system allocator, as `malloc` mode does.
-    if config::pools_on() && (!arena::init() || !meta::init(arena::space())) {
+    if config::pools_on() && (!arena::init() || !meta::init(arena::space(), arena::space_slots())) {
         config::pools_off();
     }
     EXIT_DRAIN.store(memcheck, Ordering::Relaxed);

@@ -38,17 +38,21 @@ static PAGE_MAP: Table = Table::new();
 /// Natively, the arenas' range and its flat map, read by every [`page_entry`] (one cache line,
 /// written only at initialisation and when an arena slot is first used).
 ///
-/// Invariants: `base` is the range's start when it exists (natively, `arena::space()` not null),
-/// else 0; `len` covers every slot of the range that has had an arena, so every page below it
-/// has a flat entry, readable, equal to the tree's (0 for a slot whose arena is gone);
-/// `exclusive` iff the range exists and every arena lies in it (it turns false, for good, when
-/// an arena beyond a smaller range is made). Without the range the tree alone is the map.
+/// Invariants: `base` and `slots` are the range's start and size in arenas when it exists
+/// (natively, `arena::space()` not null), else 0; arena slot `i < slots` lies at
+/// `base + i × ARENA_SIZE`, and slots from `slots` on are mapped apart; `len ≤ slots ×
+/// ARENA_SIZE` covers every slot of the range that has had an arena, so every page below it has
+/// a flat entry, readable, equal to the tree's (0 for a slot whose arena is gone); `exclusive`
+/// iff the range exists and no arena was ever made beyond it (it turns false, for good, when
+/// one is). Without the range the tree alone is the map.
 #[repr(C, align(64))]
 struct Window {
     /// The range's start (`arena::space()`, given to [`init`]), or 0.
     base: AtomicUsize,
     /// Bytes of the range that arena slots have used so far (only grows).
     len: AtomicUsize,
+    /// The range's size in arenas (slots `0..slots` are in it), or 0.
+    slots: AtomicUsize,
     /// The flat map: entry `i` for the page at `base + i × POOL_SIZE`.
     flat: AtomicPtr<AtomicU32>,
     /// Whether the range holds every arena: a pointer outside it is then not ours.
@@ -58,6 +62,7 @@ struct Window {
 static WINDOW: Window = Window {
     base: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
+    slots: AtomicUsize::new(0),
     flat: AtomicPtr::new(null_mut()),
     exclusive: AtomicBool::new(false),
 };
@@ -85,9 +90,10 @@ const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
 
 /// Reserves the page map's root, under memcheck the side table, and natively, when `space`
-/// (the arenas' range, `arena::space()`: `arena::init` runs first) is not null, the flat map (at
-/// initialisation, with pools on). Without the range the tree alone serves.
-pub(crate) fn init(space: *mut u8) -> bool {
+/// (the arenas' range of `slots` arenas, `arena::space()`: `arena::init` runs first) is not
+/// null, the flat map (at initialisation, with pools on). Without the range the tree alone
+/// serves.
+pub(crate) fn init(space: *mut u8, slots: usize) -> bool {
     let memcheck = track::memcheck();
     if !(PAGE_MAP.reserve(PAGE_MAP_ROOT_LEN * WORD, memcheck)
         && (!memcheck
@@ -99,13 +105,12 @@ pub(crate) fn init(space: *mut u8) -> bool {
         return false;
     }
     if !space.is_null()
-        && FLAT.reserve(
-            MAX_ARENAS * POOLS_PER_ARENA * core::mem::size_of::<u32>(),
-            true,
-        )
+        && slots != 0
+        && FLAT.reserve(slots * POOLS_PER_ARENA * core::mem::size_of::<u32>(), true)
     {
         WINDOW.flat.store(FLAT.base(), Ordering::Relaxed);
         WINDOW.base.store(space as usize, Ordering::Relaxed);
+        WINDOW.slots.store(slots, Ordering::Relaxed);
         // Before any arena exists (initialisation): readers that see it see the rest.
         WINDOW.exclusive.store(true, Ordering::Release);
     }
@@ -137,8 +142,10 @@ fn existing_entry(page: usize) -> *const AtomicU32 {
 /// without the range (under Valgrind), the tree ([`tree_entry`]).
 #[inline(always)]
 pub(crate) fn page_entry(p: *const u8) -> u32 {
+    // `len` first, with Acquire: a reader that sees a range in use sees its base.
+    let len = WINDOW.len.load(Ordering::Acquire);
     let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
-    if off < WINDOW.len.load(Ordering::Acquire) {
+    if off < len {
         // SAFETY: below `len` every page has a readable flat entry (`map_arena` committed it
         // before growing `len`, with Release). A pointer to a live pool block reaches this
         // thread after its arena's entries were written (Release, read with Acquire); any
@@ -205,8 +212,8 @@ pub(crate) unsafe fn set_class(pool: *mut PoolHeader, class: usize) {
         if e.is_null() {
             continue;
         }
-        // SAFETY: the pool's arena is live, so its tree entry exists (and natively its flat
-        // one); no other thread writes them.
+        // SAFETY: the pool's arena is live, so its tree entry exists (and, when it lies in the
+        // arenas' range, its flat one: `flat_entry` is not null); no other thread writes them.
         unsafe {
             let old = (*e).load(Ordering::Relaxed);
             (*e).store(
@@ -308,19 +315,24 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
             );
         }
     }
-    if WINDOW.exclusive.load(Ordering::Relaxed) {
-        let wbase = WINDOW.base.load(Ordering::Relaxed);
-        if base as usize == wbase + index * ARENA_SIZE {
-            if !map_flat(base, index) {
-                unmap_arena(base);
-                return false;
-            }
-        } else {
-            // An arena beyond a smaller range (`arena::memory_alloc`): from now on a pointer
-            // outside the range may be ours, and the tree answers for it. Before the arena's
-            // first block is handed out, so a reader of that block sees it.
-            WINDOW.exclusive.store(false, Ordering::Release);
+    // Decided by the slot, as `arena::memory_alloc` decides where the arena goes (an address
+    // compare could take an arena mapped apart, just above the range, for the next slot's).
+    if index < WINDOW.slots.load(Ordering::Relaxed) {
+        debug_assert_eq!(
+            base as usize,
+            WINDOW.base.load(Ordering::Relaxed) + index * ARENA_SIZE
+        );
+        // Whether or not other arenas lie beyond the range: its pages are read in the flat
+        // map whatever `exclusive` says.
+        if !map_flat(base, index) {
+            unmap_arena(base);
+            return false;
         }
+    } else if WINDOW.exclusive.load(Ordering::Relaxed) {
+        // The first arena beyond the range: from now on a pointer outside the range may be
+        // ours, and the tree answers for it. Before the arena's first block is handed out, so
+        // a reader of that block sees it.
+        WINDOW.exclusive.store(false, Ordering::Release);
     }
     true
 }
@@ -376,13 +388,27 @@ pub(crate) fn unmap_arena(base: *mut u8) {
     }
 }
 
-/// For the walker: whether the arenas' range is in use (then arena `i` must lie at
-/// `range_base() + i × ARENA_SIZE`), and its base.
-pub(crate) fn range_base() -> Option<usize> {
-    WINDOW
-        .exclusive
-        .load(Ordering::Acquire)
-        .then(|| WINDOW.base.load(Ordering::Relaxed))
+/// For the walker: the arenas' range, when there is one.
+pub(crate) struct Range {
+    /// Its start: arena slot `i < slots` lies at `base + i × ARENA_SIZE`.
+    pub base: usize,
+    /// Its size in arenas.
+    pub slots: usize,
+    /// Bytes of it that slots have used (the flat map's readable part).
+    pub len: usize,
+    /// Whether every arena lies in it.
+    pub exclusive: bool,
+}
+
+/// The arenas' range and its state (for the walker), `None` without one.
+pub(crate) fn range() -> Option<Range> {
+    let slots = WINDOW.slots.load(Ordering::Acquire);
+    (slots != 0).then(|| Range {
+        base: WINDOW.base.load(Ordering::Relaxed),
+        slots,
+        len: WINDOW.len.load(Ordering::Acquire),
+        exclusive: WINDOW.exclusive.load(Ordering::Relaxed),
+    })
 }
 
 /// Under memcheck, for the walker: the side entry of `pool` (null if unmapped or natively).

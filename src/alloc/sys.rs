@@ -279,29 +279,20 @@ pub(crate) unsafe fn open(p: *mut u8, bytes: usize) -> bool {
     unsafe { libc::mprotect(p.cast(), bytes, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
-/// Gives the pages of `bytes` at `p` back to the kernel and makes the range PROT_NONE again,
-/// still reserved (one `mmap` over it: the range is never unmapped, so no other mapping can
-/// take it). Should the kernel refuse (no room for one more mapping), the pages are dropped
-/// with `madvise` instead and the range stays open: either way it reads as zero when opened
-/// again.
+/// Gives the pages of `bytes` at `p` back to the kernel (they read as zero when opened again)
+/// and makes the range PROT_NONE again, still reserved: `madvise` and `mprotect`, neither of
+/// which ever unmaps, so no other mapping can take the range (a `MAP_FIXED` mapping over it, on
+/// kernels before 6.12, could leave a hole when it fails). Should the kernel refuse the
+/// `mprotect`, the range stays open, which only loses the protection.
 ///
 /// # Safety
 /// As [`open`], and nothing in the range is used any more.
 pub(crate) unsafe fn close(p: *mut u8, bytes: usize) {
-    // SAFETY: MAP_FIXED over a range of our own reservation replaces only that range.
-    let q = unsafe {
-        libc::mmap(
-            p.cast(),
-            bytes,
-            libc::PROT_NONE,
-            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if q != p.cast() {
-        // SAFETY: as above; MADV_DONTNEED on private anonymous memory zeroes it.
-        unsafe { libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED) };
+    // SAFETY: as the caller guarantees; MADV_DONTNEED on private anonymous memory drops its
+    // pages (zero when touched again).
+    unsafe {
+        libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED);
+        libc::mprotect(p.cast(), bytes, libc::PROT_NONE);
     }
 }
 

@@ -20,6 +20,9 @@ pub struct HeapReport {
     pub pools: usize,
     /// Blocks out of pools (with the program, cached or quarantined), all classes.
     pub blocks_out: usize,
+    /// Arenas at their place in the arenas' reserved range (natively; 0 under Valgrind, with
+    /// `POOLGRIND_ARENA_SPACE=0` or when the range could not be reserved).
+    pub arenas_in_range: usize,
 }
 
 /// A broken invariant. Its description is in [`MESSAGE`]: formatted without allocating (the
@@ -72,10 +75,11 @@ pub(crate) fn walk() -> Result<HeapReport, Broken> {
     let narenas = arena::NARENAS.load(Ordering::Acquire);
     let mut per_class: PerClass = [(0, 0, 0); NB_SMALL_SIZE_CLASSES];
     check_used_lists(narenas)?;
-    let live = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
+    let (live, in_range) = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
     check_usable_list(live)?;
     let mut report = check_class_counters(&per_class)?;
     report.arenas = live;
+    report.arenas_in_range = in_range;
     Ok(report)
 }
 
@@ -124,31 +128,54 @@ fn check_used_lists(narenas: usize) -> Result<(), Broken> {
 }
 
 /// Every arena of the table and its pools (the arena lock is held): returns the live arenas.
-fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broken> {
+/// Returns the live arenas and those at their place in the arenas' range.
+fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<(usize, usize), Broken> {
     let table = arena::table();
     let mut live = 0;
+    let mut in_range = 0;
+    let range = meta::range();
+    if let Some(r) = &range {
+        ensure!(
+            r.len % ARENA_SIZE == 0 && r.len <= r.slots * ARENA_SIZE,
+            "the arenas' range has {} slots but {:#x} bytes in use",
+            r.slots,
+            r.len
+        );
+    }
     for i in 0..narenas {
         // SAFETY: slots below NARENAS are initialised; the arena lock is held.
         let ao = unsafe { &*table.add(i) };
         let base = ao.address.load(Ordering::Relaxed);
-        let range = meta::range_base();
+        // Natively, the arenas' range: slot `i` below its size lies at its place, and the
+        // flat map covers it once it has had an arena.
+        let place = range.as_ref().filter(|r| i < r.slots).map(|r| {
+            let used = (i + 1) * ARENA_SIZE <= r.len;
+            (r.base + i * ARENA_SIZE, used)
+        });
         if base == 0 {
-            // Natively, a slot without an arena has no page in the map.
-            if let Some(rb) = range {
+            // A slot without an arena has no page in the map.
+            if let Some((at, true)) = place {
                 for k in 0..POOLS_PER_ARENA {
-                    let e = meta::page_entry((rb + i * ARENA_SIZE + k * POOL_SIZE) as *const u8);
+                    let e = meta::page_entry((at + k * POOL_SIZE) as *const u8);
                     ensure!(e == 0, "empty slot {i}: page {k} has page-map entry {e:#x}");
                 }
             }
             continue;
         }
         live += 1;
-        if let Some(rb) = range {
-            ensure!(
-                base == rb + i * ARENA_SIZE,
-                "arena {i} at {base:#x}, not at its place {:#x} in the arenas' range",
-                rb + i * ARENA_SIZE
-            );
+        match (&range, place) {
+            (_, Some((at, used))) => {
+                ensure!(
+                    base == at && used,
+                    "arena {i} at {base:#x}, not at its place {at:#x} in the arenas' range (or beyond its used part)"
+                );
+                in_range += 1;
+            }
+            (Some(r), None) => ensure!(
+                !r.exclusive,
+                "arena {i} lies beyond the arenas' range, which still claims every arena"
+            ),
+            (None, None) => {}
         }
         ensure!(
             base % POOL_SIZE == 0,
@@ -227,7 +254,7 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<usize, Broke
             check_pool(pool, i, is_free, per_class)?;
         }
     }
-    Ok(live)
+    Ok((live, in_range))
 }
 
 /// Whether `addr` lies in arena `j`, a live arena of the table.
