@@ -29,7 +29,8 @@
 //!                 central heap: per-class used-pool lists ─ one mutex per class
 //!                                              │ empty pools
 //!                                              ▼
-//!             arenas (256 KiB, mmap) ─ sorted by free pools ─ given back when empty
+//!      arenas (256 KiB) ─ sorted by free pools ─ given back when empty; natively all in one
+//!      reserved range (arena i at i × 256 KiB); under memcheck, system allocator blocks
 //! ```
 //!
 //! ## Arena → pool → block
@@ -48,7 +49,8 @@
 //!  default, 64 between two blocks, first and last block included), and the header
 //!  (NOACCESS) keeps only the arena index: the pool's metadata lives in a side table
 //!
-//!  page map (every path): page number ──► leaf ──► entry id (0: not a pool of ours)
+//!  page map (every path): page number ──► leaf ──► entry id (0: not a pool of ours);
+//!  natively also a flat array over the arenas' range: (p − range start) / 4 KiB ──► entry
 //!  memcheck's side table (alloc::types::SideEntry), indexed by that id:
 //!                                                  ┌ header fields (lists, bitmaps, counts)
 //!                                                  └ requested size of each live block
