@@ -17,18 +17,17 @@ pub(crate) static ARENA_LOCK: RawMutex = RawMutex::new();
 /// The arena table: a reservation of MAX_ARENAS entries (touched as they are used).
 static TABLE: Table = Table::new();
 /// Natively, the arenas' address space: `MAX_ARENAS × ARENA_SIZE` bytes (64 GiB, or
-/// `POOLGRIND_ARENA_SPACE`; halved down to [`MIN_SPACE`] where the address space is limited:
-/// under Valgrind with `POOLGRIND_VALGRIND=off`, 32 GiB)
-/// reserved PROT_NONE at initialisation, arena `i` at `i × ARENA_SIZE` from its base, opened
-/// when the arena is made and closed (pages given back, still reserved) when it goes. Arenas
-/// beyond a smaller space are mapped one by one, and the page map then reads the tree
-/// (`meta::map_arena`). So "is this pointer ours" is a
-/// subtraction and a compare, and no other mapping (the system allocator's heaps) lies between
-/// arenas (issue 15: on larson, the page map's walk for every `free` of a system block cost 32
-/// instructions and a cache miss on a leaf shared with the system allocator's heaps; see
-/// `meta::page_entry`). Not under Valgrind: memcheck's arenas are heap blocks (`memory_alloc`),
-/// and the other tools keep the mappings they had. Without it (a failed reservation: an address-
-/// space limit), arenas are mapped one by one wherever the kernel puts them, as before.
+/// `POOLGRIND_ARENA_SPACE`; halved down to [`MIN_SPACE`] where the kernel refuses: under
+/// Valgrind with `POOLGRIND_VALGRIND=off`, 32 GiB) reserved PROT_NONE at initialisation, arena
+/// `i` at `i × ARENA_SIZE` from its base, opened when the arena is made and closed (pages given
+/// back, still reserved) when it goes. So "is this pointer ours" is a subtraction and a
+/// compare, and no other mapping (the system allocator's heaps) lies between arenas (issue 15:
+/// on larson, the page map's walk for every `free` of a system block cost 32 instructions and a
+/// cache miss on a leaf shared with the system allocator's heaps; see `meta::page_entry`).
+/// Arenas beyond a smaller space are mapped one by one, and the page map then reads its tree
+/// for pointers outside the space (`meta::map_arena`). None under Valgrind (memcheck's arenas
+/// are heap blocks, `memory_alloc`; the other tools keep the mappings they had) or under an
+/// address-space limit; without it every arena is mapped apart, wherever the kernel puts it.
 static SPACE: Table = Table::new();
 
 /// The smallest arenas' space tried when a larger one is refused (4 096 arenas); a smaller

@@ -142,17 +142,11 @@ fn existing_entry(page: usize) -> *const AtomicU32 {
 /// without the range (under Valgrind), the tree ([`tree_entry`]).
 #[inline(always)]
 pub(crate) fn page_entry(p: *const u8) -> u32 {
-    // `len` first, with Acquire: a reader that sees a range in use sees its base.
-    let len = WINDOW.len.load(Ordering::Acquire);
-    let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
-    if off < len {
-        // SAFETY: below `len` every page has a readable flat entry (`map_arena` committed it
-        // before growing `len`, with Release). A pointer to a live pool block reaches this
-        // thread after its arena's entries were written (Release, read with Acquire); any
-        // other pointer reads 0 whether or not it sees a concurrent write.
-        return unsafe {
-            (*WINDOW.flat.load(Ordering::Relaxed).add(off >> PAGE_SHIFT)).load(Ordering::Acquire)
-        };
+    if let Some(i) = flat_index(p as usize) {
+        // SAFETY: an entry of the flat map's used part (`flat_index`). A pointer to a live pool
+        // block reaches this thread after its arena's entries were written (Release, read with
+        // Acquire); any other pointer reads 0 whether or not it sees a concurrent write.
+        return unsafe { (*WINDOW.flat.load(Ordering::Relaxed).add(i)).load(Ordering::Acquire) };
     }
     if WINDOW.exclusive.load(Ordering::Relaxed) {
         return 0;
@@ -363,15 +357,25 @@ fn map_flat(base: *mut u8, index: usize) -> bool {
     true
 }
 
-/// The flat entry of the page at `page_addr`, if it lies in the used part of the arenas' range
-/// (null otherwise, and always under Valgrind).
+/// The flat map's index of the page that holds `addr`, if it lies in the used part of the
+/// arenas' range (`None` otherwise, and always under Valgrind): below `len` every page has a
+/// readable flat entry (`map_flat` committed it before growing `len`, with Release).
+/// Lock-free: [`page_entry`]'s first step.
+#[inline(always)]
+fn flat_index(addr: usize) -> Option<usize> {
+    // `len` first, with Acquire: a reader that sees a range in use sees its base.
+    let len = WINDOW.len.load(Ordering::Acquire);
+    let off = addr.wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
+    (off < len).then_some(off >> PAGE_SHIFT)
+}
+
+/// The flat entry of the page at `page_addr` (see [`flat_index`]), or null.
 fn flat_entry(page_addr: usize) -> *const AtomicU32 {
-    let off = page_addr.wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
-    if off >= WINDOW.len.load(Ordering::Acquire) {
-        return core::ptr::null();
+    match flat_index(page_addr) {
+        // SAFETY: an index of the flat map's used part.
+        Some(i) => unsafe { WINDOW.flat.load(Ordering::Relaxed).add(i) },
+        None => core::ptr::null(),
     }
-    // SAFETY: below `len` the flat map is committed.
-    unsafe { WINDOW.flat.load(Ordering::Relaxed).add(off >> PAGE_SHIFT) }
 }
 
 /// Forgets the pages of an arena that is given back (before its memory goes).

@@ -228,9 +228,8 @@ pub unsafe fn boot_size(p: *const u8) -> usize {
 /// (`vm.overcommit_memory = 2` ignores MAP_NORESERVE), so the arenas' 64 GiB could not be had
 /// there; a PROT_NONE one is charged nothing (only what is opened: measured with
 /// `Committed_AS`, 1 GiB writable +1 048 576 KiB, PROT_NONE +0, 256 KiB opened +256). Null on
-/// failure. The mapping lives
-/// until [`unmap`] (memmap2 has no "from raw" constructor, so the owner is forgotten and the
-/// address is the handle).
+/// failure. The mapping lives until [`unmap`] (memmap2 has no "from raw" constructor, so the
+/// owner is forgotten and the address is the handle).
 pub(crate) fn map(bytes: usize, readable: bool) -> *mut u8 {
     if !readable {
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
