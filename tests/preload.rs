@@ -122,3 +122,30 @@ fn c_header_declares_the_prefixed_api() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "header ok");
 }
+
+/// The system allocator starts where a heap of blocks above 512 B needs it
+/// (`POOLGRIND_SYSTEM_MMAP_THRESHOLD`, 4 MiB): glibc carves a 2 MiB block from its heap, as it
+/// does once a program has freed a mapped block that big, instead of mapping and unmapping
+/// every such block and trimming its heap at 128 KiB. `0` leaves glibc as it starts, and a
+/// smaller threshold maps the block again.
+#[test]
+fn system_allocator_starts_with_a_large_block_threshold() {
+    let served = |env: &[(&str, &str)]| text(&run_preloaded("sysheap", &[], env).stdout);
+    let plain = Command::new(build_c("sysheap")).output().expect("run");
+    assert_eq!(
+        text(&plain.stdout).trim(),
+        "mapped",
+        "glibc alone maps 2 MiB"
+    );
+    assert_eq!(served(&[]).trim(), "heap");
+    assert_eq!(
+        served(&[("POOLGRIND_SYSTEM_MMAP_THRESHOLD", "0")]).trim(),
+        "mapped"
+    );
+    assert_eq!(
+        served(&[("POOLGRIND_SYSTEM_MMAP_THRESHOLD", "1048576")]).trim(),
+        "mapped"
+    );
+    // Malloc mode takes no block into pools: glibc's heap holds every size, as without us.
+    assert_eq!(served(&[("POOLGRIND_MODE", "malloc")]).trim(), "mapped");
+}

@@ -11,6 +11,7 @@
 //! | `POOLGRIND_QUARANTINE_BIG` | bytes                      | `1000000` | under memcheck, freed blocks of at least this size wait in a ring of their own, let go first (memcheck's `--freelist-big-blocks`) |
 //! | `POOLGRIND_REDZONE`    | bytes, at most 4096            | `16`      | under memcheck, the red zone on each side of a block (memcheck's `--redzone-size`) |
 //! | `POOLGRIND_ARENA_SPACE` | bytes (`0`: none)             | `68719476736` | natively, the address space reserved for arenas (64 GiB: `MAX_ARENAS` of them); halved down to 1 GiB when the kernel refuses; arenas beyond it, or all without it, are mapped one by one and the page map reads its tree |
+//! | `POOLGRIND_SYSTEM_MMAP_THRESHOLD` | bytes (`0`: leave it) | `4194304` | natively, with pools on, a block of this size is allocated and freed through the system allocator at start: glibc then serves blocks up to that size from its heap and trims the heap only above twice it, as it does after a program frees its first mapped block that big (`sys::warm_up`) |
 //!
 //! `POOLGRIND_QUARANTINE`, `_QUARANTINE_BIG` and `_REDZONE` are memcheck's options under the
 //! allocator's names: the allocator cannot read valgrind's command line, so `poolgrind run` and
@@ -48,6 +49,8 @@ pub(crate) enum Opt {
     Redzone,
     /// `POOLGRIND_ARENA_SPACE`.
     ArenaSpace,
+    /// `POOLGRIND_SYSTEM_MMAP_THRESHOLD`.
+    SystemMmapThreshold,
 }
 
 /// One row of the table.
@@ -63,7 +66,7 @@ pub(crate) struct OptionSpec {
 }
 
 /// The table, in the order of [`Opt`] (and of the module documentation).
-pub(crate) const OPTIONS: [OptionSpec; 8] = [
+pub(crate) const OPTIONS: [OptionSpec; 9] = [
     OptionSpec {
         opt: Opt::Mode,
         env: c"POOLGRIND_MODE",
@@ -112,10 +115,20 @@ pub(crate) const OPTIONS: [OptionSpec; 8] = [
         values: "bytes",
         default: "68719476736",
     },
+    OptionSpec {
+        opt: Opt::SystemMmapThreshold,
+        env: c"POOLGRIND_SYSTEM_MMAP_THRESHOLD",
+        values: "bytes",
+        default: "4194304",
+    },
 ];
 
 /// Largest `POOLGRIND_REDZONE` (memcheck's largest `--redzone-size`).
 pub(crate) const MAX_REDZONE: usize = 4096;
+
+/// Largest useful `POOLGRIND_SYSTEM_MMAP_THRESHOLD`: glibc's `DEFAULT_MMAP_THRESHOLD_MAX` on
+/// 64-bit targets, above which a freed mapped block no longer moves its threshold.
+pub(crate) const MAX_SYSTEM_MMAP_THRESHOLD: usize = 32 << 20;
 
 impl Opt {
     /// This option's row.
@@ -153,6 +166,9 @@ pub(crate) struct Options {
     pub redzone: usize,
     /// Natively, the bytes of address space reserved for arenas (0: none).
     pub arena_space: usize,
+    /// Natively, the block size allocated and freed through the system allocator at start
+    /// (0: none; `sys::warm_up`).
+    pub system_mmap_threshold: usize,
 }
 
 impl Options {
@@ -166,6 +182,7 @@ impl Options {
         quarantine_big: 1_000_000,
         redzone: 16,
         arena_space: MAX_ARENAS * ARENA_SIZE,
+        system_mmap_threshold: 4 << 20,
     };
 
     /// Reads the environment. Never allocates: `getenv` returns a pointer into `environ`.
@@ -192,6 +209,11 @@ impl Options {
         // More than the arena table can name is no use: capped, not refused.
         o.arena_space = number(Opt::ArenaSpace, usize::MAX)
             .map_or(o.arena_space, |n| n.min(MAX_ARENAS * ARENA_SIZE));
+        // Above glibc's own ceiling for its adaptive threshold (32 MiB) it would not adapt.
+        o.system_mmap_threshold = number(Opt::SystemMmapThreshold, usize::MAX)
+            .map_or(o.system_mmap_threshold, |n| {
+                n.min(MAX_SYSTEM_MMAP_THRESHOLD)
+            });
         o
     }
 }

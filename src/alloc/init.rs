@@ -61,6 +61,10 @@ fn init_slow() -> bool {
     if config::pools_on() && (!arena::init() || !meta::init(arena::space(), arena::space_slots())) {
         config::pools_off();
     }
+    // Natively the system allocator's heap holds only the blocks pools do not take.
+    if config::pools_on() && !track::valgrind() {
+        sys::warm_up(opts.system_mmap_threshold);
+    }
     EXIT_DRAIN.store(memcheck, Ordering::Relaxed);
     tcache::init();
     if memcheck {

@@ -162,6 +162,27 @@ pub unsafe fn free(p: *mut u8) {
     unsafe { load!(FREE, FreeFn)(p.cast()) }
 }
 
+/// Starts the system allocator where a heap of blocks above 512 B needs it (issue 15): one block
+/// of `bytes` allocated and freed, so that glibc's adaptive thresholds move as they do after a
+/// program frees its first mapped block that big: blocks up to `bytes` come from its heap, and
+/// the heap is trimmed only when more than `2 × bytes` is free at its top (glibc's `free` of a
+/// mapped chunk, documented in mallopt(3); `mallopt` itself would switch that adaptation off).
+/// Without it glibc starts at 128 KiB for both. That suits a heap that also holds every small
+/// block, whose live blocks keep its top in use; with the small blocks in pools its heap holds
+/// only the large ones, and its top is given back and faulted in again and again (mstress:
+/// `brk` 184 calls against 21, 3–4× the page faults). Another system allocator just sees one
+/// allocation. `bytes` 0: nothing.
+pub fn warm_up(bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    let p = malloc(bytes);
+    if !p.is_null() {
+        // SAFETY: a block of the system allocator, just allocated and never used.
+        unsafe { free(p) };
+    }
+}
+
 /// `malloc_usable_size` of the system allocator (0 if it has none).
 ///
 /// # Safety
