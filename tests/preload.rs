@@ -126,26 +126,42 @@ fn c_header_declares_the_prefixed_api() {
 /// The system allocator starts where a heap of blocks above 512 B needs it
 /// (`POOLGRIND_SYSTEM_MMAP_THRESHOLD`, 4 MiB): glibc carves a 2 MiB block from its heap, as it
 /// does once a program has freed a mapped block that big, instead of mapping and unmapping
-/// every such block and trimming its heap at 128 KiB. `0` leaves glibc as it starts, and a
-/// smaller threshold maps the block again.
+/// every such block and trimming its heap at 128 KiB. `0` leaves glibc as it starts, and so do
+/// a smaller threshold and `malloc` mode; a value beyond glibc's ceiling is capped below it, not
+/// left without effect. The environment that tunes glibc itself is cleared: it would switch
+/// glibc's adaptation off (and the inherited `POOLGRIND_*` and `LD_PRELOAD` with it).
 #[test]
 fn system_allocator_starts_with_a_large_block_threshold() {
-    let served = |env: &[(&str, &str)]| text(&run_preloaded("sysheap", &[], env).stdout);
-    let plain = Command::new(build_c("sysheap")).output().expect("run");
-    assert_eq!(
-        text(&plain.stdout).trim(),
-        "mapped",
-        "glibc alone maps 2 MiB"
-    );
-    assert_eq!(served(&[]).trim(), "heap");
-    assert_eq!(
-        served(&[("POOLGRIND_SYSTEM_MMAP_THRESHOLD", "0")]).trim(),
-        "mapped"
-    );
-    assert_eq!(
-        served(&[("POOLGRIND_SYSTEM_MMAP_THRESHOLD", "1048576")]).trim(),
-        "mapped"
-    );
+    let exe = build_c("sysheap");
+    let served = |preload: bool, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(&exe);
+        for k in [
+            "GLIBC_TUNABLES",
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_TOP_PAD_",
+            "MALLOC_MMAP_MAX_",
+            "LD_PRELOAD",
+            "POOLGRIND_SYSTEM_MMAP_THRESHOLD",
+            "POOLGRIND_MODE",
+        ] {
+            cmd.env_remove(k);
+        }
+        if preload {
+            cmd.env("LD_PRELOAD", preload_lib());
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    assert_eq!(served(false, &[]), "mapped", "glibc alone maps 2 MiB");
+    assert_eq!(served(true, &[]), "heap");
+    let threshold = |v: &'static str| [("POOLGRIND_SYSTEM_MMAP_THRESHOLD", v)];
+    assert_eq!(served(true, &threshold("0")), "mapped");
+    assert_eq!(served(true, &threshold("1048576")), "mapped");
+    // 32 MiB itself would move nothing in glibc (its chunk is a page more than the ceiling).
+    assert_eq!(served(true, &threshold("33554432")), "heap");
     // Malloc mode takes no block into pools: glibc's heap holds every size, as without us.
-    assert_eq!(served(&[("POOLGRIND_MODE", "malloc")]).trim(), "mapped");
+    assert_eq!(served(true, &[("POOLGRIND_MODE", "malloc")]), "mapped");
 }

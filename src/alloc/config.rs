@@ -11,7 +11,7 @@
 //! | `POOLGRIND_QUARANTINE_BIG` | bytes                      | `1000000` | under memcheck, freed blocks of at least this size wait in a ring of their own, let go first (memcheck's `--freelist-big-blocks`) |
 //! | `POOLGRIND_REDZONE`    | bytes, at most 4096            | `16`      | under memcheck, the red zone on each side of a block (memcheck's `--redzone-size`) |
 //! | `POOLGRIND_ARENA_SPACE` | bytes (`0`: none)             | `68719476736` | natively, the address space reserved for arenas (64 GiB: `MAX_ARENAS` of them); halved down to 1 GiB when the kernel refuses; arenas beyond it, or all without it, are mapped one by one and the page map reads its tree |
-//! | `POOLGRIND_SYSTEM_MMAP_THRESHOLD` | bytes (`0`: leave it) | `4194304` | natively, with pools on, a block of this size is allocated and freed through the system allocator at start: glibc then serves blocks up to that size from its heap and trims the heap only above twice it, as it does after a program frees its first mapped block that big (`sys::warm_up`) |
+//! | `POOLGRIND_SYSTEM_MMAP_THRESHOLD` | bytes (`0`: leave it) | `4194304` | natively, with pools on, a block of this size is allocated and freed through the system allocator once initialised: glibc then serves blocks up to about that size from its heap and trims the heap only above twice it, as it does after a program frees its first mapped block that big (`sys::warm_up`). Capped just below 32 MiB (glibc's ceiling); at most 128 KiB (glibc's start) changes nothing; nothing either when glibc's thresholds were set (`GLIBC_TUNABLES`, `MALLOC_MMAP_THRESHOLD_`). With `POOLGRIND_VALGRIND=off` under Valgrind it reaches Valgrind's malloc, harmlessly |
 //!
 //! `POOLGRIND_QUARANTINE`, `_QUARANTINE_BIG` and `_REDZONE` are memcheck's options under the
 //! allocator's names: the allocator cannot read valgrind's command line, so `poolgrind run` and
@@ -126,9 +126,11 @@ pub(crate) const OPTIONS: [OptionSpec; 9] = [
 /// Largest `POOLGRIND_REDZONE` (memcheck's largest `--redzone-size`).
 pub(crate) const MAX_REDZONE: usize = 4096;
 
-/// Largest useful `POOLGRIND_SYSTEM_MMAP_THRESHOLD`: glibc's `DEFAULT_MMAP_THRESHOLD_MAX` on
-/// 64-bit targets, above which a freed mapped block no longer moves its threshold.
-pub(crate) const MAX_SYSTEM_MMAP_THRESHOLD: usize = 32 << 20;
+/// Largest useful `POOLGRIND_SYSTEM_MMAP_THRESHOLD`: glibc moves its threshold only for a freed
+/// mapped chunk of at most `DEFAULT_MMAP_THRESHOLD_MAX` (32 MiB on 64-bit targets), and a chunk
+/// is the request plus its header rounded up to a page, so a 32 MiB request moves nothing
+/// (measured: 33 550 312 bytes still do, one more does not). Two pages below, for margin.
+pub(crate) const MAX_SYSTEM_MMAP_THRESHOLD: usize = (32 << 20) - 2 * 4096;
 
 impl Opt {
     /// This option's row.
@@ -209,7 +211,7 @@ impl Options {
         // More than the arena table can name is no use: capped, not refused.
         o.arena_space = number(Opt::ArenaSpace, usize::MAX)
             .map_or(o.arena_space, |n| n.min(MAX_ARENAS * ARENA_SIZE));
-        // Above glibc's own ceiling for its adaptive threshold (32 MiB) it would not adapt.
+        // Above glibc's own ceiling for its adaptive threshold it would not adapt: capped.
         o.system_mmap_threshold = number(Opt::SystemMmapThreshold, usize::MAX)
             .map_or(o.system_mmap_threshold, |n| {
                 n.min(MAX_SYSTEM_MMAP_THRESHOLD)

@@ -61,10 +61,6 @@ fn init_slow() -> bool {
     if config::pools_on() && (!arena::init() || !meta::init(arena::space(), arena::space_slots())) {
         config::pools_off();
     }
-    // Natively the system allocator's heap holds only the blocks pools do not take.
-    if config::pools_on() && !track::valgrind() {
-        sys::warm_up(opts.system_mmap_threshold);
-    }
     EXIT_DRAIN.store(memcheck, Ordering::Relaxed);
     tcache::init();
     if memcheck {
@@ -79,6 +75,12 @@ fn init_slow() -> bool {
     IN_INIT.with(|f| f.set(false));
     config::publish_path(memcheck);
     STATE.store(READY, Ordering::Release);
+    // Natively the system allocator's heap holds only the blocks pools do not take. Last, once
+    // initialised: a system allocator that allocates while it starts (jemalloc, a tracer
+    // preloaded after us) is then served as usual, not from the bootstrap buffer.
+    if config::pools_on() && !track::valgrind() {
+        sys::warm_up(opts.system_mmap_threshold);
+    }
     true
 }
 
