@@ -12,7 +12,8 @@
 //! `--gen-suppressions`, CPython's `valgrind-python.supp`, …) expect that frame to be `malloc`,
 //! `calloc`, `realloc`, `free`, … with the program's function under it. So each entry point is
 //! two functions: the exported `poolgrind_X` keeps only the native thread-cache hit (and, for
-//! `malloc` above 512 B, the tail call of the system malloc) and jumps
+//! `malloc` above 512 B, the tail call of the system malloc; up to 1024 B, with glibc behind
+//! us, a thread cache's system bin first: `alloc::tcache`) and jumps
 //! (a tail call) to `X_named`, which does everything else inlined — pools, memcheck requests,
 //! initialisation — and which carries a local symbol named `X` ([`frame_name!`]). `malloc` has
 //! a third: `malloc_named` keeps only memcheck's small blocks, in a frame that saves no register,
@@ -34,7 +35,7 @@ use core::ptr::null_mut;
 
 use crate::alloc::dispatch::{self, Path, Realloc, ReallocFast};
 use crate::alloc::sys;
-use crate::alloc::types::{ALIGNMENT, SMALL_REQUEST_THRESHOLD};
+use crate::alloc::types::{ALIGNMENT, NB_SMALL_SIZE_CLASSES, SYS_CACHE_MAX_REQUEST};
 
 /// Gives the function `$f` a second, local ELF symbol `$name` with the same address and size,
 /// which valgrind shows in stacks (see the module documentation). Only with the `preload`
@@ -67,13 +68,18 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn poolgrind_malloc(size: usize) -> *mut c_void {
     if dispatch::fast_path() {
-        if size > SMALL_REQUEST_THRESHOLD {
+        if size > SYS_CACHE_MAX_REQUEST {
             // In tail position: the system malloc's result (and errno) is the answer.
             return dispatch::large_fast(size).cast();
         }
-        let b = dispatch::small_fast(size);
+        // Pool class or system bin, chosen without a branch (`types::bin_of_request`).
+        let (b, bin) = dispatch::bin_fast(size);
         if !b.is_null() {
             return b.cast();
+        }
+        if bin >= NB_SMALL_SIZE_CLASSES {
+            // In tail position, as above.
+            return dispatch::sys_bin_miss(size, bin).cast();
         }
     }
     malloc_named(size)

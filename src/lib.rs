@@ -24,6 +24,8 @@
 //!                          ≤ 512 B, align ≤ 16 │            > 512 B or align > 16
 //!                                              ▼                     ▼
 //!                       thread cache (one bin per class)       system malloc (glibc)
+//!                       natively, behind the C malloc, + 17 system bins: glibc's blocks of
+//!                       513..1024 B that the program freed, for its next malloc of their size
 //!                                              │ batches
 //!                                              ▼
 //!                 central heap: per-class used-pool lists ─ one mutex per class

@@ -165,3 +165,83 @@ fn system_allocator_starts_with_a_large_block_threshold() {
     // Malloc mode takes no block into pools: glibc's heap holds every size, as without us.
     assert_eq!(served(true, &[("POOLGRIND_MODE", "malloc")]), "mapped");
 }
+
+/// Issue 15's system bins (thread caches keep the glibc blocks of 513..=1024 bytes that C frees,
+/// for the next `malloc` of their size). `sysbins.c` allocates, checks and frees blocks of
+/// every size around 512 and 1024 bytes through the whole malloc family, in threads that free
+/// each other's blocks and exit: a block handed out twice, too small or changed shows as a
+/// wrong byte; and glibc's heap must hold, once every block is freed, no more than the main
+/// thread's caches keep (so exited threads gave their system bins back). With glibc behind the
+/// preload the bins are in use (the statistics at exit count the blocks the main thread's cache
+/// keeps). With jemalloc or tcmalloc behind it they keep
+/// nothing (their blocks have no glibc chunk header; tcmalloc also defines glibc's
+/// `__libc_malloc` names, which made an earlier check take it for glibc and corrupt blocks). With glibc's checking (`libc_malloc_debug.so`,
+/// `MALLOC_CHECK_=3`) they keep nothing either, so every `free` reaches the checks at once: an
+/// overflow of a 600-byte block is caught at its `free` (a kept block would hide it, and one
+/// handed out again for a larger request would break the checks' bookkeeping).
+#[test]
+fn system_bins_keep_plain_glibc_blocks_only() {
+    let exe = build_c("sysbins");
+    let run = |preload: String, env: &[(&str, &str)], args: &[&str]| {
+        Command::new(&exe)
+            .args(args)
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MALLOC_PERTURB_")
+            .env("LD_PRELOAD", preload)
+            .env("POOLGRIND_STATS", "1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run")
+    };
+    let cached = |out: &Output| {
+        let err = text(&out.stderr);
+        assert!(
+            out.status.success() && text(&out.stdout).trim() == "ok",
+            "status {:?}\nstdout {}\nstderr {err}",
+            out.status,
+            text(&out.stdout)
+        );
+        let n = err
+            .split("system blocks cached: ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.parse::<usize>().ok());
+        n.unwrap_or_else(|| panic!("no count of cached system blocks in: {err}"))
+    };
+    let ours = preload_lib().display().to_string();
+    let behind = |lib: &str| {
+        let p = [
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+        ]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(lib))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{lib} is needed by this test (ci/setup installs it)"));
+        format!("{ours} {}", p.display())
+    };
+    assert!(
+        cached(&run(ours.clone(), &[], &[])) > 0,
+        "glibc behind us, yet no system block cached"
+    );
+    assert_eq!(
+        cached(&run(ours.clone(), &[("MALLOC_PERTURB_", "165")], &[])),
+        0
+    );
+    assert_eq!(cached(&run(behind("libjemalloc.so.2"), &[], &[])), 0);
+    assert_eq!(
+        cached(&run(behind("libtcmalloc_minimal.so.4"), &[], &[])),
+        0
+    );
+    let check = [("MALLOC_CHECK_", "3")];
+    let debug = behind("libc_malloc_debug.so.0");
+    assert_eq!(cached(&run(debug.clone(), &check, &[])), 0);
+    let out = run(debug, &check, &["overflow"]);
+    assert!(
+        !out.status.success() && text(&out.stdout).is_empty(),
+        "glibc's checks did not see the overflowed block's free: {:?} {}",
+        out.status,
+        text(&out.stdout)
+    );
+}

@@ -4,7 +4,7 @@
 //!
 //! | path (`config::Path`) | allocation                         | free                                   |
 //! |-----------------------|------------------------------------|----------------------------------------|
-//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly | thread-cache push (pointer-only: after the page map, `arena::owns`) |
+//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us, a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
 //! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
 //! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
 //! | `General`: other tool | central heap, "new memory"         | central heap                           |
@@ -122,6 +122,28 @@ fn large_fast_cold(size: usize) -> *mut u8 {
     sys::malloc(size)
 }
 
+/// Path `Fast`, the C `malloc` of at most [`SYS_CACHE_MAX_REQUEST`] bytes: a pop from the bin of
+/// `size` ([`bin_of_request`]: a pool class, or above 512 B a system bin), null on a miss. Also
+/// returns the bin.
+#[inline(always)]
+pub(crate) fn bin_fast(size: usize) -> (*mut u8, usize) {
+    let bin = bin_of_request(size);
+    (tcache::try_alloc(bin), bin)
+}
+
+/// Path `Fast`, a miss of system bin `bin` (a C `malloc` of `size`, 513..=1024 bytes): the
+/// system allocator's block for the bin's largest request, so that its `free` puts it back in
+/// this bin (for `size` itself when the system bins are off).
+#[inline(never)]
+pub(crate) fn sys_bin_miss(size: usize, bin: usize) -> *mut u8 {
+    let request = if tcache::sys_cache_on() {
+        sys_bin_request(bin - NB_SMALL_SIZE_CLASSES)
+    } else {
+        size
+    };
+    large_fast(request)
+}
+
 /// Path `Fast`: pushes a block of known size into this thread's cache; false for everything
 /// else (then call [`free_sized`]).
 ///
@@ -223,19 +245,24 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// As [`free`].
 #[inline(always)]
 pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
-    if config::path() != Path::Fast || p.is_null() {
+    if p.is_null() {
+        return false;
+    }
+    // Process-wide, so predicted: glibc behind us (system bins on), every arena in the range
+    // (a pointer outside it is not ours), path `Fast` (`meta::set_unbranched`).
+    if meta::unbranched() {
+        // SAFETY: forwarded.
+        return unsafe { free_fast_unbranched(p) };
+    }
+    if config::path() != Path::Fast {
         return false;
     }
     // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck); the
     // page map's entry also names the class of a pool in use, so no pool header is read.
     let e = meta::page_entry(p);
     if e == 0 {
-        // Not ours (pools are on): a system block, freed in tail position, or a bootstrap
-        // block (never reused).
-        if !sys::is_boot(p) {
-            // SAFETY: a live system block.
-            unsafe { sys::free(p) };
-        }
+        // SAFETY: not ours (pools are on): a live system block or a bootstrap block.
+        unsafe { free_system(p) };
         return true;
     }
     let class = meta::entry_class(e);
@@ -245,6 +272,54 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     // SAFETY: p lies in one of our pools, in use for `class`.
     unsafe { tcache::free(p, class) };
     true
+}
+
+/// [`free_fast`] with glibc behind us and every arena in the range: which bin takes the block,
+/// its pool class or its system bin, is found with no branch on whose block it is (issue 15:
+/// in larson's mix of sizes on both sides of 512 B that branch went the wrong way half the
+/// time). Reads the flat page map's entry (`meta::flat_entry_unbranched`: 0 outside the
+/// range) and the word before the block, glibc's chunk size for a system block
+/// (`types::bin_of_chunk`).
+///
+/// # Safety
+/// As [`free`], `p` not null; path `Fast`, `meta::unbranched()`.
+#[inline(always)]
+unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
+    let (e, pool_class, chunk_word) = meta::flat_entry_unbranched(p);
+    // SAFETY: the 8 bytes before a live block of ours or of glibc (the caller's contract) are
+    // mapped: a glibc block's chunk header; a pool block's pool header or previous block; a
+    // bootstrap block's size word. The previous pool block may be written by another thread
+    // meanwhile; the value is then not used (a volatile read: no assumption is made on it).
+    let h = unsafe { chunk_word.read_volatile() };
+    // A pool's class is below NB_SMALL_SIZE_CLASSES or NO_CLASS, never a system bin's index
+    // (`meta`'s NO_CLASS >= NB_BINS).
+    let bin = select_nonzero(e, pool_class, bin_of_chunk(h));
+    if bin < NB_BINS {
+        // SAFETY: `p` lies in one of our pools, in use for `bin`, or is a live glibc block
+        // that system bin `bin` keeps (its chunk is of the bin's sizes). Never a bootstrap
+        // block: its size word, 0, is of no bin.
+        unsafe { tcache::free(p, bin) };
+        return true;
+    }
+    if e != 0 {
+        return false; // a pool that never had a class: not a live block (the slow path sees)
+    }
+    // SAFETY: not ours: a live system block no bin keeps, or a bootstrap block.
+    unsafe { free_system(p) };
+    true
+}
+
+/// Frees a block that is not ours on path `Fast`: a system block, in tail position, or a
+/// bootstrap block (never reused).
+///
+/// # Safety
+/// `p` is a live system block or a bootstrap block.
+#[inline(always)]
+unsafe fn free_system(p: *mut u8) {
+    if !sys::is_boot(p) {
+        // SAFETY: a live system block.
+        unsafe { sys::free(p) };
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

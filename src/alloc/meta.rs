@@ -57,6 +57,12 @@ struct Window {
     flat: AtomicPtr<AtomicU32>,
     /// Whether the range holds every arena: a pointer outside it is then not ours.
     exclusive: AtomicBool,
+    /// `exclusive` and the thread caches' system bins on (`tcache::sys_cache_on`): path
+    /// `Fast`'s `free` then reads [`flat_entry_unbranched`] (here, beside the fields that
+    /// function reads, so that the test costs no other cache line).
+    unbranched: AtomicBool,
+    /// The entry [`flat_entry_unbranched`] reads for a pointer outside the range: always 0.
+    outside: AtomicU32,
 }
 
 static WINDOW: Window = Window {
@@ -65,6 +71,8 @@ static WINDOW: Window = Window {
     slots: AtomicUsize::new(0),
     flat: AtomicPtr::new(null_mut()),
     exclusive: AtomicBool::new(false),
+    unbranched: AtomicBool::new(false),
+    outside: AtomicU32::new(0),
 };
 
 /// The flat map's memory (`MAX_ARENAS × POOLS_PER_ARENA` entries, PROT_NONE beyond the part
@@ -88,6 +96,8 @@ const NO_CLASS: u32 = 0x7f;
 const INDEX_MASK: u32 = (1 << CLASS_SHIFT) - 1;
 const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
+// Path `Fast`'s `free` takes a pool class below NB_BINS for a bin (`dispatch::free_fast`).
+const _: () = assert!(NB_BINS <= NO_CLASS as usize);
 
 /// Reserves the page map's root, under memcheck the side table, and natively, when `space`
 /// (the arenas' range of `slots` arenas, `arena::space()`: `arena::init` runs first) is not
@@ -152,6 +162,56 @@ pub(crate) fn page_entry(p: *const u8) -> u32 {
         return 0;
     }
     tree_entry(p)
+}
+
+/// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
+/// [`page_entry`] without a branch on where `p` lies. Returns the flat entry of a pointer in
+/// the range, 0 for any other, and the entry's class field (0 for entry 0: call
+/// [`entry_class`] when the difference matters).
+///
+/// Why without a branch: in a program that frees pool blocks and system blocks in random order
+/// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the
+/// time (issue 15).
+#[inline(always)]
+pub(crate) fn flat_entry_unbranched(p: *const u8) -> (u32, usize, *const usize) {
+    static NO_CHUNK: usize = 0;
+    let len = WINDOW.len.load(Ordering::Acquire);
+    let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
+    let flat = WINDOW.flat.load(Ordering::Relaxed);
+    let e = select_below(
+        off,
+        len,
+        flat.wrapping_add(off >> PAGE_SHIFT) as usize,
+        &WINDOW.outside as *const AtomicU32 as usize,
+    ) as *const AtomicU32;
+    let chunk_word = select_below(
+        off,
+        len,
+        &NO_CHUNK as *const usize as usize,
+        (p as usize).wrapping_sub(8),
+    ) as *const usize;
+    // SAFETY: inside the range, an entry of the flat map's used part (`flat_index`, and see
+    // `page_entry` on the ordering); outside it, `WINDOW.outside`.
+    let e = unsafe { (*e).load(Ordering::Acquire) };
+    (e, ((e & CLASS_MASK) >> CLASS_SHIFT) as usize, chunk_word)
+}
+
+/// Whether path `Fast`'s `free` may use [`flat_entry_unbranched`]: the range holds every
+/// arena, and the system bins are on ([`set_unbranched`]). Relaxed, as `exclusive` in
+/// [`page_entry`]: it turns false before a block of an arena beyond the range is handed out.
+#[inline(always)]
+pub(crate) fn unbranched() -> bool {
+    WINDOW.unbranched.load(Ordering::Relaxed)
+}
+
+/// Called once at initialisation (`tcache::init`), before any arena exists, when the system
+/// bins are on and the path will be `Fast` (pools on, no debug mode): [`unbranched`] holds
+/// while the range holds every arena. (A `free` during the rest of initialisation may take
+/// that path: it meets only bootstrap blocks, whose size word is of no bin.)
+pub(crate) fn set_unbranched() {
+    WINDOW
+        .unbranched
+        .store(WINDOW.exclusive.load(Ordering::Relaxed), Ordering::Release);
 }
 
 /// The tree's entry of the page that holds `p` ([`page_entry`] without the arenas' range: the
@@ -326,6 +386,7 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
         // The first arena beyond the range: from now on a pointer outside the range may be
         // ours, and the tree answers for it. Before the arena's first block is handed out, so
         // a reader of that block sees it.
+        WINDOW.unbranched.store(false, Ordering::Release);
         WINDOW.exclusive.store(false, Ordering::Release);
     }
     true

@@ -42,8 +42,12 @@ pub struct Stats {
     pub arenas_highwater: usize,
     /// Bytes of arena memory taken from the OS and not given back.
     pub bytes_from_os: usize,
-    /// Requests served by the system allocator.
+    /// Requests served by the system allocator (a C `malloc` served by a system block that a
+    /// thread cache kept is not one).
     pub system_allocs: usize,
+    /// System blocks (513..=1024 bytes, glibc's) that the program freed and thread caches keep
+    /// for its next `malloc` of their size (see `tcache`'s system bins).
+    pub system_cached: usize,
     /// Blocks waiting in the memcheck quarantine.
     pub quarantined: usize,
     /// Threads with an active cache.
@@ -84,6 +88,7 @@ pub fn stats() -> Stats {
     s.arenas_highwater = COUNTERS.arenas_highwater.load(Ordering::Relaxed);
     s.bytes_from_os = s.arenas_live * ARENA_SIZE;
     s.system_allocs = tcache::system_allocs();
+    s.system_cached = tcache::cached_system_blocks();
     s.quarantined = in_quarantine.iter().sum();
     s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
     s
@@ -114,8 +119,9 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "system allocator requests: {}; quarantined blocks: {}; thread caches: {}",
-            self.system_allocs, self.quarantined, self.thread_caches
+            "system allocator requests: {}; system blocks cached: {}; quarantined blocks: {}; \
+             thread caches: {}",
+            self.system_allocs, self.system_cached, self.quarantined, self.thread_caches
         )
     }
 }

@@ -14,7 +14,7 @@
 //! [`unmap`], and the lazily readable [`Table`]), the process-wide [`COUNTERS`], and
 //! [`FmtBuf`], formatting without allocating.
 
-use core::ffi::c_void;
+use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 type MallocFn = unsafe extern "C" fn(usize) -> *mut c_void;
@@ -49,24 +49,155 @@ type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> i
 
 /// Resolves the system allocator's entry points. Called once, from `init::ensure_init`.
 pub fn init() {
-    for (slot, name) in [
-        (&MALLOC, c"malloc"),
-        (&CALLOC, c"calloc"),
-        (&REALLOC, c"realloc"),
-        (&FREE, c"free"),
-        (&MEMALIGN, c"memalign"),
-        (&USABLE, c"malloc_usable_size"),
-        (&ALIGNED_ALLOC, c"aligned_alloc"),
-        (&POSIX_MEMALIGN, c"posix_memalign"),
-        (&VALLOC, c"valloc"),
-        (&PVALLOC, c"pvalloc"),
-    ] {
-        // SAFETY: `name` is NUL-terminated; RTLD_NEXT searches the objects after the caller's.
-        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    let debug = glibc_debug_loaded();
+    for (slot, name, version) in RESOLVED {
+        let f = next_symbol(name, debug.then_some(version));
         if !f.is_null() {
             slot.store(f, Ordering::Release);
         }
     }
+}
+
+/// Every system allocator function we call, its name and its glibc symbol version (x86-64).
+const RESOLVED: [(&AtomicPtr<c_void>, &CStr, &CStr); 10] = {
+    const BASE: &CStr = c"GLIBC_2.2.5";
+    [
+        (&MALLOC, c"malloc", BASE),
+        (&CALLOC, c"calloc", BASE),
+        (&REALLOC, c"realloc", BASE),
+        (&FREE, c"free", BASE),
+        (&MEMALIGN, c"memalign", BASE),
+        (&USABLE, c"malloc_usable_size", BASE),
+        (&ALIGNED_ALLOC, c"aligned_alloc", c"GLIBC_2.16"),
+        (&POSIX_MEMALIGN, c"posix_memalign", BASE),
+        (&VALLOC, c"valloc", BASE),
+        (&PVALLOC, c"pvalloc", BASE),
+    ]
+};
+
+/// The next object's `name`: at `version` when one is given (x86-64 glibc), else (or when that
+/// finds none) at the default version. Why a version: glibc's debugging allocator,
+/// `libc_malloc_debug.so` (`MALLOC_CHECK_`, `mcheck`, `mtrace`), defines `malloc@GLIBC_2.2.5`
+/// and so on, not the default `malloc@@GLIBC_2.2.5`; programs bind to it when it is preloaded,
+/// but a `dlsym` without a version skips it for libc.so's, so none of its checks ran behind us.
+/// Only then: an allocator with versions of its own behind us (Debian's jemalloc) defines no
+/// `GLIBC_2.2.5`, and a versioned lookup would skip it for libc.so's.
+fn next_symbol(name: &CStr, version: Option<&CStr>) -> *mut c_void {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+    if let Some(version) = version {
+        // SAFETY: NUL-terminated strings; RTLD_NEXT searches the objects after the caller's.
+        let f = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr(), version.as_ptr()) };
+        if !f.is_null() {
+            return f;
+        }
+    }
+    let _ = version;
+    // SAFETY: as above.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
+/// Whether a Valgrind tool that replaces `malloc` runs this process: its `vgpreload_<tool>`
+/// object is loaded (memcheck, helgrind, DRD, massif, DHAT; `vgpreload_core` alone is loaded
+/// under every tool). Asked without client requests, which the build without the `valgrind`
+/// feature does not have: there `dlsym` still finds glibc's functions, but their calls run the
+/// tool's allocator, whose blocks have no glibc chunk header (memcheck: red zone).
+fn valgrind_replaces_malloc() -> bool {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        found: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid `info` whose name is null or NUL-terminated,
+        // and our `found`.
+        unsafe {
+            let name = (*info).dlpi_name;
+            if name.is_null() {
+                return 0;
+            }
+            let name = CStr::from_ptr(name).to_bytes();
+            let has = |s: &[u8]| name.windows(s.len()).any(|w| w == s);
+            if has(b"vgpreload_") && !has(b"vgpreload_core") {
+                *found.cast::<bool>() = true;
+                return 1;
+            }
+        }
+        0
+    }
+    let mut found = false;
+    // SAFETY: `visit` matches the callback's type and only reads what it is given.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut found as *mut bool).cast()) };
+    found
+}
+
+/// Whether glibc's debugging allocator, `libc_malloc_debug.so`, is loaded.
+fn glibc_debug_loaded() -> bool {
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD only looks the object up, and its handle, if
+    // any, is released at once.
+    unsafe {
+        let debug = libc::dlopen(
+            c"libc_malloc_debug.so.0".as_ptr(),
+            libc::RTLD_NOLOAD | libc::RTLD_LAZY,
+        );
+        if !debug.is_null() {
+            libc::dlclose(debug);
+        }
+        !debug.is_null()
+    }
+}
+
+/// Whether the system allocator is plain glibc (x86-64), which the thread caches' system bins
+/// need (they read a block's glibc chunk header, and keep freed blocks for later):
+/// - every function we resolved ([`init`]) is libc.so.6's own, found in libc.so.6 itself (not
+///   with another allocator behind us: jemalloc, mimalloc, tcmalloc, a tracer; tcmalloc also
+///   defines glibc's `__libc_malloc` names, so those prove nothing);
+/// - no Valgrind tool that replaces `malloc` runs the process ([`valgrind_replaces_malloc`]);
+/// - glibc checks nothing at `free` that a block kept for later would hide or, handed out
+///   again for a larger request, break: no `MALLOC_PERTURB_`, no `MALLOC_CHECK_` (inside libc
+///   before glibc 2.34; since, in `libc_malloc_debug.so`, whose functions then resolve
+///   instead: see [`next_symbol`]), no `malloc.perturb` or `malloc.check` tunable. A later
+///   `mallopt(M_PERTURB)` is not seen.
+pub fn is_plain_glibc() -> bool {
+    if cfg!(not(all(target_arch = "x86_64", target_env = "gnu"))) || valgrind_replaces_malloc() {
+        return false;
+    }
+    // SAFETY: getenv reads the environment; a non-null result is a NUL-terminated string.
+    let env = |name: &CStr| unsafe {
+        let v = libc::getenv(name.as_ptr());
+        (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
+    };
+    // glibc reads both with atoi: set and not 0.
+    let set = |v: Option<&[u8]>| {
+        v.is_some_and(|v| {
+            v.iter()
+                .take_while(|c| c.is_ascii_digit())
+                .any(|&c| c != b'0')
+        })
+    };
+    if set(env(c"MALLOC_PERTURB_")) || set(env(c"MALLOC_CHECK_")) {
+        return false;
+    }
+    if env(c"GLIBC_TUNABLES").is_some_and(|t| {
+        [&b"malloc.perturb"[..], b"malloc.check"]
+            .iter()
+            .any(|k| t.windows(k.len()).any(|w| w == *k))
+    }) {
+        return false;
+    }
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD only looks the object up (libc.so.6 is
+    // loaded: we link it); the handle is released below.
+    let libc_so =
+        unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    if libc_so.is_null() {
+        return false;
+    }
+    let own = RESOLVED.iter().all(|(slot, name, _)| {
+        // SAFETY: a live handle and a NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc_so, name.as_ptr()) };
+        !f.is_null() && slot.load(Ordering::Acquire) == f
+    });
+    // SAFETY: the handle dlopen returned.
+    unsafe { libc::dlclose(libc_so) };
+    own
 }
 
 macro_rules! load {

@@ -6,6 +6,16 @@
 //! A block freed by another thread than the one that allocated it simply joins the freeing
 //! thread's cache: cross-thread frees are as cheap as local ones and never serialise threads.
 //!
+//! System bins: natively, with glibc's allocator behind us, a `free` from C of a glibc block of
+//! 513..=1024 bytes joins one of [`NB_SYS_BINS`] bins of this cache too, and the C `malloc` of
+//! that size pops it; glibc sees the block as in use until the bin gives it back (its own
+//! tcache does the same). Without them, in a program that mixes sizes on both sides of 512 B,
+//! "pool block or system block" is a branch that goes the wrong way at random, in `malloc` and
+//! in `free` (issue 15, larson); with them both find a bin with arithmetic alone
+//! (`types::bin_of_request`, `types::bin_of_chunk`). Only with glibc: its chunk's size field,
+//! the word before the block, says which bin a block fits, and another allocator's block has no
+//! such word (see [`sys_cache_on`]).
+//!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
 //! heap and nothing is leaked. Caches register in a list so that `stats()` can count the blocks
@@ -17,11 +27,11 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::sys::COUNTERS;
+use super::sys::{self, COUNTERS};
 use super::types::*;
-use super::{config, pool};
+use super::{config, meta, pool};
 
 /// This thread's cache: on x86-64 Linux the initial-exec TLS block of `tls.c` (thread pointer
 /// plus a link-time offset: two instructions, no call); elsewhere a `thread_local!`.
@@ -30,8 +40,8 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         const _: () =
-            assert!(core::mem::size_of::<TCache>() <= 640 && core::mem::align_of::<TCache>() <= 64);
-        // `poolgrind_tcache_tls` is a 640-byte, 64-aligned array (tls.c).
+            assert!(core::mem::size_of::<TCache>() <= 832 && core::mem::align_of::<TCache>() <= 64);
+        // `poolgrind_tcache_tls` is an 832-byte, 64-aligned array (tls.c).
         let p = initial_exec_tls!(poolgrind_tcache_tls).cast::<UnsafeCell<TCache>>();
         // SAFETY: zero bytes are a valid fresh TCache (null lists, zero counts, state TC_FRESH),
         // and only this thread uses its own block.
@@ -45,7 +55,7 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
 thread_local! {
     static TC: UnsafeCell<TCache> = const {
         UnsafeCell::new(TCache {
-            bins: [const { Bin { head: null_mut(), count: AtomicU32::new(0) } }; NB_SMALL_SIZE_CLASSES],
+            bins: [const { Bin { head: null_mut(), count: AtomicU32::new(0) } }; NB_BINS],
             state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
@@ -54,10 +64,11 @@ thread_local! {
     };
 }
 
-/// Most blocks a bin holds before it gives half back: 8 KiB worth, between 16 and 256 blocks
-/// (at most 256 KiB cached per thread). A table, so the free path never divides.
-static BIN_LIMIT: [u32; NB_SMALL_SIZE_CLASSES] = {
-    let mut t = [0u32; NB_SMALL_SIZE_CLASSES];
+/// Most blocks a bin holds before it gives half back: for a pool class 8 KiB worth, between 16
+/// and 256 blocks (at most 256 KiB cached per thread); for a system bin [`SYS_BIN_LIMIT`]. A
+/// table, so the free path never divides.
+static BIN_LIMIT: [u32; NB_BINS] = {
+    let mut t = [SYS_BIN_LIMIT; NB_BINS];
     let mut c = 0;
     while c < NB_SMALL_SIZE_CLASSES {
         let n = (8 << 10) / class_size(c);
@@ -78,6 +89,24 @@ fn bin_limit(class: usize) -> u32 {
     BIN_LIMIT[class]
 }
 
+/// Most blocks a system bin holds: the pool classes' rule (8 KiB worth, at least 16), so one
+/// thread keeps at most `16 × 17` blocks of at most 1 KiB (~270 KiB) away from glibc, whose
+/// own tcache keeps 7 a size. With 8 the mixed-sizes loop of issue 15 (`free` and `malloc` of
+/// 8..1000 B) ran 1.17x slower, with 32 1.2x faster (median of 3; more calls reach glibc).
+const SYS_BIN_LIMIT: u32 = 16;
+
+/// Whether system bins keep blocks ([`init`] decides, once): thread caches on and the system
+/// allocator is glibc's own, without its debugging (`sys::is_plain_glibc`: another one behind
+/// us, jemalloc or a tracer, has no chunk header to read; glibc's checks must see every `free`
+/// when it happens).
+static SYS_CACHE: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process keeps system blocks in its thread caches (see the module's overview).
+#[inline(always)]
+pub fn sys_cache_on() -> bool {
+    SYS_CACHE.load(Ordering::Relaxed)
+}
+
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 static REGISTRY: RawMutex = RawMutex::new();
 struct Head(UnsafeCell<*mut TCache>);
@@ -95,6 +124,12 @@ pub fn init() {
     // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn.
     if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
         KEY.store(key, Ordering::Release);
+    }
+    if sys::is_plain_glibc() {
+        SYS_CACHE.store(true, Ordering::Relaxed);
+        if config::pools_on() && !config::debug_mode() {
+            meta::set_unbranched();
+        }
     }
 }
 
@@ -237,15 +272,29 @@ unsafe fn free_slow(tc: &mut TCache, b: *mut u8, class: usize) {
         // SAFETY: forwarded.
         return unsafe { free(b, class) };
     }
+    if class >= NB_SMALL_SIZE_CLASSES {
+        // SAFETY: a system bin's block is a live glibc block that nobody uses any more.
+        return unsafe { sys::free(b) };
+    }
     // SAFETY: forwarded; a single block.
     unsafe { pool::central_free(class, b, 1) };
 }
 
-/// Gives the first `n` blocks of a bin back to the central heap.
+/// Gives the first `n` blocks of a bin back to the central heap (a system bin's to the system
+/// allocator).
 #[cold]
 #[inline(never)]
 fn flush(bin: &mut Bin, class: usize, n: usize) {
     if n == 0 {
+        return;
+    }
+    if class >= NB_SMALL_SIZE_CLASSES {
+        for _ in 0..n {
+            let b = pop(bin);
+            // SAFETY: a system bin holds live glibc blocks that nobody uses; popped, so given
+            // back once.
+            unsafe { sys::free(b) };
+        }
         return;
     }
     let chain = bin.head;
@@ -368,18 +417,31 @@ pub fn count_system_alloc() {
     }
 }
 
-/// Requests served by the system allocator so far, in all (see [`TCache`]'s invariant).
-pub fn system_allocs() -> usize {
-    let _g = REGISTRY.lock();
-    let mut n = COUNTERS.system_allocs.load(Ordering::Relaxed);
-    // SAFETY: registry lock held: every listed cache is alive (unlinked before its thread ends).
+/// Calls `f` on every listed cache (for statistics: other threads' caches are read only in
+/// their fields made for it, with relaxed loads).
+///
+/// # Safety
+/// The caller holds the registry lock (`REGISTRY`).
+unsafe fn for_each_cache(mut f: impl FnMut(&TCache)) {
+    // SAFETY: registry lock held (the caller's contract): every listed cache is alive (unlinked
+    // before its thread ends).
     unsafe {
         let mut tc = *CACHES.0.get();
         while !tc.is_null() {
-            n += (*tc).system_allocs.load(Ordering::Relaxed);
+            f(&*tc);
             tc = (*tc).next;
         }
     }
+}
+
+/// Requests served by the system allocator so far, in all (see [`TCache`]'s invariant).
+pub fn system_allocs() -> usize {
+    // Under the registry lock, so that a cache that is being unlisted (and adds its count to
+    // `COUNTERS`) is counted once.
+    let _g = REGISTRY.lock();
+    let mut n = COUNTERS.system_allocs.load(Ordering::Relaxed);
+    // SAFETY: registry lock held.
+    unsafe { for_each_cache(|tc| n += tc.system_allocs.load(Ordering::Relaxed)) };
     n
 }
 
@@ -387,17 +449,30 @@ pub fn system_allocs() -> usize {
 pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     let mut out = [0usize; NB_SMALL_SIZE_CLASSES];
     let _g = REGISTRY.lock();
-    // SAFETY: registry lock held: every listed cache is alive (unlinked before its thread ends).
+    // SAFETY: registry lock held.
     unsafe {
-        let mut tc = *CACHES.0.get();
-        while !tc.is_null() {
-            for (o, bin) in out.iter_mut().zip((*tc).bins.iter()) {
+        for_each_cache(|tc| {
+            for (o, bin) in out.iter_mut().zip(tc.bins.iter()) {
                 *o += bin.count.load(Ordering::Relaxed) as usize;
             }
-            tc = (*tc).next;
-        }
-    }
+        })
+    };
     out
+}
+
+/// System blocks held in all thread caches' system bins (racy snapshot, for statistics).
+pub fn cached_system_blocks() -> usize {
+    let mut n = 0;
+    let _g = REGISTRY.lock();
+    // SAFETY: registry lock held.
+    unsafe {
+        for_each_cache(|tc| {
+            for bin in &tc.bins[NB_SMALL_SIZE_CLASSES..] {
+                n += bin.count.load(Ordering::Relaxed) as usize;
+            }
+        })
+    };
+    n
 }
 
 /// Gives every block of the calling thread's cache back to the central heap (tests use this
@@ -409,7 +484,7 @@ pub fn flush_current_thread() {
     })
 }
 
-/// Gives every cached block of `tc` back to the central heap.
+/// Gives every cached block of `tc` back to the central heap (and the system allocator).
 fn flush_all(tc: &mut TCache) {
     for (class, bin) in tc.bins.iter_mut().enumerate() {
         let n = bin.count.load(Ordering::Relaxed) as usize;

@@ -53,6 +53,148 @@ const _: () = assert!(ARENA_SIZE % POOL_SIZE == 0);
 const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (ALIGNMENT + 2 * 16) <= STRICT_MAX_BLOCKS);
 const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (2 * ALIGNMENT) <= STRICT_MAX_BLOCKS);
 
+// ---------------------------------------------------------------------------------------------
+// The system blocks a thread cache keeps (path `Fast`, glibc behind us; see `tcache`).
+
+/// Largest C `malloc` request whose block a thread cache may keep after its `free`: requests of
+/// 513..=1024 bytes go to the system allocator, and their blocks to [`NB_SYS_BINS`] bins of
+/// their own after the `free` (issue 15: in larson's mix of sizes on both sides of 512 B, the
+/// branch "pool block or system block" went the wrong way half the time, in `malloc` and in
+/// `free`).
+pub const SYS_CACHE_MAX_REQUEST: usize = 1024;
+/// glibc's smallest chunk of a request above [`SMALL_REQUEST_THRESHOLD`]: `513 + 8` rounded up
+/// to 16 (the chunk's size field is the 8 bytes before the block; a chunk is 16-aligned).
+pub const SYS_MIN_CHUNK: usize = 528;
+/// Chunk sizes one system bin holds: bin `k` holds chunks of `SYS_MIN_CHUNK + 32k` to
+/// `SYS_MIN_CHUNK + 32k + 31` bytes, so every block in it has at least
+/// [`sys_bin_request`]`(k)` usable bytes.
+pub const SYS_BIN_STEP_SHIFT: usize = 5;
+/// Bins for system blocks: requests up to [`SYS_CACHE_MAX_REQUEST`].
+pub const NB_SYS_BINS: usize =
+    (SYS_CACHE_MAX_REQUEST - sys_bin_request(0)).div_ceil(1 << SYS_BIN_STEP_SHIFT) + 1;
+/// Bins of a thread cache: the pools' classes, then the system bins.
+pub const NB_BINS: usize = NB_SMALL_SIZE_CLASSES + NB_SYS_BINS;
+
+/// The request a system bin is filled with: glibc makes it a chunk of exactly
+/// `SYS_MIN_CHUNK + 32k` bytes (the bin's smallest), which its `free` puts back in bin `k`.
+#[inline(always)]
+pub const fn sys_bin_request(k: usize) -> usize {
+    SYS_MIN_CHUNK + (k << SYS_BIN_STEP_SHIFT) - 8
+}
+
+// Choices that go either way at random, where a branch would be mispredicted half the time:
+// conditional moves on x86-64, never a branch (LLVM turns a plain `if` between values back into
+// a branch when it sees fit; it cannot see into `asm!`).
+
+/// `if x != 0 { a } else { b }`, without a branch.
+#[inline(always)]
+pub(crate) fn select_nonzero(x: u32, a: usize, b: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut r = b;
+        // SAFETY: register-only arithmetic; `test` sets the flags, so they are not preserved.
+        unsafe {
+            core::arch::asm!(
+                "test {x:e}, {x:e}",
+                "cmovnz {r}, {a}",
+                x = in(reg) x,
+                a = in(reg) a,
+                r = inout(reg) r,
+                options(pure, nomem, nostack),
+            );
+        }
+        r
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if x != 0 {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+/// `if x < y { a } else { b }` (unsigned), without a branch.
+#[inline(always)]
+pub(crate) fn select_below(x: usize, y: usize, a: usize, b: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut r = b;
+        // SAFETY: register-only arithmetic; `cmp` sets the flags, so they are not preserved.
+        unsafe {
+            core::arch::asm!(
+                "cmp {x}, {y}",
+                "cmovb {r}, {a}",
+                x = in(reg) x,
+                y = in(reg) y,
+                a = in(reg) a,
+                r = inout(reg) r,
+                options(pure, nomem, nostack),
+            );
+        }
+        r
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if x < y {
+            a
+        } else {
+            b
+        }
+    }
+}
+
+/// The bin of a C `malloc` of `size` bytes, `size <= SYS_CACHE_MAX_REQUEST`: its pool class up
+/// to [`SMALL_REQUEST_THRESHOLD`], else the first system bin whose blocks all hold `size`
+/// bytes. A table read, without a branch (sizes on both sides of 512 B alternate at random in
+/// larson). Bins change at multiples of 8 bytes (pool classes at 16, system bins at 520 + 32k),
+/// so the table has an entry per 8 bytes.
+#[inline(always)]
+pub fn bin_of_request(size: usize) -> usize {
+    debug_assert!(size <= SYS_CACHE_MAX_REQUEST);
+    BIN_OF_REQUEST[((size + 7) >> 3) & (BIN_OF_REQUEST.len() - 1)] as usize
+}
+
+/// [`bin_of_request`]'s definition, which its table holds.
+const fn bin_of_request_by_arithmetic(size: usize) -> usize {
+    if size <= SMALL_REQUEST_THRESHOLD {
+        size_class(size)
+    } else {
+        // ceil((size - 520) / 32): 0 for 513..=520.
+        NB_SMALL_SIZE_CLASSES
+            + ((size.saturating_sub(sys_bin_request(0)) + (1 << SYS_BIN_STEP_SHIFT) - 1)
+                >> SYS_BIN_STEP_SHIFT)
+    }
+}
+
+/// [`bin_of_request`] of every size up to [`SYS_CACHE_MAX_REQUEST`], by `(size + 7) / 8` (a
+/// power of two long, so that the index is masked rather than checked).
+static BIN_OF_REQUEST: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i <= SYS_CACHE_MAX_REQUEST / 8 {
+        t[i] = bin_of_request_by_arithmetic(i * 8) as u8;
+        i += 1;
+    }
+    t
+};
+const _: () = assert!(SYS_CACHE_MAX_REQUEST / 8 < 256 && NB_BINS < 256);
+
+/// The bin of a glibc chunk whose size field (the word before the block) is `h`, or a value of
+/// at least [`NB_BINS`] for a chunk no system bin keeps (smaller than [`SYS_MIN_CHUNK`], or
+/// larger than the last bin's). Without a branch. The field's three flag bits fall below the
+/// shift; an mmapped chunk (flag 2) is a whole number of pages, larger than every bin's.
+#[inline(always)]
+pub const fn bin_of_chunk(h: usize) -> usize {
+    NB_SMALL_SIZE_CLASSES + (h.wrapping_sub(SYS_MIN_CHUNK) >> SYS_BIN_STEP_SHIFT)
+}
+
+const _: () = assert!(NB_SYS_BINS == 17);
+const _: () = assert!(sys_bin_request(NB_SYS_BINS - 1) >= SYS_CACHE_MAX_REQUEST);
+const _: () = assert!(bin_of_request_by_arithmetic(SYS_CACHE_MAX_REQUEST) == NB_BINS - 1);
+const _: () = assert!(bin_of_chunk(SYS_MIN_CHUNK + (NB_SYS_BINS << SYS_BIN_STEP_SHIFT)) == NB_BINS);
+
 /// Size class of a request: `(size - 1) / 16`, with `size == 0` in class 0.
 #[inline(always)]
 pub const fn size_class(size: usize) -> usize {
@@ -310,10 +452,14 @@ pub(crate) const TC_ACTIVE: u8 = 1;
 /// exiting): every request goes to the central heap.
 pub(crate) const TC_BYPASS: u8 = 2;
 
-/// One size class's list in a thread cache.
+/// One bin of a thread cache.
 ///
-/// Invariant: `count` is the length of the list at `head` (free blocks of the class, linked
-/// through their first word, out of their pools: counted in the class's `nused`).
+/// Invariant: `count` is the length of the list at `head`, linked through the blocks' first
+/// word. A pool class's bin holds free blocks of the class, out of their pools (counted in the
+/// class's `nused`); system bin `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the
+/// program freed and glibc still counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to
+/// `SYS_MIN_CHUNK + 32k + 31` bytes (see [`bin_of_chunk`]), and only while
+/// `tcache::sys_cache_on()`.
 pub(crate) struct Bin {
     pub(crate) head: *mut u8,
     /// Read by `stats` from other threads (relaxed), written only by the owner.
@@ -328,7 +474,7 @@ pub(crate) struct Bin {
 /// `COUNTERS.system_allocs + Σ(listed caches' system_allocs)` = requests the system allocator
 /// served so far (a cache adds its count to `COUNTERS` when it is unlisted).
 pub(crate) struct TCache {
-    pub(crate) bins: [Bin; NB_SMALL_SIZE_CLASSES],
+    pub(crate) bins: [Bin; NB_BINS],
     pub(crate) state: u8,
     pub(crate) next: *mut TCache,
     pub(crate) prev: *mut TCache,
@@ -496,5 +642,61 @@ impl Drop for MutexGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: the guard exists only while this thread holds the lock.
         unsafe { libc::pthread_mutex_unlock((self.0).0.get()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every C `malloc` up to 1024 bytes finds a bin whose blocks hold it, and the system block a
+    /// bin's miss asks glibc for comes back to that bin when freed (glibc makes a request of `n`
+    /// bytes a chunk of `(n + 8)` rounded up to 16, at least 32).
+    #[test]
+    fn every_request_up_to_1024_bytes_has_a_bin_that_its_own_blocks_return_to() {
+        let chunk = |n: usize| ((n + 8 + 15) & !15).max(32);
+        for size in 0..=SYS_CACHE_MAX_REQUEST {
+            let bin = bin_of_request(size);
+            assert_eq!(bin, bin_of_request_by_arithmetic(size), "{size}");
+            assert!(bin < NB_BINS, "{size}");
+            if size <= SMALL_REQUEST_THRESHOLD {
+                assert_eq!(bin, size_class(size), "{size}");
+                continue;
+            }
+            let k = bin - NB_SMALL_SIZE_CLASSES;
+            assert!(sys_bin_request(k) >= size, "{size}");
+            assert_eq!(bin_of_chunk(chunk(sys_bin_request(k))), bin, "{size}");
+            // The smallest block the bin may hold fits `size`; the bin below's does not all.
+            assert!(SYS_MIN_CHUNK + (k << SYS_BIN_STEP_SHIFT) - 8 >= size);
+            if k > 0 {
+                assert!(sys_bin_request(k - 1) < size, "{size}");
+            }
+        }
+    }
+
+    /// A chunk's flag bits do not move it; an mmapped one and ones out of the bins' sizes are
+    /// in no bin.
+    #[test]
+    fn chunks_outside_the_system_bins_sizes_or_mmapped_have_no_bin() {
+        for h in [
+            0,
+            8,
+            32 | 1,
+            SYS_MIN_CHUNK - 16,
+            SYS_MIN_CHUNK - 9,
+            1088,
+            1 << 20,
+        ] {
+            assert!(bin_of_chunk(h) >= NB_BINS, "{h:#x}");
+        }
+        // The smallest mmapped chunk, a page.
+        assert!(bin_of_chunk(4096 | 2) >= NB_BINS);
+        assert_eq!(bin_of_chunk(SYS_MIN_CHUNK | 1 | 4), NB_SMALL_SIZE_CLASSES);
+        assert_eq!(bin_of_chunk(1056 | 7), NB_BINS - 1);
+        assert_eq!(select_nonzero(3, 1, 2), 1);
+        assert_eq!(select_nonzero(0, 1, 2), 2);
+        assert_eq!(select_below(1, 2, 7, 8), 7);
+        assert_eq!(select_below(2, 2, 7, 8), 8);
+        assert_eq!(select_below(usize::MAX, 2, 7, 8), 8);
     }
 }
