@@ -133,10 +133,11 @@ pub(crate) fn bin_fast(size: usize) -> (*mut u8, usize) {
 
 /// Path `Fast`, a miss of system bin `bin` (a C `malloc` of `size`, 513..=1024 bytes): the
 /// system allocator's block for the bin's largest request, so that its `free` puts it back in
-/// this bin (for `size` itself when the system bins are off).
+/// this bin (for `size` itself when the bins are off: only the `free` of `meta::unbranched`
+/// fills them).
 #[inline(never)]
 pub(crate) fn sys_bin_miss(size: usize, bin: usize) -> *mut u8 {
-    let request = if tcache::sys_cache_on() {
+    let request = if meta::unbranched() {
         sys_bin_request(bin - NB_SMALL_SIZE_CLASSES)
     } else {
         size
@@ -277,20 +278,18 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
 /// [`free_fast`] with glibc behind us and every arena in the range: which bin takes the block,
 /// its pool class or its system bin, is found with no branch on whose block it is (issue 15:
 /// in larson's mix of sizes on both sides of 512 B that branch went the wrong way half the
-/// time). Reads the flat page map's entry (`meta::flat_entry_unbranched`: 0 outside the
-/// range) and the word before the block, glibc's chunk size for a system block
-/// (`types::bin_of_chunk`).
+/// time). Reads the flat page map's entry and, for a pointer outside the arenas' range, the word
+/// before the block, glibc's chunk size (`meta::flat_entry_unbranched`, `types::bin_of_chunk`).
 ///
 /// # Safety
 /// As [`free`], `p` not null; path `Fast`, `meta::unbranched()`.
 #[inline(always)]
 unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
     let (e, pool_class, chunk_word) = meta::flat_entry_unbranched(p);
-    // SAFETY: the 8 bytes before a live block of ours or of glibc (the caller's contract) are
-    // mapped: a glibc block's chunk header; a pool block's pool header or previous block; a
-    // bootstrap block's size word. The previous pool block may be written by another thread
-    // meanwhile; the value is then not used (a volatile read: no assumption is made on it).
-    let h = unsafe { chunk_word.read_volatile() };
+    // SAFETY: a static 0 for a pointer in the arenas' range; for any other, a live glibc or
+    // bootstrap block (the caller's contract), the 8 bytes before it: its chunk header or its
+    // size word.
+    let h = unsafe { chunk_word.read() };
     // A pool's class is below NB_SMALL_SIZE_CLASSES or NO_CLASS, never a system bin's index
     // (`meta`'s NO_CLASS >= NB_BINS).
     let bin = select_nonzero(e, pool_class, bin_of_chunk(h));

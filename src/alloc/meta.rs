@@ -57,9 +57,10 @@ struct Window {
     flat: AtomicPtr<AtomicU32>,
     /// Whether the range holds every arena: a pointer outside it is then not ours.
     exclusive: AtomicBool,
-    /// `exclusive` and the thread caches' system bins on (`tcache::sys_cache_on`): path
-    /// `Fast`'s `free` then reads [`flat_entry_unbranched`] (here, beside the fields that
-    /// function reads, so that the test costs no other cache line).
+    /// `exclusive`, plain glibc behind us (`sys::is_plain_glibc`) and path `Fast`: path
+    /// `Fast`'s `free` then reads [`flat_entry_unbranched`] and fills the thread caches' system
+    /// bins (here, beside the fields that function reads, so that the test costs no other
+    /// cache line).
     unbranched: AtomicBool,
     /// The entry [`flat_entry_unbranched`] reads for a pointer outside the range: always 0.
     outside: AtomicU32,
@@ -166,8 +167,10 @@ pub(crate) fn page_entry(p: *const u8) -> u32 {
 
 /// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
 /// [`page_entry`] without a branch on where `p` lies. Returns the flat entry of a pointer in
-/// the range, 0 for any other, and the entry's class field (0 for entry 0: call
-/// [`entry_class`] when the difference matters).
+/// the range, 0 for any other; the entry's class field (0 for entry 0: call [`entry_class`]
+/// when the difference matters); and where a system block's glibc chunk size is: the word
+/// before `p` outside the range, a static 0 inside it (a pool block's neighbour is never read:
+/// often another, cold cache line).
 ///
 /// Why without a branch: in a program that frees pool blocks and system blocks in random order
 /// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the

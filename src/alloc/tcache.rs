@@ -12,9 +12,10 @@
 //! tcache does the same). Without them, in a program that mixes sizes on both sides of 512 B,
 //! "pool block or system block" is a branch that goes the wrong way at random, in `malloc` and
 //! in `free` (issue 15, larson); with them both find a bin with arithmetic alone
-//! (`types::bin_of_request`, `types::bin_of_chunk`). Only with glibc: its chunk's size field,
-//! the word before the block, says which bin a block fits, and another allocator's block has no
-//! such word (see [`sys_cache_on`]).
+//! (`types::bin_of_request`, `types::bin_of_chunk`). Only with plain glibc: its chunk's size
+//! field, the word before the block, says which bin a block fits, and another allocator's
+//! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
+//! the bins).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -27,7 +28,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::sys::{self, COUNTERS};
 use super::types::*;
@@ -95,18 +96,6 @@ fn bin_limit(class: usize) -> u32 {
 /// 8..1000 B) ran 1.17x slower, with 32 1.2x faster (median of 3; more calls reach glibc).
 const SYS_BIN_LIMIT: u32 = 16;
 
-/// Whether system bins keep blocks ([`init`] decides, once): thread caches on and the system
-/// allocator is glibc's own, without its debugging (`sys::is_plain_glibc`: another one behind
-/// us, jemalloc or a tracer, has no chunk header to read; glibc's checks must see every `free`
-/// when it happens).
-static SYS_CACHE: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process keeps system blocks in its thread caches (see the module's overview).
-#[inline(always)]
-pub fn sys_cache_on() -> bool {
-    SYS_CACHE.load(Ordering::Relaxed)
-}
-
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 static REGISTRY: RawMutex = RawMutex::new();
 struct Head(UnsafeCell<*mut TCache>);
@@ -125,11 +114,10 @@ pub fn init() {
     if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
         KEY.store(key, Ordering::Release);
     }
-    if sys::is_plain_glibc() {
-        SYS_CACHE.store(true, Ordering::Relaxed);
-        if config::pools_on() && !config::debug_mode() {
-            meta::set_unbranched();
-        }
+    // The system bins: plain glibc behind us (another allocator has no chunk header to read;
+    // glibc's checks must see every `free` when it happens), path `Fast`.
+    if config::pools_on() && !config::debug_mode() && sys::is_plain_glibc() {
+        meta::set_unbranched();
     }
 }
 

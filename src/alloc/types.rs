@@ -458,8 +458,8 @@ pub(crate) const TC_BYPASS: u8 = 2;
 /// word. A pool class's bin holds free blocks of the class, out of their pools (counted in the
 /// class's `nused`); system bin `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the
 /// program freed and glibc still counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to
-/// `SYS_MIN_CHUNK + 32k + 31` bytes (see [`bin_of_chunk`]), and only while
-/// `tcache::sys_cache_on()`.
+/// `SYS_MIN_CHUNK + 32k + 31` bytes (see [`bin_of_chunk`]), pushed only while
+/// `meta::unbranched()`.
 pub(crate) struct Bin {
     pub(crate) head: *mut u8,
     /// Read by `stats` from other threads (relaxed), written only by the owner.
