@@ -35,7 +35,7 @@ use core::ptr::null_mut;
 
 use crate::alloc::dispatch::{self, Path, Realloc, ReallocFast};
 use crate::alloc::sys;
-use crate::alloc::types::{ALIGNMENT, NB_SMALL_SIZE_CLASSES, SYS_CACHE_MAX_REQUEST};
+use crate::alloc::types::ALIGNMENT;
 
 /// Gives the function `$f` a second, local ELF symbol `$name` with the same address and size,
 /// which valgrind shows in stacks (see the module documentation). Only with the `preload`
@@ -67,20 +67,8 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 /// `malloc`.
 #[no_mangle]
 pub extern "C" fn poolgrind_malloc(size: usize) -> *mut c_void {
-    if dispatch::fast_path() {
-        if size > SYS_CACHE_MAX_REQUEST {
-            // In tail position: the system malloc's result (and errno) is the answer.
-            return dispatch::large_fast(size).cast();
-        }
-        // Pool class or system bin, chosen without a branch (`types::bin_of_request`).
-        let (b, bin) = dispatch::bin_fast(size);
-        if !b.is_null() {
-            return b.cast();
-        }
-        if bin >= NB_SMALL_SIZE_CLASSES {
-            // In tail position, as above.
-            return dispatch::sys_bin_miss(size, bin).cast();
-        }
+    if let Some(b) = dispatch::malloc_fast(size) {
+        return b.cast();
     }
     malloc_named(size)
 }

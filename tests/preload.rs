@@ -179,6 +179,48 @@ fn system_allocator_starts_with_a_large_block_threshold() {
 /// `MALLOC_CHECK_=3`) they keep nothing either, so every `free` reaches the checks at once: an
 /// overflow of a 600-byte block is caught at its `free` (a kept block would hide it, and one
 /// handed out again for a larger request would break the checks' bookkeeping).
+/// The `free` that keeps glibc's blocks in the system bins costs every pool block ~14
+/// instructions more, so a process takes it only once a thread frees one glibc block in nine
+/// or more (issue 15: CPython and glibc-thread free few, larson half).
+#[test]
+fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
+    let exe = build_c("freemode");
+    let cached = |period: &str| {
+        let out = Command::new(&exe)
+            .arg(period)
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MALLOC_PERTURB_")
+            .env("LD_PRELOAD", preload_lib())
+            .env("POOLGRIND_STATS", "1")
+            .output()
+            .expect("run");
+        let err = text(&out.stderr);
+        assert!(
+            out.status.success() && text(&out.stdout).trim() == "ok",
+            "period {period}: status {:?}\nstdout {}\nstderr {err}",
+            out.status,
+            text(&out.stdout)
+        );
+        err.split("system blocks cached: ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no count of cached system blocks in: {err}"))
+    };
+    // One glibc block in two frees, in four: the bins keep the last ones freed.
+    assert!(
+        cached("2") > 0,
+        "half the frees are glibc blocks, yet no bin"
+    );
+    assert!(
+        cached("4") > 0,
+        "a quarter of the frees are glibc blocks, yet no bin"
+    );
+    // One in twenty, one in a thousand: glibc takes them back at once.
+    assert_eq!(cached("20"), 0);
+    assert_eq!(cached("1000"), 0);
+}
+
 #[test]
 fn system_bins_keep_plain_glibc_blocks_only() {
     let exe = build_c("sysbins");

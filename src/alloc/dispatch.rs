@@ -4,7 +4,7 @@
 //!
 //! | path (`config::Path`) | allocation                         | free                                   |
 //! |-----------------------|------------------------------------|----------------------------------------|
-//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us, a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
+//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us and once a thread frees many glibc blocks, `meta::FreeMode::Unbranched`: a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
 //! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
 //! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
 //! | `General`: other tool | central heap, "new memory"         | central heap                           |
@@ -20,6 +20,7 @@ use core::ptr::{self, null_mut};
 use super::arena;
 use super::config;
 pub(crate) use super::config::Path;
+use super::meta::FreeMode;
 use super::sys;
 use super::types::*;
 use super::{guards, init, memcheck, meta, pool, serial, tcache, track};
@@ -129,6 +130,28 @@ fn large_fast_cold(size: usize) -> *mut u8 {
 pub(crate) fn bin_fast(size: usize) -> (*mut u8, usize) {
     let bin = bin_of_request(size);
     (tcache::try_alloc(bin), bin)
+}
+
+/// Path `Fast`'s pointer-only `malloc` (the C `malloc`, `raw::malloc`): a pop from the bin of
+/// `size` (a pool class, or for 513..=1024 B a system bin, chosen without a branch:
+/// [`bin_of_request`]); above that, or on a system bin's miss, the system allocator's block
+/// (its result, null included, is the answer: the calls are in tail position). `None` on every
+/// other path and on a pool class's miss.
+#[inline(always)]
+pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
+    if fast_path() {
+        if size > SYS_CACHE_MAX_REQUEST {
+            return Some(large_fast(size));
+        }
+        let (b, bin) = bin_fast(size);
+        if !b.is_null() {
+            return Some(b);
+        }
+        if bin >= NB_SMALL_SIZE_CLASSES {
+            return Some(sys_bin_miss(size, bin));
+        }
+    }
+    None
 }
 
 /// Path `Fast`, a miss of system bin `bin` (a C `malloc` of `size`, 513..=1024 bytes): the
@@ -249,30 +272,53 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     if p.is_null() {
         return false;
     }
-    // Process-wide, so predicted: glibc behind us (system bins on), every arena in the range
-    // (a pointer outside it is not ours), path `Fast` (`meta::set_unbranched`).
-    if meta::unbranched() {
-        // SAFETY: forwarded.
-        return unsafe { free_fast_unbranched(p) };
+    // Process-wide, so predicted.
+    let mode = meta::free_mode();
+    if mode == FreeMode::Branchy {
+        // SAFETY: forwarded (path `Fast`).
+        return unsafe { free_fast_branchy(p) };
     }
-    if config::path() != Path::Fast {
-        return false;
-    }
+    // SAFETY: forwarded (path `Fast`, the range holds every arena).
+    mode == FreeMode::Unbranched && unsafe { free_fast_unbranched(p) }
+}
+
+/// [`free_fast`] with a branch on whose block it is: a pool block into its class's bin, a
+/// system block back to the system allocator. Counts both, so that a thread that frees many
+/// system blocks switches the process to [`free_fast_unbranched`] (`tcache::count_system_free`).
+///
+/// # Safety
+/// As [`free`], `p` not null; path `Fast`.
+#[inline(always)]
+unsafe fn free_fast_branchy(p: *mut u8) -> bool {
     // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck); the
     // page map's entry also names the class of a pool in use, so no pool header is read.
-    let e = meta::page_entry(p);
-    if e == 0 {
-        // SAFETY: not ours (pools are on): a live system block or a bootstrap block.
-        unsafe { free_system(p) };
-        return true;
+    match meta::owner(p) {
+        meta::Owner::Pool(class) if class < NB_SMALL_SIZE_CLASSES => {
+            // SAFETY: p lies in one of our pools, in use for `class`.
+            unsafe { tcache::free_counted(p, class) };
+            true
+        }
+        // A pool that never had a class, a page no arena has: not a live block (the slow path
+        // sees).
+        meta::Owner::Pool(_) => false,
+        meta::Owner::Foreign => {
+            // SAFETY: not ours (pools are on): a live system block or a bootstrap block.
+            unsafe { free_system_counted(p) };
+            true
+        }
     }
-    let class = meta::entry_class(e);
-    if class >= NB_SMALL_SIZE_CLASSES {
-        return false; // a pool that never had a class: not a live block (the slow path sees)
-    }
-    // SAFETY: p lies in one of our pools, in use for `class`.
-    unsafe { tcache::free(p, class) };
-    true
+}
+
+/// [`free_system`], counted (`tcache::count_system_free`). Apart, so that the pool block's
+/// path saves no register.
+///
+/// # Safety
+/// As [`free_system`].
+#[inline(never)]
+unsafe fn free_system_counted(p: *mut u8) {
+    tcache::count_system_free();
+    // SAFETY: forwarded.
+    unsafe { free_system(p) }
 }
 
 /// [`free_fast`] with glibc behind us and every arena in the range: which bin takes the block,
@@ -282,17 +328,18 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
 /// before the block, glibc's chunk size (`meta::flat_entry_unbranched`, `types::bin_of_chunk`).
 ///
 /// # Safety
-/// As [`free`], `p` not null; path `Fast`, `meta::unbranched()`.
+/// As [`free`], `p` not null; path `Fast`, [`FreeMode::Unbranched`].
 #[inline(always)]
 unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
-    let (e, pool_class, chunk_word) = meta::flat_entry_unbranched(p);
-    // SAFETY: a static 0 for a pointer in the arenas' range; for any other, a live glibc or
+    let (e, class_term, chunk_word) = meta::flat_entry_unbranched(p);
+    // SAFETY: a static word for a pointer in the arenas' range; for any other, a live glibc or
     // bootstrap block (the caller's contract), the 8 bytes before it: its chunk header or its
     // size word.
     let h = unsafe { chunk_word.read() };
-    // A pool's class is below NB_SMALL_SIZE_CLASSES or NO_CLASS, never a system bin's index
-    // (`meta`'s NO_CLASS >= NB_BINS).
-    let bin = select_nonzero(e, pool_class, bin_of_chunk(h));
+    // A pool block's class, a glibc block's system bin, or at least NB_BINS: a pool without a
+    // class, a page of the range that is not ours, a chunk of no bin (the sum's terms are
+    // `meta::flat_entry_unbranched`'s).
+    let bin = class_term.wrapping_add(bin_of_chunk(h));
     if bin < NB_BINS {
         // SAFETY: `p` lies in one of our pools, in use for `bin`, or is a live glibc block
         // that system bin `bin` keeps (its chunk is of the bin's sizes). Never a bootstrap

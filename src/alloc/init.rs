@@ -74,6 +74,9 @@ fn init_slow() -> bool {
     }
     IN_INIT.with(|f| f.set(false));
     config::publish_path(memcheck);
+    if config::path() == config::Path::Fast {
+        meta::publish_fast_free();
+    }
     STATE.store(READY, Ordering::Release);
     // Natively the system allocator's heap holds only the blocks pools do not take. Last, once
     // initialised: a system allocator that allocates while it starts (jemalloc, a tracer

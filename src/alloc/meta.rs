@@ -57,13 +57,21 @@ struct Window {
     flat: AtomicPtr<AtomicU32>,
     /// Whether the range holds every arena: a pointer outside it is then not ours.
     exclusive: AtomicBool,
-    /// `exclusive`, plain glibc behind us (`sys::is_plain_glibc`) and path `Fast`: path
-    /// `Fast`'s `free` then reads [`flat_entry_unbranched`] and fills the thread caches' system
-    /// bins (here, beside the fields that function reads, so that the test costs no other
-    /// cache line).
+    /// Which `free` path `Fast` takes ([`free_mode`]: [`FreeMode::Branchy`] while `branchy`,
+    /// else [`FreeMode::Unbranched`] while `unbranched`; a switch sets the new flag before it
+    /// clears the old one, so that a reader always finds one of the two once path `Fast` is
+    /// published. Two flags, not one mode, so that the first test is one compare. Here, beside
+    /// the fields that `free` reads, so that the tests cost no other cache line).
+    branchy: AtomicBool,
     unbranched: AtomicBool,
+    /// Whether [`FreeMode::Unbranched`] may be chosen: plain glibc behind us
+    /// (`sys::is_plain_glibc`), pools on, no debug mode ([`allow_unbranched`]).
+    unbranched_allowed: AtomicBool,
     /// The entry [`flat_entry_unbranched`] reads for a pointer outside the range: always 0.
     outside: AtomicU32,
+    /// The chunk word it reads for a pointer inside the range: always [`INSIDE_CHUNK`] (here,
+    /// so that its address costs no load of its own).
+    inside_chunk: usize,
 }
 
 static WINDOW: Window = Window {
@@ -72,8 +80,11 @@ static WINDOW: Window = Window {
     slots: AtomicUsize::new(0),
     flat: AtomicPtr::new(null_mut()),
     exclusive: AtomicBool::new(false),
+    branchy: AtomicBool::new(false),
     unbranched: AtomicBool::new(false),
+    unbranched_allowed: AtomicBool::new(false),
     outside: AtomicU32::new(0),
+    inside_chunk: INSIDE_CHUNK,
 };
 
 /// The flat map's memory (`MAX_ARENAS × POOLS_PER_ARENA` entries, PROT_NONE beyond the part
@@ -86,17 +97,25 @@ const WORD: usize = core::mem::size_of::<usize>();
 
 /// Entry bit: the page is a pool of a live arena (so an entry is 0 iff the page is not ours).
 const KNOWN: u32 = 1 << 31;
-/// Entry bits 24..31: the size class of the pool while it is in use ([`set_class`]), else
-/// [`NO_CLASS`].
+/// Entry bits 24..30: [`CLASS_TAG`] and, in bits 24..30, the size class of the pool while it is
+/// in use ([`set_class`]), else [`NO_CLASS`]. So the entry's top byte, read as signed, is the
+/// class minus 64 (-1 for `NO_CLASS`), and 0 for a page that is not ours: the term
+/// [`flat_entry_unbranched`] returns, which path `Fast`'s `free` adds to a glibc chunk's bin
+/// without a branch on whose block it is.
 const CLASS_SHIFT: u32 = 24;
-const CLASS_MASK: u32 = 0x7f << CLASS_SHIFT;
+const CLASS_MASK: u32 = 0x3f << CLASS_SHIFT;
+const CLASS_TAG: u32 = 0x40 << CLASS_SHIFT;
 /// The class field of a page whose pool was never given a class (never a valid class).
-const NO_CLASS: u32 = 0x7f;
+const NO_CLASS: u32 = 0x3f;
+/// What the top byte of a known entry, read as signed, adds to its class.
+const CLASS_BIAS: usize = 64;
 /// Entry bits 0..24: the page's index, `arena index × 64 + page` (below `MAX_ARENAS × 64`), which
 /// under memcheck is its side-table index.
 const INDEX_MASK: u32 = (1 << CLASS_SHIFT) - 1;
 const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
+const _: () =
+    assert!(((KNOWN | CLASS_TAG) >> CLASS_SHIFT) as u8 as i8 as isize == -(CLASS_BIAS as isize));
 // Path `Fast`'s `free` takes a pool class below NB_BINS for a bin (`dispatch::free_fast`).
 const _: () = assert!(NB_BINS <= NO_CLASS as usize);
 
@@ -165,56 +184,148 @@ pub(crate) fn page_entry(p: *const u8) -> u32 {
     tree_entry(p)
 }
 
+/// Whose block `p` is, for [`FreeMode::Branchy`]'s `free` ([`owner`]).
+pub(crate) enum Owner {
+    /// A page of ours: the class of its pool in use (below `NB_SMALL_SIZE_CLASSES`), or at
+    /// least `NB_BINS` for a pool without a class or a page of the range no arena has now
+    /// (not a live block: the slow path sees).
+    Pool(usize),
+    /// Not ours: a system block or a bootstrap block (or an invalid pointer).
+    Foreign,
+}
+
+/// [`page_entry`] for [`FreeMode::Branchy`]'s `free`: a pointer in the arenas' range is a page
+/// of ours ([`Owner::Pool`], its class without a test of the entry: [`class_of_entry`]); any
+/// other is not, unless the range does not hold every arena (then the tree answers).
+#[inline(always)]
+pub(crate) fn owner(p: *const u8) -> Owner {
+    if let Some(i) = flat_index(p as usize) {
+        // SAFETY: as in `page_entry`.
+        let e = unsafe { (*WINDOW.flat.load(Ordering::Relaxed).add(i)).load(Ordering::Acquire) };
+        return Owner::Pool(class_of_entry(e));
+    }
+    if WINDOW.exclusive.load(Ordering::Relaxed) {
+        return Owner::Foreign;
+    }
+    match tree_entry(p) {
+        0 => Owner::Foreign,
+        e => Owner::Pool(class_of_entry(e)),
+    }
+}
+
+/// An entry's class with no test of the entry: its top byte as signed plus [`CLASS_BIAS`]. The
+/// class of a pool in use; `CLASS_BIAS - 1` (no class) or `CLASS_BIAS` (entry 0), both at
+/// least `NB_BINS`, for anything else.
+#[inline(always)]
+fn class_of_entry(e: u32) -> usize {
+    ((e as i32 >> CLASS_SHIFT) as isize + CLASS_BIAS as isize) as usize
+}
+
 /// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
 /// [`page_entry`] without a branch on where `p` lies. Returns the flat entry of a pointer in
-/// the range, 0 for any other; the entry's class field (0 for entry 0: call [`entry_class`]
-/// when the difference matters); and where a system block's glibc chunk size is: the word
-/// before `p` outside the range, a static 0 inside it (a pool block's neighbour is never read:
-/// often another, cold cache line).
+/// the range, 0 for any other; the entry's class term (its top byte as signed: the class
+/// minus [`CLASS_BIAS`] for a pool in use, 0 for entry 0); and where a system block's glibc
+/// chunk size is: the word before `p` outside the range, inside it `WINDOW.inside_chunk`
+/// ([`INSIDE_CHUNK`], whose [`bin_of_chunk`] is [`CLASS_BIAS`]: a pool block's neighbour is
+/// never read, often another, cold cache line). So `term + bin_of_chunk(chunk)`, wrapping, is a pool block's
+/// class, a glibc block's system bin, and at least `NB_BINS` for anything else.
 ///
 /// Why without a branch: in a program that frees pool blocks and system blocks in random order
 /// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the
 /// time (issue 15).
 #[inline(always)]
 pub(crate) fn flat_entry_unbranched(p: *const u8) -> (u32, usize, *const usize) {
-    static NO_CHUNK: usize = 0;
     let len = WINDOW.len.load(Ordering::Acquire);
     let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
     let flat = WINDOW.flat.load(Ordering::Relaxed);
-    let e = select_below(
+    let (e, chunk_word) = select_below(
         off,
         len,
-        flat.wrapping_add(off >> PAGE_SHIFT) as usize,
-        &WINDOW.outside as *const AtomicU32 as usize,
-    ) as *const AtomicU32;
-    let chunk_word = select_below(
-        off,
-        len,
-        &NO_CHUNK as *const usize as usize,
-        (p as usize).wrapping_sub(8),
-    ) as *const usize;
+        (
+            flat.wrapping_add(off >> PAGE_SHIFT) as usize,
+            &WINDOW.inside_chunk as *const usize as usize,
+        ),
+        (
+            &WINDOW.outside as *const AtomicU32 as usize,
+            (p as usize).wrapping_sub(8),
+        ),
+    );
+    let (e, chunk_word) = (e as *const AtomicU32, chunk_word as *const usize);
     // SAFETY: inside the range, an entry of the flat map's used part (`flat_index`, and see
     // `page_entry` on the ordering); outside it, `WINDOW.outside`.
     let e = unsafe { (*e).load(Ordering::Acquire) };
-    (e, ((e & CLASS_MASK) >> CLASS_SHIFT) as usize, chunk_word)
+    (e, (e as i32 >> CLASS_SHIFT) as isize as usize, chunk_word)
 }
 
-/// Whether path `Fast`'s `free` may use [`flat_entry_unbranched`]: the range holds every
-/// arena, and the system bins are on ([`set_unbranched`]). Relaxed, as `exclusive` in
-/// [`page_entry`]: it turns false before a block of an arena beyond the range is handed out.
+/// The chunk word [`flat_entry_unbranched`] gives a pointer in the arenas' range (in
+/// [`Window`]): its bin is
+/// [`CLASS_BIAS`], which the class term of a pool in use brings back to the pool's class, of a
+/// pool without a class to `CLASS_BIAS - 1`, and of a page that is not ours leaves as it is,
+/// both at least `NB_BINS`.
+const INSIDE_CHUNK: usize =
+    SYS_MIN_CHUNK + ((CLASS_BIAS - NB_SMALL_SIZE_CLASSES) << SYS_BIN_STEP_SHIFT);
+const _: () = assert!(bin_of_chunk(INSIDE_CHUNK) == CLASS_BIAS);
+const _: () = assert!(CLASS_BIAS > NB_BINS);
+
+/// What the pointer-only `free` does ([`free_mode`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FreeMode {
+    /// Path `Fast` is not (yet) published: every `free` takes the slow path.
+    NotFast,
+    /// Path `Fast`, a branch on whose block it is ([`page_entry`]); a glibc block goes back to
+    /// glibc at once. A process starts here: a pool block's `free` costs least (issue 15: ~12
+    /// instructions fewer than [`FreeMode::Unbranched`]'s).
+    Branchy,
+    /// Path `Fast` while the range holds every arena, chosen for good once a thread frees many
+    /// glibc blocks (`tcache::count_system_free`): [`flat_entry_unbranched`] finds a pool
+    /// block's class or a glibc block's system bin without a branch on whose block it is (in
+    /// larson's sizes on both sides of 512 B that branch went the wrong way half the time).
+    Unbranched,
+}
+
+/// Which `free` path `Fast` takes. Relaxed, as `exclusive` in [`page_entry`]: it leaves
+/// [`FreeMode::Unbranched`] before a block of an arena beyond the range is handed out, and
+/// either of the other two modes is right for any block at any time.
+#[inline(always)]
+pub(crate) fn free_mode() -> FreeMode {
+    if WINDOW.branchy.load(Ordering::Relaxed) {
+        FreeMode::Branchy
+    } else if WINDOW.unbranched.load(Ordering::Relaxed) {
+        FreeMode::Unbranched
+    } else {
+        FreeMode::NotFast
+    }
+}
+
+/// Whether `free` fills the thread caches' system bins ([`FreeMode::Unbranched`]).
 #[inline(always)]
 pub(crate) fn unbranched() -> bool {
-    WINDOW.unbranched.load(Ordering::Relaxed)
+    free_mode() == FreeMode::Unbranched
+}
+
+/// Called with path `Fast` published (`init`): `free` takes [`FreeMode::Branchy`].
+pub(crate) fn publish_fast_free() {
+    WINDOW.branchy.store(true, Ordering::Release);
+}
+
+/// Switches `free` to [`FreeMode::Unbranched`] for good, if it may be
+/// ([`allow_unbranched`]) and the range still holds every arena. The caller holds the arena
+/// lock, which [`map_arena`] holds when the range stops holding them.
+pub(crate) fn switch_unbranched() {
+    if WINDOW.unbranched_allowed.load(Ordering::Relaxed)
+        && WINDOW.exclusive.load(Ordering::Relaxed)
+        && free_mode() == FreeMode::Branchy
+    {
+        WINDOW.unbranched.store(true, Ordering::Release);
+        WINDOW.branchy.store(false, Ordering::Release);
+    }
 }
 
 /// Called once at initialisation (`tcache::init`), before any arena exists, when the system
-/// bins are on and the path will be `Fast` (pools on, no debug mode): [`unbranched`] holds
-/// while the range holds every arena. (A `free` during the rest of initialisation may take
-/// that path: it meets only bootstrap blocks, whose size word is of no bin.)
-pub(crate) fn set_unbranched() {
-    WINDOW
-        .unbranched
-        .store(WINDOW.exclusive.load(Ordering::Relaxed), Ordering::Release);
+/// bins may be used (plain glibc behind us, pools on, no debug mode): [`switch_unbranched`]
+/// may then choose [`FreeMode::Unbranched`] while the range holds every arena.
+pub(crate) fn allow_unbranched() {
+    WINDOW.unbranched_allowed.store(true, Ordering::Relaxed);
 }
 
 /// The tree's entry of the page that holds `p` ([`page_entry`] without the arenas' range: the
@@ -367,7 +478,7 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
                 core::ptr::write_bytes(SIDE.base::<SideEntry>().add(id), 0, 1);
             }
             (*entry).store(
-                KNOWN | NO_CLASS << CLASS_SHIFT | id as u32,
+                KNOWN | CLASS_TAG | NO_CLASS << CLASS_SHIFT | id as u32,
                 Ordering::Release,
             );
         }
@@ -389,7 +500,11 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
         // The first arena beyond the range: from now on a pointer outside the range may be
         // ours, and the tree answers for it. Before the arena's first block is handed out, so
         // a reader of that block sees it.
-        WINDOW.unbranched.store(false, Ordering::Release);
+        WINDOW.unbranched_allowed.store(false, Ordering::Relaxed);
+        if free_mode() == FreeMode::Unbranched {
+            WINDOW.branchy.store(true, Ordering::Release);
+            WINDOW.unbranched.store(false, Ordering::Release);
+        }
         WINDOW.exclusive.store(false, Ordering::Release);
     }
     true

@@ -16,9 +16,12 @@ use super::types::ALIGNMENT;
 /// Always safe to call; `unsafe` because the result is raw memory.
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    let b = dispatch::alloc_fast(size, ALIGNMENT);
-    if !b.is_null() {
-        return b;
+    // As the C `malloc`: `free` puts a glibc block of 513..=1024 B in a system bin, and this
+    // takes it back.
+    if let Some(b) = dispatch::malloc_fast(size) {
+        if !b.is_null() {
+            return b;
+        }
     }
     dispatch::alloc(size, ALIGNMENT, false)
 }

@@ -15,7 +15,9 @@
 //! (`types::bin_of_request`, `types::bin_of_chunk`). Only with plain glibc: its chunk's size
 //! field, the word before the block, says which bin a block fits, and another allocator's
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
-//! the bins).
+//! the bins). That `free` costs a pool block ~12 instructions more than the one with the
+//! branch, so a process starts with the latter and switches for good once a thread frees one
+//! system block in nine or more ([`count_system_free`]).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -32,7 +34,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::sys::{self, COUNTERS};
 use super::types::*;
-use super::{config, meta, pool};
+use super::{arena, config, meta, pool};
 
 /// This thread's cache: on x86-64 Linux the initial-exec TLS block of `tls.c` (thread pointer
 /// plus a link-time offset: two instructions, no call); elsewhere a `thread_local!`.
@@ -56,11 +58,13 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
 thread_local! {
     static TC: UnsafeCell<TCache> = const {
         UnsafeCell::new(TCache {
-            bins: [const { Bin { head: null_mut(), count: AtomicU32::new(0) } }; NB_BINS],
+            bins: [const { Bin { head: null_mut(), room: AtomicU32::new(0) } }; NB_BINS],
             state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
             system_allocs: core::sync::atomic::AtomicUsize::new(0),
+            pool_frees: 0,
+            system_frees: 0,
         })
     };
 }
@@ -86,7 +90,7 @@ static BIN_LIMIT: [u32; NB_BINS] = {
 };
 
 #[inline(always)]
-fn bin_limit(class: usize) -> u32 {
+pub(crate) fn bin_limit(class: usize) -> u32 {
     BIN_LIMIT[class]
 }
 
@@ -117,7 +121,7 @@ pub fn init() {
     // The system bins: plain glibc behind us (another allocator has no chunk header to read;
     // glibc's checks must see every `free` when it happens), path `Fast`.
     if config::pools_on() && !config::debug_mode() && sys::is_plain_glibc() {
-        meta::set_unbranched();
+        meta::allow_unbranched();
     }
 }
 
@@ -131,35 +135,41 @@ pub fn try_alloc(class: usize) -> *mut u8 {
     })
 }
 
-/// Pops the first block of a bin (null when empty).
+/// Pops the first block of a bin (null when empty: always so in a cache that is not active).
 #[inline(always)]
 fn pop(bin: &mut Bin) -> *mut u8 {
     let b = bin.head;
     if !b.is_null() {
         // SAFETY: cached blocks are free blocks linked through their first word.
         bin.head = unsafe { *b.cast::<*mut u8>() };
-        bin.count
-            .store(bin.count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        bin.room.store(
+            bin.room.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
     b
 }
 
-/// Pushes a free block onto a bin; returns the bin's new count.
+/// Links a free block in front of a bin's list (the bin's `room` is the caller's).
 ///
 /// # Safety
 /// `b` is a free block of the bin's class that nobody uses any more.
 #[inline(always)]
-unsafe fn push(bin: &mut Bin, b: *mut u8) -> u32 {
+unsafe fn link(bin: &mut Bin, b: *mut u8) {
     // SAFETY: the block is free; its first word becomes the link.
     unsafe { *b.cast::<*mut u8>() = bin.head };
     bin.head = b;
-    let n = bin.count.load(Ordering::Relaxed) + 1;
-    bin.count.store(n, Ordering::Relaxed);
-    n
 }
 
-/// The fast path's push: false (nothing done) when the cache is not active or the bin is full;
-/// the caller then takes the slow path ([`free`]), which activates or flushes.
+/// Blocks in a bin of an active cache (`Bin`'s invariant; `limit + 1` inside the slow path).
+#[inline(always)]
+fn len(bin: &Bin, class: usize) -> u32 {
+    bin_limit(class).wrapping_sub(bin.room.load(Ordering::Relaxed))
+}
+
+/// The fast path's push: false (nothing done) when the bin has no room, which is always the
+/// case in a cache that is not active; the caller then takes the slow path ([`free`]), which
+/// activates or flushes.
 ///
 /// # Safety
 /// `b` is a block of `class` that nobody uses any more.
@@ -167,14 +177,14 @@ unsafe fn push(bin: &mut Bin, b: *mut u8) -> u32 {
 pub unsafe fn try_free(b: *mut u8, class: usize) -> bool {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's.
-        let tc = unsafe { &mut *tc.get() };
-        let bin = &mut tc.bins[class];
-        let n = bin.count.load(Ordering::Relaxed);
-        if tc.state != TC_ACTIVE || n >= bin_limit(class) {
+        let bin = unsafe { &mut (*tc.get()).bins[class] };
+        let room = bin.room.load(Ordering::Relaxed);
+        if room == 0 {
             return false;
         }
+        bin.room.store(room - 1, Ordering::Relaxed);
         // SAFETY: forwarded.
-        unsafe { push(bin, b) };
+        unsafe { link(bin, b) };
         true
     })
 }
@@ -214,7 +224,9 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
     };
     let bin = &mut tc.bins[class];
     bin.head = rest;
-    bin.count.store(got as u32 - 1, Ordering::Relaxed);
+    // The bin was empty: its room was the limit.
+    bin.room
+        .store(bin_limit(class) - (got as u32 - 1), Ordering::Relaxed);
     chain
 }
 
@@ -227,26 +239,114 @@ fn central_one(class: usize) -> *mut u8 {
     }
 }
 
-/// Pushes a free block of `class` into this thread's cache.
+/// Pushes a free block of `class` into this thread's cache. The hit path is one decrement and
+/// its test (a bin with no room: full, or a cache that is not active) and the link; no test of
+/// the cache's state, no limit read (issue 15).
 ///
 /// # Safety
 /// `b` is a block of `class` that nobody uses any more.
 #[inline(always)]
 pub unsafe fn free(b: *mut u8, class: usize) {
+    // SAFETY: forwarded.
+    unsafe { push_free::<false>(b, class) }
+}
+
+/// [`free`], counted for [`count_system_free`]'s check (`meta::FreeMode::Branchy`'s `free` of
+/// a pool block).
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub unsafe fn free_counted(b: *mut u8, class: usize) {
+    // SAFETY: forwarded.
+    unsafe { push_free::<true>(b, class) }
+}
+
+/// System blocks freed between two checks of [`count_system_free`].
+const SWITCH_WINDOW: u32 = 64;
+/// The check switches `free` to `meta::FreeMode::Unbranched` when fewer than this many pool
+/// blocks were freed for every system block (one system block in nine frees or more). A
+/// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~12 instructions more on
+/// every block (issue 15); and only that `free` keeps glibc's blocks of 513–1024 B in the
+/// system bins.
+const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
+
+/// Counts a system block's `free` in `meta::FreeMode::Branchy`; every [`SWITCH_WINDOW`] of
+/// them, weighs them against the pool blocks freed since and may switch the process to
+/// `meta::FreeMode::Unbranched`, for good (glibc's blocks of 513–1024 B then go to the system
+/// bins; larson, issue 15). A thread that frees few system blocks (CPython, glibc-thread's
+/// sizes) keeps the `free` whose pool blocks cost least.
+#[inline(always)]
+pub fn count_system_free() {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's.
         let tc = unsafe { &mut *tc.get() };
-        if tc.state != TC_ACTIVE {
-            // SAFETY: forwarded.
-            return unsafe { free_slow(tc, b, class) };
-        }
-        let bin = &mut tc.bins[class];
-        // SAFETY: forwarded.
-        let n = unsafe { push(bin, b) };
-        if n > bin_limit(class) {
-            flush(bin, class, (n / 2) as usize);
+        tc.system_frees = tc.system_frees.wrapping_add(1);
+        if tc.system_frees % SWITCH_WINDOW == 0 {
+            weigh_system_frees(tc);
         }
     })
+}
+
+/// [`count_system_free`]'s check.
+#[cold]
+#[inline(never)]
+fn weigh_system_frees(tc: &mut TCache) {
+    let pool = core::mem::take(&mut tc.pool_frees);
+    if pool < SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
+        arena::with_arenas(|_| meta::switch_unbranched());
+    }
+}
+
+/// [`free`] and [`free_counted`].
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
+    with_tc(|tc| {
+        // SAFETY: the cache is this thread's.
+        let tc = unsafe { &mut *tc.get() };
+        if COUNT {
+            tc.pool_frees = tc.pool_frees.wrapping_add(1);
+        }
+        let bin = &mut tc.bins[class];
+        let (room, none) = bin.room.load(Ordering::Relaxed).overflowing_sub(1);
+        bin.room.store(room, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { link(bin, b) };
+        if none {
+            // SAFETY: `b` was just linked in front, the room is one below 0.
+            unsafe { free_no_room(tc, class) };
+        }
+    })
+}
+
+/// [`free`] linked a block into a bin with no room (now one below 0): in an active cache the
+/// bin is over its limit and gives half back; otherwise the block is taken out again (the list
+/// was empty, the room 0) and [`free_slow`] activates the cache or frees the block centrally.
+///
+/// # Safety
+/// The block in front of `class`'s bin was just linked by [`free`], and its room was 0.
+#[cold]
+#[inline(never)]
+unsafe fn free_no_room(tc: &mut TCache, class: usize) {
+    let bin = &mut tc.bins[class];
+    if tc.state == TC_ACTIVE {
+        let n = len(bin, class) / 2;
+        give_back(bin, class, n as usize);
+        bin.room.store(
+            bin.room.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+        return;
+    }
+    let b = bin.head;
+    // SAFETY: `b` is the block just linked; the list was empty before.
+    bin.head = unsafe { *b.cast::<*mut u8>() };
+    bin.room.store(0, Ordering::Relaxed);
+    // SAFETY: forwarded.
+    unsafe { free_slow(tc, b, class) }
 }
 
 /// The cache is not active: activate it and push, or give the block to the central heap.
@@ -269,16 +369,18 @@ unsafe fn free_slow(tc: &mut TCache, b: *mut u8, class: usize) {
 }
 
 /// Gives the first `n` blocks of a bin back to the central heap (a system bin's to the system
-/// allocator).
+/// allocator). The bin's `room` is the caller's.
 #[cold]
 #[inline(never)]
-fn flush(bin: &mut Bin, class: usize, n: usize) {
+fn give_back(bin: &mut Bin, class: usize, n: usize) {
     if n == 0 {
         return;
     }
     if class >= NB_SMALL_SIZE_CLASSES {
         for _ in 0..n {
-            let b = pop(bin);
+            let b = bin.head;
+            // SAFETY: the bin holds at least n linked blocks.
+            bin.head = unsafe { *b.cast::<*mut u8>() };
             // SAFETY: a system bin holds live glibc blocks that nobody uses; popped, so given
             // back once.
             unsafe { sys::free(b) };
@@ -297,10 +399,6 @@ fn flush(bin: &mut Bin, class: usize, n: usize) {
         bin.head = *last.cast::<*mut u8>();
         *last.cast::<*mut u8>() = core::ptr::null_mut();
     }
-    bin.count.store(
-        bin.count.load(Ordering::Relaxed) - n as u32,
-        Ordering::Relaxed,
-    );
     // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
     unsafe { pool::central_free(class, chain, n) };
 }
@@ -319,6 +417,10 @@ fn activate(tc: &mut TCache) -> bool {
     // SAFETY: `key` was created by pthread_key_create; a non-null value makes the destructor run.
     if unsafe { libc::pthread_setspecific(key, (tc as *mut TCache).cast()) } != 0 {
         return false;
+    }
+    // Room in every bin, before the cache is listed (`stats` reads a listed cache's bins).
+    for (class, bin) in tc.bins.iter_mut().enumerate() {
+        bin.room.store(bin_limit(class), Ordering::Relaxed);
     }
     {
         let _g = REGISTRY.lock();
@@ -341,9 +443,15 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     // SAFETY: the value set in `activate` is this thread's cache, still alive during key
     // destructors (TLS is freed after them).
     let tc = unsafe { &mut *p.cast::<TCache>() };
-    tc.state = TC_BYPASS;
     flush_all(tc);
     let _g = REGISTRY.lock();
+    // No room left: later frees in this thread's teardown take the slow path, which sends them
+    // to the central heap (or the system allocator). Under the registry lock, with the unlink:
+    // `stats` never reads a listed cache whose rooms are 0.
+    tc.state = TC_BYPASS;
+    for bin in tc.bins.iter_mut() {
+        bin.room.store(0, Ordering::Relaxed);
+    }
     // Under the registry lock, so that `system_allocs` never sees the count twice or not at all.
     let n = tc.system_allocs.swap(0, Ordering::Relaxed);
     COUNTERS.system_allocs.fetch_add(n, Ordering::Relaxed);
@@ -440,8 +548,8 @@ pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     // SAFETY: registry lock held.
     unsafe {
         for_each_cache(|tc| {
-            for (o, bin) in out.iter_mut().zip(tc.bins.iter()) {
-                *o += bin.count.load(Ordering::Relaxed) as usize;
+            for (class, (o, bin)) in out.iter_mut().zip(tc.bins.iter()).enumerate() {
+                *o += len(bin, class) as usize;
             }
         })
     };
@@ -455,12 +563,21 @@ pub fn cached_system_blocks() -> usize {
     // SAFETY: registry lock held.
     unsafe {
         for_each_cache(|tc| {
-            for bin in &tc.bins[NB_SMALL_SIZE_CLASSES..] {
-                n += bin.count.load(Ordering::Relaxed) as usize;
+            for (class, bin) in tc.bins.iter().enumerate().skip(NB_SMALL_SIZE_CLASSES) {
+                n += len(bin, class) as usize;
             }
         })
     };
     n
+}
+
+/// Calls `f` with whether the calling thread's cache is active and its bins (for the walker).
+pub(crate) fn with_own_bins<R>(f: impl FnOnce(bool, &[Bin]) -> R) -> R {
+    with_tc(|tc| {
+        // SAFETY: this thread's cache; no reference to it escapes `f`, which frees nothing.
+        let tc = unsafe { &*tc.get() };
+        f(tc.state == TC_ACTIVE, &tc.bins)
+    })
 }
 
 /// Gives every block of the calling thread's cache back to the central heap (tests use this
@@ -472,11 +589,15 @@ pub fn flush_current_thread() {
     })
 }
 
-/// Gives every cached block of `tc` back to the central heap (and the system allocator).
+/// Gives every cached block of `tc` back to the central heap (and the system allocator). A
+/// cache that is not active holds none.
 fn flush_all(tc: &mut TCache) {
+    if tc.state != TC_ACTIVE {
+        return;
+    }
     for (class, bin) in tc.bins.iter_mut().enumerate() {
-        let n = bin.count.load(Ordering::Relaxed) as usize;
-        flush(bin, class, n);
+        give_back(bin, class, len(bin, class) as usize);
+        bin.room.store(bin_limit(class), Ordering::Relaxed);
     }
 }
 

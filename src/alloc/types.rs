@@ -86,61 +86,41 @@ pub const fn sys_bin_request(k: usize) -> usize {
 // conditional moves on x86-64, never a branch (LLVM turns a plain `if` between values back into
 // a branch when it sees fit; it cannot see into `asm!`).
 
-/// `if x != 0 { a } else { b }`, without a branch.
+/// `if x < y { (a, c) } else { (b, d) }` (unsigned), without a branch: one comparison, two
+/// conditional moves.
 #[inline(always)]
-pub(crate) fn select_nonzero(x: u32, a: usize, b: usize) -> usize {
+pub(crate) fn select_below(
+    x: usize,
+    y: usize,
+    (a, c): (usize, usize),
+    (b, d): (usize, usize),
+) -> (usize, usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut r = b;
-        // SAFETY: register-only arithmetic; `test` sets the flags, so they are not preserved.
-        unsafe {
-            core::arch::asm!(
-                "test {x:e}, {x:e}",
-                "cmovnz {r}, {a}",
-                x = in(reg) x,
-                a = in(reg) a,
-                r = inout(reg) r,
-                options(pure, nomem, nostack),
-            );
-        }
-        r
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        if x != 0 {
-            a
-        } else {
-            b
-        }
-    }
-}
-
-/// `if x < y { a } else { b }` (unsigned), without a branch.
-#[inline(always)]
-pub(crate) fn select_below(x: usize, y: usize, a: usize, b: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut r = b;
+        let (mut r, mut s) = (b, d);
         // SAFETY: register-only arithmetic; `cmp` sets the flags, so they are not preserved.
         unsafe {
             core::arch::asm!(
                 "cmp {x}, {y}",
                 "cmovb {r}, {a}",
+                "cmovb {s}, {c}",
                 x = in(reg) x,
                 y = in(reg) y,
                 a = in(reg) a,
+                c = in(reg) c,
                 r = inout(reg) r,
+                s = inout(reg) s,
                 options(pure, nomem, nostack),
             );
         }
-        r
+        (r, s)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         if x < y {
-            a
+            (a, c)
         } else {
-            b
+            (b, d)
         }
     }
 }
@@ -454,16 +434,19 @@ pub(crate) const TC_BYPASS: u8 = 2;
 
 /// One bin of a thread cache.
 ///
-/// Invariant: `count` is the length of the list at `head`, linked through the blocks' first
-/// word. A pool class's bin holds free blocks of the class, out of their pools (counted in the
-/// class's `nused`); system bin `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the
-/// program freed and glibc still counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to
-/// `SYS_MIN_CHUNK + 32k + 31` bytes (see [`bin_of_chunk`]), pushed only while
-/// `meta::unbranched()`.
+/// Invariant: the list at `head` is linked through the blocks' first word; while the cache is
+/// `TC_ACTIVE`, `room` is the bin's limit (`tcache::BIN_LIMIT`) minus the list's length (the
+/// free path's one test: a push into a bin with no room, or into a cache that is not active,
+/// takes the slow path), except inside the owner's slow path, where it may be one below 0
+/// (wrapping); while it is not, `room` is 0 and the list is empty. A pool class's bin holds
+/// free blocks of the class, out of their pools (counted in the class's `nused`); system bin
+/// `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the program freed and glibc still
+/// counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to `SYS_MIN_CHUNK + 32k + 31` bytes
+/// (see [`bin_of_chunk`]), pushed only while `meta::unbranched()`.
 pub(crate) struct Bin {
     pub(crate) head: *mut u8,
     /// Read by `stats` from other threads (relaxed), written only by the owner.
-    pub(crate) count: core::sync::atomic::AtomicU32,
+    pub(crate) room: core::sync::atomic::AtomicU32,
 }
 
 /// One thread's cache (see `tcache`).
@@ -483,6 +466,10 @@ pub(crate) struct TCache {
     /// (issue 15: a process-wide `fetch_add` on every large `malloc` made larson 1.5-2x glibc).
     /// Read by `stats` from other threads (relaxed), written only by the owner.
     pub(crate) system_allocs: core::sync::atomic::AtomicUsize,
+    /// Pool blocks freed by `meta::FreeMode::Branchy`'s `free` since the last check of
+    /// `tcache::count_system_free`, and system blocks so far: what that check weighs.
+    pub(crate) pool_frees: u64,
+    pub(crate) system_frees: u32,
 }
 
 /// Blocks a thread's memcheck frees wait in before their books are kept (see [`PendingFrees`]).
@@ -693,10 +680,8 @@ mod tests {
         assert!(bin_of_chunk(4096 | 2) >= NB_BINS);
         assert_eq!(bin_of_chunk(SYS_MIN_CHUNK | 1 | 4), NB_SMALL_SIZE_CLASSES);
         assert_eq!(bin_of_chunk(1056 | 7), NB_BINS - 1);
-        assert_eq!(select_nonzero(3, 1, 2), 1);
-        assert_eq!(select_nonzero(0, 1, 2), 2);
-        assert_eq!(select_below(1, 2, 7, 8), 7);
-        assert_eq!(select_below(2, 2, 7, 8), 8);
-        assert_eq!(select_below(usize::MAX, 2, 7, 8), 8);
+        assert_eq!(select_below(1, 2, (7, 5), (8, 6)), (7, 5));
+        assert_eq!(select_below(2, 2, (7, 5), (8, 6)), (8, 6));
+        assert_eq!(select_below(usize::MAX, 2, (7, 5), (8, 6)), (8, 6));
     }
 }

@@ -9,7 +9,7 @@ use super::meta::{self, meta};
 use super::pool::CLASSES;
 use super::sys::FmtBuf;
 use super::types::*;
-use super::{arena, config, track};
+use super::{arena, config, tcache, track};
 
 /// What the walker saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +77,7 @@ pub(crate) fn walk() -> Result<HeapReport, Broken> {
     check_used_lists(narenas)?;
     let (live, in_range) = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
     check_usable_list(live)?;
+    check_own_cache()?;
     let mut report = check_class_counters(&per_class)?;
     report.arenas = live;
     report.arenas_in_range = in_range;
@@ -291,6 +292,70 @@ fn check_usable_list(live: usize) -> Result<(), Broken> {
         "arena count {live2} but {live} arenas in the table"
     );
     Ok(())
+}
+
+/// The calling thread's cache (`types::Bin`'s invariant; other threads' caches are theirs): in
+/// an active cache every bin's list is its limit less its room long, a pool class's blocks lie
+/// in pools in use for the class, a system bin's are glibc blocks of the bin's chunk sizes,
+/// outside the arenas; a cache that is not active has no room and no block. And the `free` of
+/// the system bins runs only where it may (`meta::FreeMode`).
+fn check_own_cache() -> Result<(), Broken> {
+    if meta::unbranched() {
+        let r = meta::range();
+        ensure!(
+            r.is_some_and(|r| r.exclusive),
+            "free fills the system bins, but the arenas' range does not hold every arena"
+        );
+    }
+    tcache::with_own_bins(|active, bins| {
+        for (b, bin) in bins.iter().enumerate() {
+            let room = bin.room.load(Ordering::Relaxed);
+            if !active {
+                ensure!(
+                    room == 0 && bin.head.is_null(),
+                    "bin {b} of a cache that is not active has room {room} or blocks"
+                );
+                continue;
+            }
+            let limit = tcache::bin_limit(b);
+            ensure!(
+                room <= limit,
+                "bin {b}: room {room} above its limit {limit}"
+            );
+            let mut n = 0;
+            let mut p = bin.head;
+            while !p.is_null() {
+                n += 1;
+                ensure!(
+                    n <= limit - room,
+                    "bin {b}: more blocks than its limit less its room"
+                );
+                let e = meta::page_entry(p);
+                if b < NB_SMALL_SIZE_CLASSES {
+                    ensure!(
+                        e != 0 && meta::entry_class(e) == b,
+                        "bin {b} holds {p:p}, not a block of a pool of the class"
+                    );
+                } else {
+                    // SAFETY: a system bin's block is a live glibc block: its chunk's size
+                    // field is the word before it.
+                    let h = unsafe { p.cast::<usize>().sub(1).read() };
+                    ensure!(
+                        e == 0 && bin_of_chunk(h) == b,
+                        "system bin {b} holds {p:p}, chunk word {h:#x}"
+                    );
+                }
+                // SAFETY: cached blocks are linked through their first word.
+                p = unsafe { *p.cast::<*mut u8>() };
+            }
+            ensure!(
+                n == limit - room,
+                "bin {b}: {n} blocks, but its limit less its room is {}",
+                limit - room
+            );
+        }
+        Ok(())
+    })
 }
 
 /// Every class's counters equal what its pools add up to.

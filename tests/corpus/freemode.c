@@ -1,0 +1,35 @@
+/* Frees glibc's blocks (600 bytes) among pool blocks (64 bytes), one in every PERIOD frees
+ * (the argument), in one thread, then leaves 600-byte blocks freed in its cache. Under the
+ * preload, the `free` that keeps glibc's blocks of 513..1024 B in the thread caches' system bins
+ * is chosen only when a thread frees one glibc block in nine or more: the statistics' "system
+ * blocks cached" tell which `free` ran. Prints "ok" and exits 0, or names the fault and exits 1. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIVE 256
+
+int main(int argc, char **argv) {
+    int period = argc > 1 ? atoi(argv[1]) : 2;
+    if (period < 1) period = 1;
+    static unsigned char *live[LIVE];
+    static size_t size[LIVE];
+    for (long i = 0; i < 200000; i++) {
+        int k = (int)(i % LIVE);
+        if (live[k]) {
+            for (size_t j = 0; j < size[k]; j += 61)
+                if (live[k][j] != (unsigned char)k) { fprintf(stderr, "freemode: block changed\n"); return 1; }
+            free(live[k]);
+        }
+        size[k] = i % period == 0 ? 600 : 64;
+        live[k] = malloc(size[k]);
+        if (!live[k]) { fprintf(stderr, "freemode: allocation failed\n"); return 1; }
+        memset(live[k], k, size[k]);
+    }
+    for (int k = 0; k < LIVE; k++) free(live[k]);
+    void *keep[16];
+    for (int i = 0; i < 16; i++) keep[i] = malloc(600);
+    for (int i = 0; i < 16; i++) free(keep[i]);
+    puts("ok");
+    return 0;
+}
