@@ -185,9 +185,9 @@ fn system_allocator_starts_with_a_large_block_threshold() {
 #[test]
 fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
     let exe = build_c("freemode");
-    let cached = |period: &str| {
+    let cached = |args: &[&str]| {
         let out = Command::new(&exe)
-            .arg(period)
+            .args(args)
             .env_remove("GLIBC_TUNABLES")
             .env_remove("MALLOC_PERTURB_")
             .env("LD_PRELOAD", preload_lib())
@@ -197,7 +197,7 @@ fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
         let err = text(&out.stderr);
         assert!(
             out.status.success() && text(&out.stdout).trim() == "ok",
-            "period {period}: status {:?}\nstdout {}\nstderr {err}",
+            "{args:?}: status {:?}\nstdout {}\nstderr {err}",
             out.status,
             text(&out.stdout)
         );
@@ -209,16 +209,18 @@ fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
     };
     // One glibc block in two frees, in four: the bins keep the last ones freed.
     assert!(
-        cached("2") > 0,
+        cached(&["2"]) > 0,
         "half the frees are glibc blocks, yet no bin"
     );
     assert!(
-        cached("4") > 0,
+        cached(&["4"]) > 0,
         "a quarter of the frees are glibc blocks, yet no bin"
     );
     // One in twenty, one in a thousand: glibc takes them back at once.
-    assert_eq!(cached("20"), 0);
-    assert_eq!(cached("1000"), 0);
+    assert_eq!(cached(&["20"]), 0);
+    assert_eq!(cached(&["1000"]), 0);
+    // Half the frees, but of blocks no bin keeps (2000 B): no switch either.
+    assert_eq!(cached(&["2", "2000"]), 0);
 }
 
 #[test]

@@ -309,14 +309,22 @@ unsafe fn free_fast_branchy(p: *mut u8) -> bool {
     }
 }
 
-/// [`free_system`], counted (`tcache::count_system_free`). Apart, so that the pool block's
-/// path saves no register.
+/// [`free_system`], counted (`tcache::count_system_free`) when a system bin could keep the
+/// block: only those gain from the switch (a larger block's `free` branches in either mode).
+/// Apart, so that the pool block's path saves no register.
 ///
 /// # Safety
 /// As [`free_system`].
 #[inline(never)]
 unsafe fn free_system_counted(p: *mut u8) {
-    tcache::count_system_free();
+    if meta::unbranched_allowed() {
+        // SAFETY: plain glibc behind us: a live glibc block's chunk size, or a bootstrap
+        // block's size word, is the word before it.
+        let h = unsafe { p.cast::<usize>().sub(1).read() };
+        if bin_of_chunk(h) < NB_BINS {
+            tcache::count_system_free();
+        }
+    }
     // SAFETY: forwarded.
     unsafe { free_system(p) }
 }

@@ -321,6 +321,13 @@ pub(crate) fn switch_unbranched() {
     }
 }
 
+/// Whether [`switch_unbranched`] may choose [`FreeMode::Unbranched`] (see
+/// [`allow_unbranched`]): then the word before a system block is its glibc chunk's size.
+#[inline(always)]
+pub(crate) fn unbranched_allowed() -> bool {
+    WINDOW.unbranched_allowed.load(Ordering::Relaxed)
+}
+
 /// Called once at initialisation (`tcache::init`), before any arena exists, when the system
 /// bins may be used (plain glibc behind us, pools on, no debug mode): [`switch_unbranched`]
 /// may then choose [`FreeMode::Unbranched`] while the range holds every arena.

@@ -17,7 +17,7 @@
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
 //! the bins). That `free` costs a pool block ~12 instructions more than the one with the
 //! branch, so a process starts with the latter and switches for good once a thread frees one
-//! system block in nine or more ([`count_system_free`]).
+//! glibc block of those sizes in nine frees or more ([`count_system_free`]).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -271,8 +271,8 @@ const SWITCH_WINDOW: u32 = 64;
 /// system bins.
 const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
 
-/// Counts a system block's `free` in `meta::FreeMode::Branchy`; every [`SWITCH_WINDOW`] of
-/// them, weighs them against the pool blocks freed since and may switch the process to
+/// Counts a system block's `free` in `meta::FreeMode::Branchy` (one that a system bin could
+/// keep); every [`SWITCH_WINDOW`] of them, weighs them against the pool blocks freed since and may switch the process to
 /// `meta::FreeMode::Unbranched`, for good (glibc's blocks of 513–1024 B then go to the system
 /// bins; larson, issue 15). A thread that frees few system blocks (CPython, glibc-thread's
 /// sizes) keeps the `free` whose pool blocks cost least.

@@ -1,8 +1,9 @@
-/* Frees glibc's blocks (600 bytes) among pool blocks (64 bytes), one in every PERIOD frees
- * (the argument), in one thread, then leaves 600-byte blocks freed in its cache. Under the
- * preload, the `free` that keeps glibc's blocks of 513..1024 B in the thread caches' system bins
- * is chosen only when a thread frees one glibc block in nine or more: the statistics' "system
- * blocks cached" tell which `free` ran. Prints "ok" and exits 0, or names the fault and exits 1. */
+/* Frees glibc's blocks (SIZE bytes, 600 by default) among pool blocks (64 bytes), one in every
+ * PERIOD frees, in one thread, then leaves 600-byte blocks freed in its cache. Usage: freemode
+ * PERIOD [SIZE]. Under the preload, the `free` that keeps glibc's blocks of 513..1024 B in the
+ * thread caches' system bins is chosen only when a thread frees one such block in nine frees or
+ * more: the statistics' "system blocks cached" tell which `free` ran. Prints "ok" and exits 0,
+ * or names the fault and exits 1. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 int main(int argc, char **argv) {
     int period = argc > 1 ? atoi(argv[1]) : 2;
     if (period < 1) period = 1;
+    size_t big = argc > 2 ? (size_t)atol(argv[2]) : 600;
     static unsigned char *live[LIVE];
     static size_t size[LIVE];
     for (long i = 0; i < 200000; i++) {
@@ -21,7 +23,7 @@ int main(int argc, char **argv) {
                 if (live[k][j] != (unsigned char)k) { fprintf(stderr, "freemode: block changed\n"); return 1; }
             free(live[k]);
         }
-        size[k] = i % period == 0 ? 600 : 64;
+        size[k] = i % period == 0 ? big : 64;
         live[k] = malloc(size[k]);
         if (!live[k]) { fprintf(stderr, "freemode: allocation failed\n"); return 1; }
         memset(live[k], k, size[k]);
