@@ -166,47 +166,16 @@ fn system_allocator_starts_with_a_large_block_threshold() {
     assert_eq!(served(true, &[("POOLGRIND_MODE", "malloc")]), "mapped");
 }
 
-/// Issue 15's system bins (thread caches keep the glibc blocks of 513..=1024 bytes that C frees,
-/// for the next `malloc` of their size). `sysbins.c` allocates, checks and frees blocks of
-/// every size around 512 and 1024 bytes through the whole malloc family, in threads that free
-/// each other's blocks and exit: a block handed out twice, too small or changed shows as a
-/// wrong byte; and glibc's heap must hold, once every block is freed, no more than the main
-/// thread's caches keep (so exited threads gave their system bins back). With glibc behind the
-/// preload the bins are in use (the statistics at exit count the blocks the main thread's cache
-/// keeps). With jemalloc or tcmalloc behind it they keep
-/// nothing (their blocks have no glibc chunk header; tcmalloc also defines glibc's
-/// `__libc_malloc` names, which made an earlier check take it for glibc and corrupt blocks). With glibc's checking (`libc_malloc_debug.so`,
-/// `MALLOC_CHECK_=3`) they keep nothing either, so every `free` reaches the checks at once: an
-/// overflow of a 600-byte block is caught at its `free` (a kept block would hide it, and one
-/// handed out again for a larger request would break the checks' bookkeeping).
-/// The `free` that keeps glibc's blocks in the system bins costs every pool block ~14
-/// instructions more, so a process takes it only once a thread frees one glibc block in nine
-/// or more (issue 15: CPython and glibc-thread free few, larson half).
+/// The `free` that keeps glibc's blocks in the system bins costs every pool block ~12
+/// instructions more, so a process takes it only once a thread frees one glibc block of
+/// 513..=1024 B in nine frees or more (issue 15: CPython and glibc-thread free few, larson
+/// half).
 #[test]
 fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
     let exe = build_c("freemode");
-    let cached = |args: &[&str]| {
-        let out = Command::new(&exe)
-            .args(args)
-            .env_remove("GLIBC_TUNABLES")
-            .env_remove("MALLOC_PERTURB_")
-            .env("LD_PRELOAD", preload_lib())
-            .env("POOLGRIND_STATS", "1")
-            .output()
-            .expect("run");
-        let err = text(&out.stderr);
-        assert!(
-            out.status.success() && text(&out.stdout).trim() == "ok",
-            "{args:?}: status {:?}\nstdout {}\nstderr {err}",
-            out.status,
-            text(&out.stdout)
-        );
-        err.split("system blocks cached: ")
-            .nth(1)
-            .and_then(|s| s.split(';').next())
-            .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or_else(|| panic!("no count of cached system blocks in: {err}"))
-    };
+    let ours = preload_lib().display().to_string();
+    let cached =
+        |args: &[&str]| system_blocks_cached(&run_with_stats(&exe, ours.clone(), &[], args));
     // One glibc block in two frees, in four: the bins keep the last ones freed.
     assert!(
         cached(&["2"]) > 0,
@@ -223,35 +192,61 @@ fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
     assert_eq!(cached(&["2", "2000"]), 0);
 }
 
+/// Runs a corpus program with `preload`, glibc's own tunables and perturbation cleared, and the
+/// statistics at exit on.
+fn run_with_stats(
+    exe: &std::path::Path,
+    preload: String,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
+    Command::new(exe)
+        .args(args)
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove("MALLOC_PERTURB_")
+        .env("LD_PRELOAD", preload)
+        .env("POOLGRIND_STATS", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run")
+}
+
+/// The statistics' "system blocks cached" of a run that printed "ok".
+fn system_blocks_cached(out: &Output) -> usize {
+    let err = text(&out.stderr);
+    assert!(
+        out.status.success() && text(&out.stdout).trim() == "ok",
+        "status {:?}\nstdout {}\nstderr {err}",
+        out.status,
+        text(&out.stdout)
+    );
+    err.split("system blocks cached: ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no count of cached system blocks in: {err}"))
+}
+
+/// Issue 15's system bins (thread caches keep the glibc blocks of 513..=1024 bytes that C frees,
+/// for the next `malloc` of their size). `sysbins.c` allocates, checks and frees blocks of
+/// every size around 512 and 1024 bytes through the whole malloc family, in threads that free
+/// each other's blocks and exit: a block handed out twice, too small or changed shows as a
+/// wrong byte; and glibc's heap must hold, once every block is freed, no more than the main
+/// thread's caches keep (so exited threads gave their system bins back). With glibc behind the
+/// preload the bins are in use (the statistics at exit count the blocks the main thread's cache
+/// keeps). With jemalloc or tcmalloc behind it they keep
+/// nothing (their blocks have no glibc chunk header; tcmalloc also defines glibc's
+/// `__libc_malloc` names, which made an earlier check take it for glibc and corrupt blocks). With glibc's checking (`libc_malloc_debug.so`,
+/// `MALLOC_CHECK_=3`) they keep nothing either, so every `free` reaches the checks at once: an
+/// overflow of a 600-byte block is caught at its `free` (a kept block would hide it, and one
+/// handed out again for a larger request would break the checks' bookkeeping).
 #[test]
 fn system_bins_keep_plain_glibc_blocks_only() {
     let exe = build_c("sysbins");
     let run = |preload: String, env: &[(&str, &str)], args: &[&str]| {
-        Command::new(&exe)
-            .args(args)
-            .env_remove("GLIBC_TUNABLES")
-            .env_remove("MALLOC_PERTURB_")
-            .env("LD_PRELOAD", preload)
-            .env("POOLGRIND_STATS", "1")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run")
+        run_with_stats(&exe, preload, env, args)
     };
-    let cached = |out: &Output| {
-        let err = text(&out.stderr);
-        assert!(
-            out.status.success() && text(&out.stdout).trim() == "ok",
-            "status {:?}\nstdout {}\nstderr {err}",
-            out.status,
-            text(&out.stdout)
-        );
-        let n = err
-            .split("system blocks cached: ")
-            .nth(1)
-            .and_then(|s| s.split(';').next())
-            .and_then(|s| s.parse::<usize>().ok());
-        n.unwrap_or_else(|| panic!("no count of cached system blocks in: {err}"))
-    };
+    let cached = system_blocks_cached;
     let ours = preload_lib().display().to_string();
     let behind = |lib: &str| {
         let p = [
