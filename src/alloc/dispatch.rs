@@ -29,8 +29,9 @@ use super::{guards, init, memcheck, meta, pool, serial, tcache, track};
 pub(crate) const DEBUG_OVERHEAD: usize = 24;
 
 /// Largest request any allocator can satisfy (`PTRDIFF_MAX`): larger ones fail here, before the
-/// system allocator (memcheck calls such a size argument "fishy"), except the C `malloc` on path
-/// `Fast`, which leaves them to the system allocator (see [`large_fast`]).
+/// system allocator (memcheck calls such a size argument "fishy"), except the pointer-only
+/// `malloc` (C and `raw`) on path `Fast`, which leaves them to the system allocator (see
+/// [`large_fast`], [`malloc_fast`]).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 
 // ---------------------------------------------------------------------------------------------
@@ -318,8 +319,9 @@ unsafe fn free_fast_branchy(p: *mut u8) -> bool {
 #[inline(never)]
 unsafe fn free_system_counted(p: *mut u8) {
     if meta::unbranched_allowed() {
-        // SAFETY: plain glibc behind us: a live glibc block's chunk size, or a bootstrap
-        // block's size word, is the word before it.
+        // SAFETY: plain glibc behind us: the word before a live glibc block is its chunk's
+        // size; before a bootstrap block, a zero word of the buffer (`sys::boot_alloc`: its
+        // size is the word before that).
         let h = unsafe { p.cast::<usize>().sub(1).read() };
         if bin_of_chunk(h) < NB_BINS {
             tcache::count_system_free();
@@ -341,8 +343,8 @@ unsafe fn free_system_counted(p: *mut u8) {
 unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
     let (e, class_term, chunk_word) = meta::flat_entry_unbranched(p);
     // SAFETY: a static word for a pointer in the arenas' range; for any other, a live glibc or
-    // bootstrap block (the caller's contract), the 8 bytes before it: its chunk header or its
-    // size word.
+    // bootstrap block (the caller's contract), the 8 bytes before it: its chunk's size, or a
+    // zero word of the bootstrap buffer.
     let h = unsafe { chunk_word.read() };
     // A pool block's class, a glibc block's system bin, or at least NB_BINS: a pool without a
     // class, a page of the range that is not ours, a chunk of no bin (the sum's terms are
@@ -351,7 +353,7 @@ unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
     if bin < NB_BINS {
         // SAFETY: `p` lies in one of our pools, in use for `bin`, or is a live glibc block
         // that system bin `bin` keeps (its chunk is of the bin's sizes). Never a bootstrap
-        // block: its size word, 0, is of no bin.
+        // block: the word before it, 0, is of no bin.
         unsafe { tcache::free(p, bin) };
         return true;
     }

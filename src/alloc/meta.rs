@@ -59,13 +59,15 @@ struct Window {
     exclusive: AtomicBool,
     /// Which `free` path `Fast` takes ([`free_mode`]: [`FreeMode::Branchy`] while `branchy`,
     /// else [`FreeMode::Unbranched`] while `unbranched`; a switch sets the new flag before it
-    /// clears the old one, so that a reader always finds one of the two once path `Fast` is
-    /// published. Two flags, not one mode, so that the first test is one compare. Here, beside
-    /// the fields that `free` reads, so that the tests cost no other cache line).
+    /// clears the old one. A reader that loads the two during the switch back
+    /// ([`map_arena`]) may find neither for a moment: its `free` then takes the slow path,
+    /// which serves any block. Two flags, not one mode, so that the first test is one compare.
+    /// Here, beside the fields that `free` reads, so that the tests cost no other cache line).
     branchy: AtomicBool,
     unbranched: AtomicBool,
     /// Whether [`FreeMode::Unbranched`] may be chosen: plain glibc behind us
-    /// (`sys::is_plain_glibc`), pools on, no debug mode ([`allow_unbranched`]).
+    /// (`sys::is_plain_glibc`), pools on, no debug mode, and the range holds every arena
+    /// ([`allow_unbranched`]; false for good once it does not).
     unbranched_allowed: AtomicBool,
     /// The entry [`flat_entry_unbranched`] reads for a pointer outside the range: always 0.
     outside: AtomicU32,
@@ -97,9 +99,10 @@ const WORD: usize = core::mem::size_of::<usize>();
 
 /// Entry bit: the page is a pool of a live arena (so an entry is 0 iff the page is not ours).
 const KNOWN: u32 = 1 << 31;
-/// Entry bits 24..30: [`CLASS_TAG`] and, in bits 24..30, the size class of the pool while it is
-/// in use ([`set_class`]), else [`NO_CLASS`]. So the entry's top byte, read as signed, is the
-/// class minus 64 (-1 for `NO_CLASS`), and 0 for a page that is not ours: the term
+/// Entry bit 30: [`CLASS_TAG`], always set with `KNOWN`; bits 24..30: the size class of the
+/// pool while it is in use ([`set_class`]), else [`NO_CLASS`]. So a known entry's top byte is
+/// `0xC0 + class` (`0xFF` without a class), which read as signed is the class minus 64 (-1
+/// for `NO_CLASS`), and 0 for a page that is not ours: the term
 /// [`flat_entry_unbranched`] returns, which path `Fast`'s `free` adds to a glibc chunk's bin
 /// without a branch on whose block it is.
 const CLASS_SHIFT: u32 = 24;
@@ -328,11 +331,15 @@ pub(crate) fn unbranched_allowed() -> bool {
     WINDOW.unbranched_allowed.load(Ordering::Relaxed)
 }
 
-/// Called once at initialisation (`tcache::init`), before any arena exists, when the system
-/// bins may be used (plain glibc behind us, pools on, no debug mode): [`switch_unbranched`]
-/// may then choose [`FreeMode::Unbranched`] while the range holds every arena.
+/// Called once at initialisation (`tcache::init`, after [`init`]), before any arena exists,
+/// when the system bins may be used (plain glibc behind us, pools on, no debug mode):
+/// [`switch_unbranched`] may then choose [`FreeMode::Unbranched`] while the range holds every
+/// arena. Without the range (`POOLGRIND_ARENA_SPACE=0`, a failed reservation) never: then the
+/// `free`s of glibc blocks are not even counted.
 pub(crate) fn allow_unbranched() {
-    WINDOW.unbranched_allowed.store(true, Ordering::Relaxed);
+    WINDOW
+        .unbranched_allowed
+        .store(WINDOW.exclusive.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// The tree's entry of the page that holds `p` ([`page_entry`] without the arenas' range: the

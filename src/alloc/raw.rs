@@ -17,11 +17,9 @@ use super::types::ALIGNMENT;
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     // As the C `malloc`: `free` puts a glibc block of 513..=1024 B in a system bin, and this
-    // takes it back.
+    // takes it back. A null from the system allocator is the answer (no second request).
     if let Some(b) = dispatch::malloc_fast(size) {
-        if !b.is_null() {
-            return b;
-        }
+        return b;
     }
     dispatch::alloc(size, ALIGNMENT, false)
 }

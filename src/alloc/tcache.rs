@@ -16,8 +16,8 @@
 //! field, the word before the block, says which bin a block fits, and another allocator's
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
 //! the bins). That `free` costs a pool block ~12 instructions more than the one with the
-//! branch, so a process starts with the latter and switches for good once a thread frees one
-//! glibc block of those sizes in nine frees or more ([`count_system_free`]).
+//! branch, so a process starts with the latter and switches for good once more than one in
+//! nine of a thread's frees are of glibc blocks of those sizes ([`count_system_free`]).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -265,7 +265,7 @@ pub unsafe fn free_counted(b: *mut u8, class: usize) {
 /// System blocks freed between two checks of [`count_system_free`].
 const SWITCH_WINDOW: u32 = 64;
 /// The check switches `free` to `meta::FreeMode::Unbranched` when fewer than this many pool
-/// blocks were freed for every system block (one system block in nine frees or more). A
+/// blocks were freed for every system block (more than one system block in nine frees). A
 /// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~12 instructions more on
 /// every block (issue 15); and only that `free` keeps glibc's blocks of 513–1024 B in the
 /// system bins.
@@ -293,8 +293,13 @@ pub fn count_system_free() {
 #[inline(never)]
 fn weigh_system_frees(tc: &mut TCache) {
     let pool = core::mem::take(&mut tc.pool_frees);
+    // Only if the arena lock is free: a `free` can run where it is held, in another fork
+    // prepare handler after ours (which takes it) or a child handler before ours (which frees
+    // it); the next window tries again.
     if pool < SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
-        arena::with_arenas(|_| meta::switch_unbranched());
+        if let Some(_g) = arena::ARENA_LOCK.try_lock() {
+            meta::switch_unbranched();
+        }
     }
 }
 

@@ -355,8 +355,9 @@ impl SideEntry {
 pub const SIDE_ARENAS: usize = 1 << 14;
 
 /// The page map (`meta`), on every path: from a page number to a `u32` entry, 0 for every page
-/// that is not in a live arena; for a page of a live arena, bit 31 set, bits 24–30 the size
-/// class of its pool while in use (0x7f before its first), bits 0–23 the page index
+/// that is not in a live arena; for a page of a live arena, bits 31 and 30 set, bits 24–29 the
+/// size class of its pool while in use (0x3f before its first: the top byte is `0xC0 +
+/// class`, see `meta::CLASS_TAG`), bits 0–23 the page index
 /// `arena index × 64 + page` (under memcheck its side-table index). Invariants (checked by the
 /// walker): a page has a nonzero entry iff it lies in a live arena, with that arena's index for
 /// it, and the class of a pool in use is its header's `szidx`; entries are written before the
@@ -591,6 +592,13 @@ impl RawMutex {
         // SAFETY: the mutex is initialised (static initialiser) and lives as long as `self`.
         unsafe { libc::pthread_mutex_lock(self.0.get()) };
         MutexGuard(self)
+    }
+
+    /// Locks if no thread (this one included) holds the mutex; `None` otherwise.
+    #[inline]
+    pub fn try_lock(&self) -> Option<MutexGuard<'_>> {
+        // SAFETY: as in `lock`.
+        (unsafe { libc::pthread_mutex_trylock(self.0.get()) } == 0).then_some(MutexGuard(self))
     }
 
     /// Locks without a guard (fork handlers).

@@ -1,8 +1,8 @@
 /* Frees glibc's blocks (SIZE bytes, 600 by default) among pool blocks (64 bytes), one in every
  * PERIOD frees, in one thread, then leaves 600-byte blocks freed in its cache. Usage: freemode
  * PERIOD [SIZE]. Under the preload, the `free` that keeps glibc's blocks of 513..1024 B in the
- * thread caches' system bins is chosen only when a thread frees one such block in nine frees or
- * more: the statistics' "system blocks cached" tell which `free` ran. Prints "ok" and exits 0,
+ * thread caches' system bins is chosen only when more than one in nine of a thread's frees are
+ * of such blocks: the statistics' "system blocks cached" tell which `free` ran. Prints "ok" and exits 0,
  * or names the fault and exits 1. */
 #include <stdio.h>
 #include <stdlib.h>
