@@ -221,7 +221,14 @@ pub(crate) fn owner(p: *const u8) -> Owner {
 /// least `NB_BINS`, for anything else.
 #[inline(always)]
 fn class_of_entry(e: u32) -> usize {
-    ((e as i32 >> CLASS_SHIFT) as isize + CLASS_BIAS as isize) as usize
+    class_term(e).wrapping_add(CLASS_BIAS)
+}
+
+/// An entry's top byte as signed, widened (wrapping): the class minus [`CLASS_BIAS`] for a
+/// pool in use, -1 for a pool without a class, 0 for entry 0.
+#[inline(always)]
+fn class_term(e: u32) -> usize {
+    (e as i32 >> CLASS_SHIFT) as isize as usize
 }
 
 /// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
@@ -257,7 +264,7 @@ pub(crate) fn flat_entry_unbranched(p: *const u8) -> (u32, usize, *const usize) 
     // SAFETY: inside the range, an entry of the flat map's used part (`flat_index`, and see
     // `page_entry` on the ordering); outside it, `WINDOW.outside`.
     let e = unsafe { (*e).load(Ordering::Acquire) };
-    (e, (e as i32 >> CLASS_SHIFT) as isize as usize, chunk_word)
+    (e, class_term(e), chunk_word)
 }
 
 /// The chunk word [`flat_entry_unbranched`] gives a pointer in the arenas' range (in
@@ -315,10 +322,9 @@ pub(crate) fn publish_fast_free() {
 /// ([`allow_unbranched`]) and the range still holds every arena. The caller holds the arena
 /// lock, which [`map_arena`] holds when the range stops holding them.
 pub(crate) fn switch_unbranched() {
-    if WINDOW.unbranched_allowed.load(Ordering::Relaxed)
-        && WINDOW.exclusive.load(Ordering::Relaxed)
-        && free_mode() == FreeMode::Branchy
-    {
+    // Allowed only while the range holds every arena (`allow_unbranched`; `map_arena` clears
+    // it under this lock when it stops).
+    if WINDOW.unbranched_allowed.load(Ordering::Relaxed) && free_mode() == FreeMode::Branchy {
         WINDOW.unbranched.store(true, Ordering::Release);
         WINDOW.branchy.store(false, Ordering::Release);
     }
