@@ -33,26 +33,48 @@ fn fork_while_other_threads_allocate() {
     assert_eq!(text(&out.stdout).trim(), "fork ok");
 }
 
-/// A `free` in a fork prepare handler that runs after the preload's (which holds the arena
-/// lock then) must not wait for that lock: the count behind the switch to the system bins
-/// takes it only when it is free (a review found the hang: `forkfree.c` stopped at its 64th
-/// free of a 600-byte block). Run under `timeout`, so that a hang fails.
+/// Fork handlers registered before the preload's run while it holds every allocator lock, on
+/// the forking thread; what they free or allocate must not wait for those locks (`forkfree.c`,
+/// run under `timeout`, so that a hang fails with 124):
+/// - "glibc": a prepare handler frees 600-byte glibc blocks. The count behind the switch to
+///   the system bins takes the arena lock only when it is free (a review found the hang at the
+///   64th free).
+/// - "pool": the prepare, parent and child handlers each free 600 pool blocks and allocate 600
+///   more. A full bin gives blocks back under its class lock, an empty one refills and carves
+///   pools under the arena lock, and under memcheck the serialisation lock is taken first: all
+///   held by the thread itself then (`types::FORK_HOLDER`). It hung natively and under memcheck
+///   before.
 #[test]
-fn free_in_a_fork_handler_after_ours_does_not_wait_for_the_arena_lock() {
+fn fork_handlers_inside_ours_free_and_allocate_without_waiting_for_our_locks() {
     let exe = build_c("forkfree");
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(&exe)
-        .env("LD_PRELOAD", preload_lib())
-        .output()
-        .expect("run timeout");
-    assert!(
-        out.status.success() && text(&out.stdout).trim() == "ok",
-        "status {:?} (124: it hung)\nstdout {}\nstderr {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let lib = preload_lib();
+    let memcheck = [
+        "valgrind",
+        "-q",
+        "--error-exitcode=9",
+        "--trace-children=yes",
+    ];
+    for (mode, under) in [
+        ("glibc", &[][..]),
+        ("pool", &[][..]),
+        ("pool", &memcheck[..]),
+    ] {
+        let out = Command::new("timeout")
+            .arg("60")
+            .args(under)
+            .arg(&exe)
+            .arg(mode)
+            .env("LD_PRELOAD", &lib)
+            .output()
+            .expect("run timeout");
+        assert!(
+            out.status.success() && text(&out.stdout).trim() == "ok",
+            "{mode} {under:?}: status {:?} (124: it hung)\nstdout {}\nstderr {}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

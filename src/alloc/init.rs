@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::config::{self, Decision, Options};
-use super::{arena, memcheck, meta, pool::CLASSES, serial, stats, sys, tcache, track};
+use super::{arena, memcheck, meta, pool::CLASSES, serial, stats, sys, tcache, track, types};
 
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
@@ -118,9 +118,11 @@ extern "C" fn fork_prepare() {
     }
     // SAFETY: as above.
     unsafe { arena::ARENA_LOCK.raw_lock() };
+    types::open_fork_window();
 }
 
 extern "C" fn fork_parent() {
+    types::close_fork_window();
     // SAFETY: this thread took every lock in fork_prepare.
     unsafe {
         arena::ARENA_LOCK.force_unlock();
@@ -133,6 +135,7 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
+    types::close_fork_window();
     // SAFETY: the child has a single thread, which took every lock in fork_prepare; the
     // mutexes are re-initialised rather than unlocked, which is valid for any owner state.
     unsafe {

@@ -7,7 +7,7 @@ use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
 use super::track::memcheck;
-use super::types::{MutexGuard, RawMutex};
+use super::types::{thread_id, MutexGuard, RawMutex};
 
 /// Under memcheck one recursive lock serialises every allocator operation: the side table, the
 /// quarantine and the class lists need no other lock then, a header opened to write its arena
@@ -45,27 +45,6 @@ impl SerialLock {
 
     fn release(&self) {
         self.held.store(false, Ordering::Release);
-    }
-}
-
-/// A unique id of the calling thread: its thread pointer (one instruction on x86-64 Linux,
-/// where `fs:0` holds it; `pthread_self` elsewhere, which returns the same value).
-#[inline(always)]
-fn thread_id() -> usize {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux fs:0 is the TCB's self pointer; the asm only reads it.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
-                options(nostack, readonly, preserves_flags));
-        }
-        tp
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    // SAFETY: pthread_self has no preconditions.
-    unsafe {
-        libc::pthread_self() as usize
     }
 }
 
@@ -184,16 +163,20 @@ impl Drop for SerialGuard {
     }
 }
 
-/// fork(): the serialisation lock is taken before every other allocator lock...
+/// fork(): the serialisation lock is taken before every other allocator lock, with the forking
+/// thread as its owner, so that a fork handler run inside the window (`types::FORK_HOLDER`)
+/// holds it nested...
 pub(crate) fn fork_prepare() {
     if memcheck() {
         SERIAL.acquire();
+        SERIAL.owner.store(thread_id(), Ordering::Relaxed);
     }
 }
 
 /// ...released in the parent...
 pub(crate) fn fork_parent() {
     if memcheck() {
+        SERIAL.owner.store(0, Ordering::Relaxed);
         SERIAL.release();
     }
 }

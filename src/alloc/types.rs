@@ -19,7 +19,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Alignment of every pool block (and the spacing of size classes).
 pub const ALIGNMENT: usize = 16;
@@ -586,19 +586,37 @@ impl RawMutex {
         RawMutex(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
     }
 
-    /// Locks; the guard unlocks.
+    /// Locks; the guard unlocks. Inside the calling thread's own fork window (it holds every
+    /// allocator lock, see [`FORK_HOLDER`]) the mutex is already its own: the guard then holds
+    /// nothing, and the fork handler that took the lock lets it go.
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_> {
         // SAFETY: the mutex is initialised (static initialiser) and lives as long as `self`.
+        if unsafe { libc::pthread_mutex_trylock(self.0.get()) } == 0 {
+            return MutexGuard(Some(self));
+        }
+        self.lock_contended()
+    }
+
+    /// The half of [`RawMutex::lock`] that finds the mutex held: by the calling thread itself
+    /// only in its fork window, otherwise by another thread, for which it waits.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) -> MutexGuard<'_> {
+        if in_own_fork_window() {
+            return MutexGuard(None);
+        }
+        // SAFETY: as in `lock`.
         unsafe { libc::pthread_mutex_lock(self.0.get()) };
-        MutexGuard(self)
+        MutexGuard(Some(self))
     }
 
     /// Locks if no thread (this one included) holds the mutex; `None` otherwise.
     #[inline]
     pub fn try_lock(&self) -> Option<MutexGuard<'_>> {
         // SAFETY: as in `lock`.
-        (unsafe { libc::pthread_mutex_trylock(self.0.get()) } == 0).then_some(MutexGuard(self))
+        (unsafe { libc::pthread_mutex_trylock(self.0.get()) } == 0)
+            .then_some(MutexGuard(Some(self)))
     }
 
     /// Locks without a guard (fork handlers).
@@ -629,14 +647,65 @@ impl RawMutex {
     }
 }
 
-/// Unlocks on drop.
-pub struct MutexGuard<'a>(&'a RawMutex);
+/// Unlocks on drop the mutex it took (`None`: a lock granted in the thread's own fork window,
+/// which this guard did not take).
+pub struct MutexGuard<'a>(Option<&'a RawMutex>);
 
 impl Drop for MutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock.
-        unsafe { libc::pthread_mutex_unlock((self.0).0.get()) };
+        if let Some(m) = self.0 {
+            // SAFETY: the guard exists only while this thread holds the lock.
+            unsafe { libc::pthread_mutex_unlock(m.0.get()) };
+        }
+    }
+}
+
+/// The thread that holds every allocator lock across `fork()` ([`thread_id`]; 0 when no fork is
+/// under way). The fork handlers take the locks in `prepare` and let them go in `parent` and
+/// `child`; a handler registered before them runs inside that window on the same thread
+/// (`prepare` handlers run last-registered first, the others first-registered first). If such
+/// a handler allocates or frees, every lock the allocator asks for is already the thread's own,
+/// and no other thread can run a critical section: [`RawMutex::lock`] grants it without taking
+/// it, and the memcheck serialisation lock sees its owner. Without this such a handler waited
+/// for itself.
+static FORK_HOLDER: AtomicUsize = AtomicUsize::new(0);
+
+/// Opens the calling thread's fork window, once it holds every allocator lock.
+pub fn open_fork_window() {
+    FORK_HOLDER.store(thread_id(), Ordering::Relaxed);
+}
+
+/// Closes the fork window, before the locks are let go (parent) or re-initialised (child).
+pub fn close_fork_window() {
+    FORK_HOLDER.store(0, Ordering::Relaxed);
+}
+
+/// Whether the calling thread is in its own fork window. Only the thread itself can have stored
+/// its id, so a relaxed read is exact for "is it me" (in a fork child, the forking thread keeps
+/// its thread pointer).
+fn in_own_fork_window() -> bool {
+    FORK_HOLDER.load(Ordering::Relaxed) == thread_id()
+}
+
+/// A unique id of the calling thread, never 0: its thread pointer (one instruction on x86-64
+/// Linux, where `fs:0` holds it; `pthread_self` elsewhere, which returns the same value).
+#[inline(always)]
+pub fn thread_id() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux fs:0 is the TCB's self pointer; the asm only reads it.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    // SAFETY: pthread_self has no preconditions.
+    unsafe {
+        libc::pthread_self() as usize
     }
 }
 
