@@ -292,7 +292,7 @@ static ARENA_SPACE: AtomicUsize = AtomicUsize::new(0);
 static STRICT: AtomicU8 = AtomicU8::new(0);
 /// Whether debug mode is on.
 static DEBUG: AtomicU8 = AtomicU8::new(0);
-/// Whether thread caches are used (natively, unless disabled).
+/// Whether thread caches are used (natively, unless disabled, and not in debug mode).
 static TCACHE_ON: AtomicU8 = AtomicU8::new(0);
 /// Under memcheck, bytes of freed blocks the quarantine holds (0 once drained at exit).
 static QUARANTINE_LIMIT: AtomicUsize = AtomicUsize::new(0);
@@ -453,8 +453,11 @@ pub(crate) fn decide(d: &Decision) {
         (o.mode == Mode::Debug && !d.memcheck) as u8,
         Ordering::Relaxed,
     );
+    // Not in debug mode either: its guards are written and checked at the central heap, and
+    // a bin then holds blocks on path `Fast` only, which lets the `malloc` of that path pop a
+    // bin before it tests the path (`types::TCache`).
     TCACHE_ON.store(
-        (o.thread_caches && !d.memcheck && !d.other_tool) as u8,
+        (o.thread_caches && !d.memcheck && !d.other_tool && o.mode != Mode::Debug) as u8,
         Ordering::Relaxed,
     );
 }

@@ -43,11 +43,13 @@ pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 /// and for a cache miss (then call [`alloc`]).
 #[inline(always)]
 pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
-    if align <= ALIGNMENT && fast_path() {
+    if align <= ALIGNMENT {
         if size <= SMALL_REQUEST_THRESHOLD {
+            // No test of the path: a bin holds blocks on path `Fast` only (`types::TCache`),
+            // so on any other path, and before initialisation, this is a miss.
             return small_fast(size);
         }
-        if size <= MAX_REQUEST {
+        if fast_path() && size <= MAX_REQUEST {
             return large_fast(size);
         }
     }
@@ -140,17 +142,20 @@ pub(crate) fn bin_fast(size: usize) -> (*mut u8, usize) {
 /// other path and on a pool class's miss.
 #[inline(always)]
 pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
-    if fast_path() {
-        if size > SYS_CACHE_MAX_REQUEST {
-            return Some(large_fast(size));
-        }
+    if size <= SYS_CACHE_MAX_REQUEST {
+        // A hit needs no test of the path: a bin holds blocks on path `Fast` only
+        // (`types::TCache`). On any other path, and before initialisation, every bin is empty.
         let (b, bin) = bin_fast(size);
         if !b.is_null() {
             return Some(b);
         }
-        if bin >= NB_SMALL_SIZE_CLASSES {
+        if bin >= NB_SMALL_SIZE_CLASSES && fast_path() {
             return Some(sys_bin_miss(size, bin));
         }
+        return None;
+    }
+    if fast_path() {
+        return Some(large_fast(size));
     }
     None
 }
@@ -712,7 +717,7 @@ fn memcheck_alloc(size: usize, zeroed: bool) -> *mut u8 {
 /// path.
 #[inline(always)]
 fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
-    if config::tcache_on() && !config::debug_mode() {
+    if config::tcache_on() {
         let b = tcache::alloc(class);
         if zeroed && !b.is_null() {
             // SAFETY: the block has at least `size` bytes.
@@ -724,11 +729,7 @@ fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     debug_assert!(!track::memcheck());
     let _serial = serial::serialize();
     if config::debug_mode() {
-        let b = if config::tcache_on() {
-            tcache::alloc(class)
-        } else {
-            pool::central_alloc(class, 1).0
-        };
+        let b = pool::central_alloc(class, 1).0;
         if b.is_null() {
             return null_mut();
         }
@@ -754,7 +755,7 @@ fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
 /// pool: invalid and double frees are detected and reported there).
 #[inline(always)]
 unsafe fn small_free(p: *mut u8, class: usize) {
-    if config::tcache_on() && !config::debug_mode() {
+    if config::tcache_on() {
         // SAFETY: forwarded.
         return unsafe { tcache::free(p, class) };
     }
@@ -765,11 +766,7 @@ unsafe fn small_free(p: *mut u8, class: usize) {
             memcheck::free(p, class);
         } else if config::debug_mode() {
             let b = guards::on_free(p, class);
-            if config::tcache_on() {
-                tcache::free(b, class);
-            } else {
-                pool::central_free(class, b, 1);
-            }
+            pool::central_free(class, b, 1);
         } else {
             track::block_free(p);
             pool::central_free(class, p, 1);

@@ -204,8 +204,8 @@ pub(crate) enum Owner {
 pub(crate) fn owner(p: *const u8) -> Owner {
     if let Some(i) = flat_index(p as usize) {
         // SAFETY: as in `page_entry`.
-        let e = unsafe { (*WINDOW.flat.load(Ordering::Relaxed).add(i)).load(Ordering::Acquire) };
-        return Owner::Pool(class_of_entry(e));
+        let t = unsafe { class_term_at(WINDOW.flat.load(Ordering::Relaxed).add(i)) };
+        return Owner::Pool(t.wrapping_add(CLASS_BIAS));
     }
     if WINDOW.exclusive.load(Ordering::Relaxed) {
         return Owner::Foreign;
@@ -230,6 +230,28 @@ fn class_of_entry(e: u32) -> usize {
 fn class_term(e: u32) -> usize {
     (e as i32 >> CLASS_SHIFT) as isize as usize
 }
+
+/// [`class_term`] of the entry at `e`, read as its top byte alone: one sign-extending load,
+/// where the whole entry took a load, a shift and a widening (the free path, issue 15).
+///
+/// A plain load, not an atomic one: LLVM widens an atomic byte in a second instruction.
+///
+/// # Safety
+/// `e` is an entry of the flat map. No thread writes it meanwhile: the page holds a live
+/// block, which keeps its pool and class, so the read races with no write (an invalid `free`
+/// is the program's undefined behaviour anyway).
+#[inline(always)]
+unsafe fn class_term_at(e: *const AtomicU32) -> usize {
+    #[cfg(target_endian = "little")]
+    // SAFETY: the entry's last byte, in bounds; see above for the race.
+    let t = unsafe { e.cast::<i8>().add(3).read() };
+    #[cfg(not(target_endian = "little"))]
+    // SAFETY: as the caller guarantees.
+    let t = (unsafe { (*e).load(Ordering::Relaxed) } as i32 >> CLASS_SHIFT) as i8;
+    t as isize as usize
+}
+
+const _: () = assert!(CLASS_SHIFT == 24);
 
 /// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
 /// [`page_entry`] without a branch on where `p` lies. Returns the flat entry of a pointer in

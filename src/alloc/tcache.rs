@@ -58,7 +58,8 @@ fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
 thread_local! {
     static TC: UnsafeCell<TCache> = const {
         UnsafeCell::new(TCache {
-            bins: [const { Bin { head: null_mut(), room: AtomicU32::new(0) } }; NB_BINS],
+            heads: [null_mut(); NB_BINS],
+            rooms: [const { AtomicU32::new(0) }; NB_BINS],
             state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
@@ -131,17 +132,17 @@ pub fn init() {
 pub fn try_alloc(class: usize) -> *mut u8 {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's; no reference to it escapes this closure.
-        pop(unsafe { &mut (*tc.get()).bins[class] })
+        pop(unsafe { (*tc.get()).bin(class) })
     })
 }
 
 /// Pops the first block of a bin (null when empty: always so in a cache that is not active).
 #[inline(always)]
-fn pop(bin: &mut Bin) -> *mut u8 {
-    let b = bin.head;
+fn pop(bin: Bin) -> *mut u8 {
+    let b = *bin.head;
     if !b.is_null() {
         // SAFETY: cached blocks are free blocks linked through their first word.
-        bin.head = unsafe { *b.cast::<*mut u8>() };
+        *bin.head = unsafe { *b.cast::<*mut u8>() };
         bin.room.store(
             bin.room.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
@@ -157,14 +158,14 @@ fn pop(bin: &mut Bin) -> *mut u8 {
 #[inline(always)]
 unsafe fn link(bin: &mut Bin, b: *mut u8) {
     // SAFETY: the block is free; its first word becomes the link.
-    unsafe { *b.cast::<*mut u8>() = bin.head };
-    bin.head = b;
+    unsafe { *b.cast::<*mut u8>() = *bin.head };
+    *bin.head = b;
 }
 
 /// Blocks in a bin of an active cache (`Bin`'s invariant; `limit + 1` inside the slow path).
 #[inline(always)]
-fn len(bin: &Bin, class: usize) -> u32 {
-    bin_limit(class).wrapping_sub(bin.room.load(Ordering::Relaxed))
+fn len(room: &AtomicU32, class: usize) -> u32 {
+    bin_limit(class).wrapping_sub(room.load(Ordering::Relaxed))
 }
 
 /// The fast path's push: false (nothing done) when the bin has no room, which is always the
@@ -177,14 +178,14 @@ fn len(bin: &Bin, class: usize) -> u32 {
 pub unsafe fn try_free(b: *mut u8, class: usize) -> bool {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's.
-        let bin = unsafe { &mut (*tc.get()).bins[class] };
+        let mut bin = unsafe { (*tc.get()).bin(class) };
         let room = bin.room.load(Ordering::Relaxed);
         if room == 0 {
             return false;
         }
         bin.room.store(room - 1, Ordering::Relaxed);
         // SAFETY: forwarded.
-        unsafe { link(bin, b) };
+        unsafe { link(&mut bin, b) };
         true
     })
 }
@@ -196,7 +197,7 @@ pub fn alloc(class: usize) -> *mut u8 {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's; no reference to it escapes this closure.
         let tc = unsafe { &mut *tc.get() };
-        let b = pop(&mut tc.bins[class]);
+        let b = pop(tc.bin(class));
         if !b.is_null() {
             return b;
         }
@@ -222,8 +223,8 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
     } else {
         null_mut()
     };
-    let bin = &mut tc.bins[class];
-    bin.head = rest;
+    let bin = tc.bin(class);
+    *bin.head = rest;
     // The bin was empty: its room was the limit.
     bin.room
         .store(bin_limit(class) - (got as u32 - 1), Ordering::Relaxed);
@@ -315,11 +316,11 @@ unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
         if COUNT {
             tc.pool_frees = tc.pool_frees.wrapping_add(1);
         }
-        let bin = &mut tc.bins[class];
+        let mut bin = tc.bin(class);
         let (room, none) = bin.room.load(Ordering::Relaxed).overflowing_sub(1);
         bin.room.store(room, Ordering::Relaxed);
         // SAFETY: forwarded.
-        unsafe { link(bin, b) };
+        unsafe { link(&mut bin, b) };
         if none {
             // SAFETY: `b` was just linked in front, the room is one below 0.
             unsafe { free_no_room(tc, class) };
@@ -336,19 +337,20 @@ unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_no_room(tc: &mut TCache, class: usize) {
-    let bin = &mut tc.bins[class];
-    if tc.state == TC_ACTIVE {
-        let n = len(bin, class) / 2;
-        give_back(bin, class, n as usize);
+    let active = tc.state == TC_ACTIVE;
+    let mut bin = tc.bin(class);
+    if active {
+        let n = len(bin.room, class) / 2;
+        give_back(&mut bin, class, n as usize);
         bin.room.store(
             bin.room.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
         );
         return;
     }
-    let b = bin.head;
+    let b = *bin.head;
     // SAFETY: `b` is the block just linked; the list was empty before.
-    bin.head = unsafe { *b.cast::<*mut u8>() };
+    *bin.head = unsafe { *b.cast::<*mut u8>() };
     bin.room.store(0, Ordering::Relaxed);
     // SAFETY: forwarded.
     unsafe { free_slow(tc, b, class) }
@@ -383,16 +385,16 @@ fn give_back(bin: &mut Bin, class: usize, n: usize) {
     }
     if class >= NB_SMALL_SIZE_CLASSES {
         for _ in 0..n {
-            let b = bin.head;
+            let b = *bin.head;
             // SAFETY: the bin holds at least n linked blocks.
-            bin.head = unsafe { *b.cast::<*mut u8>() };
+            *bin.head = unsafe { *b.cast::<*mut u8>() };
             // SAFETY: a system bin holds live glibc blocks that nobody uses; popped, so given
             // back once.
             unsafe { sys::free(b) };
         }
         return;
     }
-    let chain = bin.head;
+    let chain = *bin.head;
     let mut last = chain;
     for _ in 1..n {
         // SAFETY: the bin holds at least n linked blocks.
@@ -401,7 +403,7 @@ fn give_back(bin: &mut Bin, class: usize, n: usize) {
     // SAFETY: `last` is the n-th block; what follows it stays cached, and the chain given back
     // ends at `last` (it may be kept whole as a transfer batch and handed to another thread).
     unsafe {
-        bin.head = *last.cast::<*mut u8>();
+        *bin.head = *last.cast::<*mut u8>();
         *last.cast::<*mut u8>() = core::ptr::null_mut();
     }
     // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
@@ -424,8 +426,8 @@ fn activate(tc: &mut TCache) -> bool {
         return false;
     }
     // Room in every bin, before the cache is listed (`stats` reads a listed cache's bins).
-    for (class, bin) in tc.bins.iter_mut().enumerate() {
-        bin.room.store(bin_limit(class), Ordering::Relaxed);
+    for (class, room) in tc.rooms.iter().enumerate() {
+        room.store(bin_limit(class), Ordering::Relaxed);
     }
     {
         let _g = REGISTRY.lock();
@@ -454,8 +456,8 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     // to the central heap (or the system allocator). Under the registry lock, with the unlink:
     // `stats` never reads a listed cache whose rooms are 0.
     tc.state = TC_BYPASS;
-    for bin in tc.bins.iter_mut() {
-        bin.room.store(0, Ordering::Relaxed);
+    for room in &tc.rooms {
+        room.store(0, Ordering::Relaxed);
     }
     // Under the registry lock, so that `system_allocs` never sees the count twice or not at all.
     let n = tc.system_allocs.swap(0, Ordering::Relaxed);
@@ -553,8 +555,8 @@ pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     // SAFETY: registry lock held.
     unsafe {
         for_each_cache(|tc| {
-            for (class, (o, bin)) in out.iter_mut().zip(tc.bins.iter()).enumerate() {
-                *o += len(bin, class) as usize;
+            for (class, o) in out.iter_mut().enumerate() {
+                *o += len(&tc.rooms[class], class) as usize;
             }
         })
     };
@@ -568,8 +570,8 @@ pub fn cached_system_blocks() -> usize {
     // SAFETY: registry lock held.
     unsafe {
         for_each_cache(|tc| {
-            for (class, bin) in tc.bins.iter().enumerate().skip(NB_SMALL_SIZE_CLASSES) {
-                n += len(bin, class) as usize;
+            for class in NB_SMALL_SIZE_CLASSES..NB_BINS {
+                n += len(&tc.rooms[class], class) as usize;
             }
         })
     };
@@ -577,11 +579,11 @@ pub fn cached_system_blocks() -> usize {
 }
 
 /// Calls `f` with whether the calling thread's cache is active and its bins (for the walker).
-pub(crate) fn with_own_bins<R>(f: impl FnOnce(bool, &[Bin]) -> R) -> R {
+pub(crate) fn with_own_bins<R>(f: impl FnOnce(bool, &mut TCache) -> R) -> R {
     with_tc(|tc| {
         // SAFETY: this thread's cache; no reference to it escapes `f`, which frees nothing.
-        let tc = unsafe { &*tc.get() };
-        f(tc.state == TC_ACTIVE, &tc.bins)
+        let tc = unsafe { &mut *tc.get() };
+        f(tc.state == TC_ACTIVE, tc)
     })
 }
 
@@ -600,8 +602,10 @@ fn flush_all(tc: &mut TCache) {
     if tc.state != TC_ACTIVE {
         return;
     }
-    for (class, bin) in tc.bins.iter_mut().enumerate() {
-        give_back(bin, class, len(bin, class) as usize);
+    for class in 0..NB_BINS {
+        let mut bin = tc.bin(class);
+        let n = len(bin.room, class) as usize;
+        give_back(&mut bin, class, n);
         bin.room.store(bin_limit(class), Ordering::Relaxed);
     }
 }

@@ -444,21 +444,30 @@ pub(crate) const TC_BYPASS: u8 = 2;
 /// `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the program freed and glibc still
 /// counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to `SYS_MIN_CHUNK + 32k + 31` bytes
 /// (see [`bin_of_chunk`]), pushed only while `meta::unbranched()`.
-pub(crate) struct Bin {
-    pub(crate) head: *mut u8,
+///
+/// A view: the heads and the rooms of a cache's bins are two arrays (`TCache::heads`,
+/// `TCache::rooms`), so that the fast paths reach a bin's head and room with the bin's index
+/// scaled by 8 and by 4 in the access itself (a 16-byte `Bin` took a copy and a shift more in
+/// both `malloc` and `free`: issue 15).
+pub(crate) struct Bin<'a> {
+    pub(crate) head: &'a mut *mut u8,
     /// Read by `stats` from other threads (relaxed), written only by the owner.
-    pub(crate) room: core::sync::atomic::AtomicU32,
+    pub(crate) room: &'a core::sync::atomic::AtomicU32,
 }
 
 /// One thread's cache (see `tcache`).
 ///
 /// Invariants: `state` is one of `TC_*`; a cache is on the registry list (linked through
 /// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists and writes
-/// `system_allocs`.
+/// `system_allocs`; a bin holds blocks only on path `Fast` (caches are used on no other path:
+/// `config::tcache_on`), so the entry points pop a bin before they test the path.
 /// `COUNTERS.system_allocs + Σ(listed caches' system_allocs)` = requests the system allocator
 /// served so far (a cache adds its count to `COUNTERS` when it is unlisted).
 pub(crate) struct TCache {
-    pub(crate) bins: [Bin; NB_BINS],
+    /// Each bin's list ([`Bin::head`]).
+    pub(crate) heads: [*mut u8; NB_BINS],
+    /// Each bin's room ([`Bin::room`]).
+    pub(crate) rooms: [core::sync::atomic::AtomicU32; NB_BINS],
     pub(crate) state: u8,
     pub(crate) next: *mut TCache,
     pub(crate) prev: *mut TCache,
@@ -471,6 +480,17 @@ pub(crate) struct TCache {
     /// `tcache::count_system_free`, and system blocks so far: what that check weighs.
     pub(crate) pool_frees: u64,
     pub(crate) system_frees: u32,
+}
+
+impl TCache {
+    /// Bin `i` (a pool class, or `NB_SMALL_SIZE_CLASSES + k` for system bin `k`).
+    #[inline(always)]
+    pub(crate) fn bin(&mut self, i: usize) -> Bin<'_> {
+        Bin {
+            head: &mut self.heads[i],
+            room: &self.rooms[i],
+        }
+    }
 }
 
 /// Blocks a thread's memcheck frees wait in before their books are kept (see [`PendingFrees`]).
@@ -599,8 +619,8 @@ impl RawMutex {
     }
 
     /// The half of [`RawMutex::lock`] that finds the mutex held: by the calling thread itself
-    /// only in its fork window, otherwise by another thread, for which it waits.
-    #[cold]
+    /// only in its fork window, otherwise by another thread, for which it waits. Out of line,
+    /// not cold: threads that share a class contend often.
     #[inline(never)]
     fn lock_contended(&self) -> MutexGuard<'_> {
         if in_own_fork_window() {

@@ -307,9 +307,15 @@ fn check_own_cache() -> Result<(), Broken> {
             "free fills the system bins, but the arenas' range does not hold every arena"
         );
     }
-    tcache::with_own_bins(|active, bins| {
-        for (b, bin) in bins.iter().enumerate() {
+    let fast = config::path() == config::Path::Fast;
+    tcache::with_own_bins(|active, tc| {
+        for b in 0..NB_BINS {
+            let bin = tc.bin(b);
             let room = bin.room.load(Ordering::Relaxed);
+            ensure!(
+                fast || bin.head.is_null(),
+                "bin {b} holds blocks off path Fast, where malloc's first pop would hand them out"
+            );
             if !active {
                 ensure!(
                     room == 0 && bin.head.is_null(),
@@ -323,7 +329,7 @@ fn check_own_cache() -> Result<(), Broken> {
                 "bin {b}: room {room} above its limit {limit}"
             );
             let mut n = 0;
-            let mut p = bin.head;
+            let mut p = *bin.head;
             while !p.is_null() {
                 n += 1;
                 ensure!(
