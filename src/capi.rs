@@ -109,6 +109,11 @@ frame_name!(malloc_other, "_ZN6malloc17h5f3a9c0d2e4b6a18E");
 /// `calloc`; ENOMEM on `n * size` overflow.
 #[no_mangle]
 pub extern "C" fn poolgrind_calloc(n: usize, size: usize) -> *mut c_void {
+    if let Some(b) = dispatch::calloc_fast(n, size) {
+        // SAFETY: a block of at least `n * size` bytes that nobody else uses; `memset` returns
+        // it (a tail call: this frame saves no register).
+        return unsafe { libc::memset(b.cast(), 0, n * size) };
+    }
     calloc_named(n, size)
 }
 
@@ -134,6 +139,15 @@ pub unsafe extern "C" fn poolgrind_realloc(p: *mut c_void, size: usize) -> *mut 
     // SAFETY: forwarded throughout; every call is in tail position, so this frame saves no
     // register and, under Valgrind, leaves no frame of its own.
     unsafe {
+        if p.is_null() {
+            // `realloc(NULL, n)` is `malloc(n)` (CPython grows buffers from null): the C
+            // `malloc`'s fast path, else the general `realloc` (under memcheck its frame names
+            // `realloc`, as memcheck's own would).
+            return match dispatch::malloc_fast(size) {
+                Some(b) => b.cast(),
+                None => realloc_named(p, size),
+            };
+        }
         match dispatch::realloc_fast(p.cast(), size) {
             ReallocFast::Done(q) => q.cast(),
             ReallocFast::Move(class) => realloc_moving(p, size, class),

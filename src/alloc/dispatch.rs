@@ -160,6 +160,20 @@ pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
     None
 }
 
+/// The C `calloc`'s thread-cache hit: a pool block for `n * size` bytes, not zeroed yet (the
+/// caller zeroes `n * size` bytes), with no test of the path, as in [`malloc_fast`]. `None` on
+/// an overflow of the product, above [`SMALL_REQUEST_THRESHOLD`] and on a miss (the general
+/// `calloc` then decides).
+#[inline(always)]
+pub(crate) fn calloc_fast(n: usize, size: usize) -> Option<*mut u8> {
+    let total = n.checked_mul(size)?;
+    if total > SMALL_REQUEST_THRESHOLD {
+        return None;
+    }
+    let b = small_fast(total);
+    (!b.is_null()).then_some(b)
+}
+
 /// Path `Fast`, a miss of system bin `bin` (a C `malloc` of `size`, 513..=1024 bytes): the
 /// system allocator's block for the bin's largest request, so that its `free` puts it back in
 /// this bin (for `size` itself when the bins are off: only the `free` of `meta::unbranched`
@@ -216,22 +230,33 @@ pub(crate) unsafe fn realloc_fast(p: *mut u8, size: usize) -> ReallocFast {
     if config::path() != Path::Fast || p.is_null() || size == 0 {
         return ReallocFast::Other;
     }
-    let e = meta::page_entry(p);
-    if e == 0 {
-        if sys::is_boot(p) || size > MAX_REQUEST {
-            return ReallocFast::Other;
+    match meta::owner(p) {
+        meta::Owner::Pool(class) if class < NB_SMALL_SIZE_CLASSES => {
+            if stays(size, class) {
+                ReallocFast::Done(p)
+            } else {
+                ReallocFast::Move(class)
+            }
         }
-        // SAFETY: not ours and not a bootstrap block: a live system block.
-        return ReallocFast::Done(unsafe { sys::realloc(p, size) });
+        meta::Owner::Pool(_) => ReallocFast::Other,
+        meta::Owner::Foreign => {
+            if sys::is_boot(p) || size > MAX_REQUEST {
+                return ReallocFast::Other;
+            }
+            // SAFETY: not ours and not a bootstrap block: a live system block.
+            ReallocFast::Done(unsafe { sys::realloc(p, size) })
+        }
     }
-    let class = meta::entry_class(e);
-    if class >= NB_SMALL_SIZE_CLASSES {
-        return ReallocFast::Other;
-    }
-    if size <= SMALL_REQUEST_THRESHOLD && size_class(size) == class {
-        return ReallocFast::Done(p);
-    }
-    ReallocFast::Move(class)
+}
+
+/// Whether a block of `class` resized to `size` bytes stays where it is: `size` is of the
+/// class, or smaller by less than a quarter of the class's size (pymalloc's rule: a copy
+/// would cost more than the bytes it gives back; CPython shrinks its buffers after building
+/// them, and half of its `realloc`s moved with the first rule alone, issue 15).
+#[inline(always)]
+fn stays(size: usize, class: usize) -> bool {
+    let have = class_size(class);
+    size <= have && (size_class(size) == class || 4 * size > 3 * have)
 }
 
 /// [`realloc_fast`]'s move: a block for `size` bytes from this thread's cache (or the system
