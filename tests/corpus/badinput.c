@@ -33,6 +33,22 @@ int main(void) {
     char *c = calloc(30, 7); int zero = 1; for (int i = 0; i < 210; i++) zero &= c[i] == 0; CHECK(zero); free(c);
     char *r = realloc(NULL, 33); CHECK(r != NULL); memset(r, 7, 33);
     r = realloc(r, 3000); CHECK(r && r[32] == 7); r = realloc(r, 40); CHECK(r && r[32] == 7); free(r);
+    /* calloc of a block the thread cache hands back dirty is zeroed (its fast path's memset),
+     * and so are calloc(0, n) and calloc(n, 0). */
+    for (int k = 0; k < 3; k++) {
+        char *d = malloc(210); memset(d, 0xAA, 210); free(d);
+        char *e = calloc(30, 7); int ez = 1; for (int i = 0; i < 210; i++) ez &= e[i] == 0; CHECK(ez); free(e);
+    }
+    void *c0 = calloc(0, 8); CHECK(c0 != NULL); free(c0);
+    void *c1 = calloc(8, 0); CHECK(c1 != NULL); free(c1);
+    /* realloc within a class, shrinking by less than a quarter (kept in place on the fast
+     * path) and by more (moved), growing: the bytes stay. */
+    char *g = malloc(500); for (int i = 0; i < 500; i++) g[i] = (char)i;
+    g = realloc(g, 400); int gk = 1; for (int i = 0; i < 400; i++) gk &= g[i] == (char)i; CHECK(g && gk);
+    CHECK(malloc_usable_size(g) >= 400);
+    g = realloc(g, 100); gk = 1; for (int i = 0; i < 100; i++) gk &= g[i] == (char)i; CHECK(g && gk);
+    g = realloc(g, 4000); gk = 1; for (int i = 0; i < 100; i++) gk &= g[i] == (char)i; CHECK(g && gk);
+    free(g);
     if (failures == 0) puts("badinput ok");
     return failures ? 1 : 0;
 }
