@@ -459,8 +459,10 @@ pub(crate) struct Bin<'a> {
 ///
 /// Invariants: `state` is one of `TC_*`; a cache is on the registry list (linked through
 /// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists and writes
-/// `system_allocs`; a bin holds blocks only on path `Fast` (caches are used on no other path:
-/// `config::tcache_on`), so the entry points pop a bin before they test the path.
+/// `system_allocs`; a bin holds blocks only on path `Fast` (only that path pushes into one;
+/// `malloc` mode activates caches, to count system requests, but never fills a bin), so the
+/// entry points pop a bin before they test the path. Its rooms may be above 0 elsewhere, so a
+/// push still needs the test.
 /// `COUNTERS.system_allocs + Σ(listed caches' system_allocs)` = requests the system allocator
 /// served so far (a cache adds its count to `COUNTERS` when it is unlisted).
 pub(crate) struct TCache {
