@@ -77,6 +77,35 @@ fn fork_handlers_inside_ours_free_and_allocate_without_waiting_for_our_locks() {
     }
 }
 
+/// Under memcheck a block that a fork handler inside the window allocates is announced in the
+/// C `malloc`'s frame, as every other: its allocation stack starts at `malloc`, then the
+/// handler. The serialisation lock, which the forking thread holds then, made the allocation
+/// look nested inside the allocator, and the block was announced one frame deeper
+/// (`memcheck::alloc_slow`; a review found it).
+#[test]
+fn fork_handlers_blocks_under_memcheck_start_their_stack_at_malloc() {
+    let exe = build_c("forkfree");
+    // The release library: the stacks of a debug build keep the allocator's inner frames.
+    let lib = preload_lib_release().display().to_string();
+    let run = valgrind("memcheck", &exe, &["leak"], &[("LD_PRELOAD", &lib)]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let leak = run
+        .log
+        .errors
+        .iter()
+        .find(|e| e.kind == "Leak_DefinitelyLost")
+        .unwrap_or_else(|| panic!("no definite leak\n{}", dump(&run.log)));
+    let frames: Vec<&str> = leak
+        .stack
+        .iter()
+        .map(|f| f.func.as_deref().unwrap_or("?"))
+        .collect();
+    assert!(
+        frames.first() == Some(&"malloc") && frames.get(1) == Some(&"leak"),
+        "the leak's stack: {frames:?}"
+    );
+}
+
 #[test]
 fn malloc_family_edge_cases_follow_glibc() {
     for mode in ["pool", "malloc", "debug"] {

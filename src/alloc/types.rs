@@ -458,7 +458,7 @@ pub(crate) struct Bin<'a> {
 /// One thread's cache (see `tcache`).
 ///
 /// Invariants: `state` is one of `TC_*`; a cache is on the registry list (linked through
-/// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches `bins`' lists and writes
+/// `next`/`prev`) iff it is `TC_ACTIVE`; only its own thread touches its bins' lists and writes
 /// `system_allocs`; a bin holds blocks only on path `Fast` (only that path pushes into one;
 /// `malloc` mode activates caches, to count system requests, but never fills a bin), so the
 /// entry points pop a bin before they test the path. Its rooms may be above 0 elsewhere, so a
@@ -706,7 +706,7 @@ pub fn close_fork_window() {
 /// Whether the calling thread is in its own fork window. Only the thread itself can have stored
 /// its id, so a relaxed read is exact for "is it me" (in a fork child, the forking thread keeps
 /// its thread pointer).
-fn in_own_fork_window() -> bool {
+pub(crate) fn in_own_fork_window() -> bool {
     FORK_HOLDER.load(Ordering::Relaxed) == thread_id()
 }
 

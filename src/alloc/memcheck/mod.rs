@@ -89,13 +89,16 @@ pub(crate) fn alloc_here(size: usize) -> *mut u8 {
 /// a used pool if it has none, takes a block and lets the lock go, returning `(size, block)` for
 /// the caller to announce. `(usize::MAX, answer)` when there is nothing to announce: null when
 /// no pool can be had, or, for a nested hold of the lock (a `malloc` while this thread is inside
-/// the allocator: pathological), a block allocated and announced here.
+/// the allocator: pathological), a block allocated and announced here. A hold inside the
+/// thread's own fork window (`types::FORK_HOLDER`: a fork handler's `malloc`, which the
+/// serialisation lock sees nested) is not that case: its block is the caller's to announce, so
+/// that its stack starts at `malloc` like any other (a review found it started here).
 #[cold]
 #[inline(never)]
 pub(crate) fn alloc_slow(size: usize) -> (usize, *mut u8) {
     let serial = serial::serialize_memcheck();
     let class = size_class(size);
-    if !serial.took() {
+    if !serial.took() && !in_own_fork_window() {
         return (usize::MAX, alloc(class, size));
     }
     match take_serialised(class, size) {
