@@ -98,8 +98,8 @@ extern "C" fn malloc_other(size: usize) -> *mut c_void {
     }
 }
 // The blocks this frame announces (helgrind's and DRD's; under memcheck none: it hands large
-// requests to the system allocator, and the pathological `malloc` made while the thread holds
-// the allocator's lock is announced in `memcheck::alloc_slow`'s frame) read `malloc` too: this
+// requests to the system allocator, and the pathological `malloc` made while the thread is inside
+// the allocator, not a fork handler's, is announced in `memcheck::alloc_slow`'s frame) read `malloc` too: this
 // alias is Rust's legacy mangling of the path `malloc`, which Valgrind shows demangled without
 // the hash (a second symbol spelt `malloc` cannot be made in one object, and one at the
 // exported `malloc`'s address makes Valgrind replace the function). Suppressions match mangled
@@ -156,8 +156,8 @@ pub unsafe extern "C" fn poolgrind_realloc(p: *mut c_void, size: usize) -> *mut 
     }
 }
 
-/// `realloc` on the native fast path of a pool block that changes class
-/// (`dispatch::realloc_move`), the general `realloc` if that cannot be done.
+/// `realloc` on the native fast path of a pool block that moves (`dispatch::realloc_move`),
+/// the general `realloc` if that cannot be done.
 ///
 /// # Safety
 /// `p` is a live pool block of `class`, on path `Fast`; `size` is not 0.

@@ -89,13 +89,15 @@ fn init_passing(size: usize) -> (usize, Path) {
     (size, config::path())
 }
 
-/// Whether this process runs path `Fast` (the C entry points test it first, then the size).
+/// Whether this process runs path `Fast` (the C `malloc` tests it after a bin's pop has
+/// missed: a bin holds blocks on that path only).
 #[inline(always)]
 pub(crate) fn fast_path() -> bool {
     config::path() == Path::Fast
 }
 
-/// Path `Fast`, `size` at most [`SMALL_REQUEST_THRESHOLD`]: a thread-cache pop, null on a miss.
+/// `size` at most [`SMALL_REQUEST_THRESHOLD`]: a thread-cache pop, null on a miss, which is
+/// every call off path `Fast` (a bin holds blocks on that path only, `types::TCache`).
 #[inline(always)]
 pub(crate) fn small_fast(size: usize) -> *mut u8 {
     tcache::try_alloc(size_class(size))
@@ -126,9 +128,9 @@ fn large_fast_cold(size: usize) -> *mut u8 {
     sys::malloc(size)
 }
 
-/// Path `Fast`, the C `malloc` of at most [`SYS_CACHE_MAX_REQUEST`] bytes: a pop from the bin of
-/// `size` ([`bin_of_request`]: a pool class, or above 512 B a system bin), null on a miss. Also
-/// returns the bin.
+/// The C `malloc` of at most [`SYS_CACHE_MAX_REQUEST`] bytes: a pop from the bin of `size`
+/// ([`bin_of_request`]: a pool class, or above 512 B a system bin), null on a miss (always so
+/// off path `Fast`). Also returns the bin.
 #[inline(always)]
 pub(crate) fn bin_fast(size: usize) -> (*mut u8, usize) {
     let bin = bin_of_request(size);
@@ -207,17 +209,18 @@ pub(crate) unsafe fn free_fast_sized(p: *mut u8, size: usize, align: usize) -> b
 pub(crate) enum ReallocFast {
     /// The answer.
     Done(*mut u8),
-    /// A pool block of `class` that changes class: [`realloc_move`] (in tail position).
+    /// A pool block of `class` that moves (to another class, or within its class to one a
+    /// quarter smaller or less, [`stays`]): [`realloc_move`] (in tail position).
     Move(usize),
     /// Everything else: the general `realloc` (in tail position).
     Other,
 }
 
 /// Path `Fast` of the pointer-only `realloc` (the C `realloc`), without a call: a pool block
-/// whose class does not change is the answer itself; a system block goes to the system's
-/// `realloc` (in tail position, by the caller: [`ReallocFast::Done`] carries its answer); a
-/// pool block that changes class is left to [`realloc_move`]. Null, size 0, bootstrap blocks,
-/// every other path: [`ReallocFast::Other`].
+/// that [`stays`] is the answer itself; a system block goes to the system's `realloc` (in tail
+/// position, by the caller: [`ReallocFast::Done`] carries its answer); a pool block that moves
+/// is left to [`realloc_move`]. Null, size 0, bootstrap blocks, every other path:
+/// [`ReallocFast::Other`].
 ///
 /// Issue 15: CPython with `PYTHONMALLOC=malloc` reallocates ~360 000 times a run of its
 /// workload, and the general `realloc` (the memcheck, debug and serialised paths all inlined)

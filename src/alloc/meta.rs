@@ -197,9 +197,10 @@ pub(crate) enum Owner {
     Foreign,
 }
 
-/// [`page_entry`] for [`FreeMode::Branchy`]'s `free`: a pointer in the arenas' range is a page
-/// of ours ([`Owner::Pool`], its class without a test of the entry: [`class_of_entry`]); any
-/// other is not, unless the range does not hold every arena (then the tree answers).
+/// [`page_entry`] for [`FreeMode::Branchy`]'s `free` (and the C `realloc`): a pointer in the
+/// arenas' range is a page of ours ([`Owner::Pool`], its class without a test of the entry:
+/// [`class_term_at`], the entry's top byte read alone, plus [`CLASS_BIAS`]); any other is not,
+/// unless the range does not hold every arena (then the tree answers, [`class_of_entry`]).
 #[inline(always)]
 pub(crate) fn owner(p: *const u8) -> Owner {
     if let Some(i) = flat_index(p as usize) {
