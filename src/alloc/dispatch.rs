@@ -374,7 +374,7 @@ unsafe fn free_system_counted(p: *mut u8) {
 /// As [`free`], `p` not null; path `Fast`, [`FreeMode::Unbranched`].
 #[inline(always)]
 unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
-    let (e, class_term, chunk_word) = meta::flat_entry_unbranched(p);
+    let (class_term, chunk_word) = meta::flat_entry_unbranched(p);
     // SAFETY: a static word for a pointer in the arenas' range; for any other, a live glibc or
     // bootstrap block (the caller's contract), the 8 bytes before it: its chunk's size, or a
     // zero word of the bootstrap buffer.
@@ -390,8 +390,10 @@ unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
         unsafe { tcache::free(p, bin) };
         return true;
     }
-    if e != 0 {
-        return false; // a pool that never had a class: not a live block (the slow path sees)
+    if class_term != 0 {
+        // A page of ours (its entry is not 0) of a pool that never had a class: not a live
+        // block (the slow path sees).
+        return false;
     }
     // SAFETY: not ours: a live system block no bin keeps, or a bootstrap block.
     unsafe { free_system(p) };

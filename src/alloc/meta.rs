@@ -238,7 +238,7 @@ fn class_term(e: u32) -> usize {
 /// A plain load, not an atomic one: LLVM widens an atomic byte in a second instruction.
 ///
 /// # Safety
-/// `e` is an entry of the flat map. No thread writes it meanwhile: the page holds a live
+/// `e` is an entry of the flat map (or [`Window::outside`]). No thread writes it meanwhile: the page holds a live
 /// block, which keeps its pool and class, so the read races with no write (an invalid `free`
 /// is the program's undefined behaviour anyway).
 #[inline(always)]
@@ -255,9 +255,10 @@ unsafe fn class_term_at(e: *const AtomicU32) -> usize {
 const _: () = assert!(CLASS_SHIFT == 24);
 
 /// Path `Fast`'s pointer-only `free` while [`unbranched`] (the range holds every arena):
-/// [`page_entry`] without a branch on where `p` lies. Returns the flat entry of a pointer in
-/// the range, 0 for any other; the entry's class term (its top byte as signed: the class
-/// minus [`CLASS_BIAS`] for a pool in use, 0 for entry 0); and where a system block's glibc
+/// [`page_entry`] without a branch on where `p` lies. Returns the class term of the flat entry
+/// of a pointer in the range, 0 for any other pointer (its top byte as signed, read alone:
+/// [`class_term_at`]; the class minus [`CLASS_BIAS`] for a pool in use, -1 for a pool without
+/// a class, 0 exactly when the entry is 0, [`KNOWN`] being the top bit); and where a system block's glibc
 /// chunk size is: the word before `p` outside the range, inside it `WINDOW.inside_chunk`
 /// ([`INSIDE_CHUNK`], whose [`bin_of_chunk`] is [`CLASS_BIAS`]: a pool block's neighbour is
 /// never read, often another, cold cache line). So `term + bin_of_chunk(chunk)`, wrapping, is a pool block's
@@ -267,7 +268,7 @@ const _: () = assert!(CLASS_SHIFT == 24);
 /// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the
 /// time (issue 15).
 #[inline(always)]
-pub(crate) fn flat_entry_unbranched(p: *const u8) -> (u32, usize, *const usize) {
+pub(crate) fn flat_entry_unbranched(p: *const u8) -> (usize, *const usize) {
     let len = WINDOW.len.load(Ordering::Acquire);
     let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
     let flat = WINDOW.flat.load(Ordering::Relaxed);
@@ -284,10 +285,10 @@ pub(crate) fn flat_entry_unbranched(p: *const u8) -> (u32, usize, *const usize) 
         ),
     );
     let (e, chunk_word) = (e as *const AtomicU32, chunk_word as *const usize);
-    // SAFETY: inside the range, an entry of the flat map's used part (`flat_index`, and see
-    // `page_entry` on the ordering); outside it, `WINDOW.outside`.
-    let e = unsafe { (*e).load(Ordering::Acquire) };
-    (e, class_term(e), chunk_word)
+    // SAFETY: inside the range, an entry of the flat map's used part (`flat_index`) of a
+    // page holding the block being freed, which no thread writes meanwhile; outside it,
+    // `WINDOW.outside`, never written.
+    (unsafe { class_term_at(e) }, chunk_word)
 }
 
 /// The chunk word [`flat_entry_unbranched`] gives a pointer in the arenas' range (in
