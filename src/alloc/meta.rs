@@ -307,7 +307,7 @@ pub(crate) enum FreeMode {
     /// Path `Fast` is not (yet) published: every `free` takes the slow path.
     NotFast,
     /// Path `Fast`, a branch on whose block it is ([`page_entry`]); a glibc block goes back to
-    /// glibc at once. A process starts here: a pool block's `free` costs least (issue 15: ~12
+    /// glibc at once. A process starts here: a pool block's `free` costs least (issue 15: ~10
     /// instructions fewer than [`FreeMode::Unbranched`]'s).
     Branchy,
     /// Path `Fast` while the range holds every arena, chosen for good once a thread frees many

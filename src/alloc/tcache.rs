@@ -15,7 +15,7 @@
 //! (`types::bin_of_request`, `types::bin_of_chunk`). Only with plain glibc: its chunk's size
 //! field, the word before the block, says which bin a block fits, and another allocator's
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
-//! the bins). That `free` costs a pool block ~12 instructions more than the one with the
+//! the bins). That `free` costs a pool block ~10 instructions more than the one with the
 //! branch, so a process starts with the latter and switches for good once more than one in
 //! nine of a thread's frees are of glibc blocks of those sizes ([`count_system_free`]).
 //!
@@ -267,7 +267,7 @@ pub unsafe fn free_counted(b: *mut u8, class: usize) {
 const SWITCH_WINDOW: u32 = 64;
 /// The check switches `free` to `meta::FreeMode::Unbranched` when fewer than this many pool
 /// blocks were freed for every system block (more than one system block in nine frees). A
-/// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~12 instructions more on
+/// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~10 instructions more on
 /// every block (issue 15); and only that `free` keeps glibc's blocks of 513–1024 B in the
 /// system bins.
 const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
