@@ -66,6 +66,7 @@ thread_local! {
             system_allocs: core::sync::atomic::AtomicUsize::new(0),
             pool_frees: 0,
             system_frees: 0,
+            heavy_windows: 0,
         })
     };
 }
@@ -271,6 +272,12 @@ const SWITCH_WINDOW: u32 = 64;
 /// every block (issue 15); and only that `free` keeps glibc's blocks of 513–1024 B in the
 /// system bins.
 const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
+/// Consecutive windows that must each be that heavy in system blocks before the switch (4 096
+/// system frees): a program that frees such blocks in a burst while it starts and pool blocks
+/// ever after keeps the `free` with the branch. espresso switched within its first 512 system
+/// frees, then freed 33.8 M pool blocks at ~10 instructions more each (issue 15's eleventh
+/// round); larson's mix is heavy in every window and switches after 4 096 of its millions.
+const SWITCH_HEAVY_WINDOWS: u32 = 64;
 
 /// Counts a system block's `free` in `meta::FreeMode::Branchy` (one that a system bin could
 /// keep); every [`SWITCH_WINDOW`] of them, weighs them against the pool blocks freed since and may switch the process to
@@ -294,10 +301,15 @@ pub fn count_system_free() {
 #[inline(never)]
 fn weigh_system_frees(tc: &mut TCache) {
     let pool = core::mem::take(&mut tc.pool_frees);
+    if pool >= SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
+        tc.heavy_windows = 0;
+        return;
+    }
+    tc.heavy_windows = tc.heavy_windows.saturating_add(1);
     // Only if the arena lock is free: a `free` can run where it is held, in another fork
     // prepare handler after ours (which takes it) or a child handler before ours (which frees
     // it); the next window tries again.
-    if pool < SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
+    if tc.heavy_windows >= SWITCH_HEAVY_WINDOWS {
         if let Some(_g) = arena::ARENA_LOCK.try_lock() {
             meta::switch_unbranched();
         }

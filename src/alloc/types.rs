@@ -482,6 +482,8 @@ pub(crate) struct TCache {
     /// `tcache::count_system_free`, and system blocks so far: what that check weighs.
     pub(crate) pool_frees: u64,
     pub(crate) system_frees: u32,
+    /// Consecutive windows of `tcache::count_system_free` that were heavy in system blocks.
+    pub(crate) heavy_windows: u32,
 }
 
 impl TCache {
