@@ -17,7 +17,8 @@
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
 //! the bins). That `free` costs a pool block ~10 instructions more than the one with the
 //! branch, so a process starts with the latter and switches for good once more than one in
-//! nine of a thread's frees are of glibc blocks of those sizes ([`count_system_free`]).
+//! nine of a thread's frees are of glibc blocks of those sizes, in 64 windows of 64 such frees
+//! in a row ([`count_system_free`]).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -280,7 +281,8 @@ const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
 const SWITCH_HEAVY_WINDOWS: u32 = 64;
 
 /// Counts a system block's `free` in `meta::FreeMode::Branchy` (one that a system bin could
-/// keep); every [`SWITCH_WINDOW`] of them, weighs them against the pool blocks freed since and may switch the process to
+/// keep); every [`SWITCH_WINDOW`] of them, weighs them against the pool blocks freed since, and
+/// after [`SWITCH_HEAVY_WINDOWS`] heavy windows in a row switches the process to
 /// `meta::FreeMode::Unbranched`, for good (glibc's blocks of 513–1024 B then go to the system
 /// bins; larson, issue 15). A thread that frees few system blocks (CPython, glibc-thread's
 /// sizes) keeps the `free` whose pool blocks cost least.
