@@ -245,11 +245,10 @@ fn class_term(e: u32) -> usize {
 unsafe fn class_term_at(e: *const AtomicU32) -> usize {
     #[cfg(target_endian = "little")]
     // SAFETY: the entry's last byte, in bounds; see above for the race.
-    let t = unsafe { e.cast::<i8>().add(3).read() };
+    return unsafe { e.cast::<i8>().add(3).read() } as isize as usize;
     #[cfg(not(target_endian = "little"))]
     // SAFETY: as the caller guarantees.
-    let t = (unsafe { (*e).load(Ordering::Relaxed) } as i32 >> CLASS_SHIFT) as i8;
-    t as isize as usize
+    return class_term(unsafe { (*e).load(Ordering::Relaxed) });
 }
 
 const _: () = assert!(CLASS_SHIFT == 24);
