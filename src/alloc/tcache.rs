@@ -180,14 +180,14 @@ fn len(room: &AtomicU32, class: usize) -> u32 {
 pub unsafe fn try_free(b: *mut u8, class: usize) -> bool {
     with_tc(|tc| {
         // SAFETY: the cache is this thread's.
-        let mut bin = unsafe { (*tc.get()).bin(class) };
-        let room = bin.room.load(Ordering::Relaxed);
-        if room == 0 {
+        let tc = unsafe { &mut *tc.get() };
+        if tc.take_room(class) {
+            // It was 0: back to 0, nothing linked.
+            tc.rooms[class].store(0, Ordering::Relaxed);
             return false;
         }
-        bin.room.store(room - 1, Ordering::Relaxed);
         // SAFETY: forwarded.
-        unsafe { link(&mut bin, b) };
+        unsafe { link(&mut tc.bin(class), b) };
         true
     })
 }
@@ -330,12 +330,9 @@ unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
         if COUNT {
             tc.pool_frees = tc.pool_frees.wrapping_add(1);
         }
-        let mut bin = tc.bin(class);
-        let (room, none) = bin.room.load(Ordering::Relaxed).overflowing_sub(1);
-        bin.room.store(room, Ordering::Relaxed);
         // SAFETY: forwarded.
-        unsafe { link(&mut bin, b) };
-        if none {
+        unsafe { link(&mut tc.bin(class), b) };
+        if tc.take_room(class) {
             // SAFETY: `b` was just linked in front, the room is one below 0.
             unsafe { free_no_room(tc, class) };
         }
