@@ -303,17 +303,42 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// As [`free`].
 #[inline(always)]
 pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
+    let off = meta::range_offset(p);
+    // A pool block's `free` in the mode a process starts in: one compare finds both (and
+    // null, whose offset is above any range's length, goes on to its test below).
+    if let Some(class) = meta::branchy_class(off) {
+        // SAFETY: forwarded (path `Fast`, `FreeMode::Branchy`).
+        return unsafe { free_fast_pool(p, class) };
+    }
     if p.is_null() {
         return false;
     }
-    // Process-wide, so predicted.
-    let mode = meta::free_mode();
-    if mode == FreeMode::Branchy {
+    // Process-wide, so predicted; the mode of larson's mix first, which takes every `free`
+    // here.
+    match meta::free_mode_unbranched_first() {
+        // SAFETY: forwarded (path `Fast`, the range holds every arena).
+        FreeMode::Unbranched => unsafe { free_fast_unbranched(p, off) },
         // SAFETY: forwarded (path `Fast`).
-        return unsafe { free_fast_branchy(p) };
+        FreeMode::Branchy => unsafe { free_fast_branchy(p) },
+        FreeMode::NotFast => false,
     }
-    // SAFETY: forwarded (path `Fast`, the range holds every arena).
-    mode == FreeMode::Unbranched && unsafe { free_fast_unbranched(p) }
+}
+
+/// [`free_fast_branchy`] for a pointer whose page's entry gives `class` (`meta::owner`'s
+/// `Owner::Pool`).
+///
+/// # Safety
+/// As [`free`], `p` not null; path `Fast`, [`FreeMode::Branchy`].
+#[inline(always)]
+unsafe fn free_fast_pool(p: *mut u8, class: usize) -> bool {
+    if class < NB_SMALL_SIZE_CLASSES {
+        // SAFETY: p lies in one of our pools, in use for `class`.
+        unsafe { tcache::free_counted(p, class) };
+        return true;
+    }
+    // A pool that never had a class, a page no arena has: not a live block (the slow path
+    // sees).
+    false
 }
 
 /// [`free_fast`] with a branch on whose block it is: a pool block into its class's bin, a
@@ -327,14 +352,8 @@ unsafe fn free_fast_branchy(p: *mut u8) -> bool {
     // `arena::owns` without its memcheck half (path `Fast` never runs under memcheck); the
     // page map's entry also names the class of a pool in use, so no pool header is read.
     match meta::owner(p) {
-        meta::Owner::Pool(class) if class < NB_SMALL_SIZE_CLASSES => {
-            // SAFETY: p lies in one of our pools, in use for `class`.
-            unsafe { tcache::free_counted(p, class) };
-            true
-        }
-        // A pool that never had a class, a page no arena has: not a live block (the slow path
-        // sees).
-        meta::Owner::Pool(_) => false,
+        // SAFETY: forwarded.
+        meta::Owner::Pool(class) => unsafe { free_fast_pool(p, class) },
         meta::Owner::Foreign => {
             // SAFETY: not ours (pools are on): a live system block or a bootstrap block.
             unsafe { free_system_counted(p) };
@@ -373,8 +392,8 @@ unsafe fn free_system_counted(p: *mut u8) {
 /// # Safety
 /// As [`free`], `p` not null; path `Fast`, [`FreeMode::Unbranched`].
 #[inline(always)]
-unsafe fn free_fast_unbranched(p: *mut u8) -> bool {
-    let (class_term, chunk_word) = meta::flat_entry_unbranched(p);
+unsafe fn free_fast_unbranched(p: *mut u8, off: meta::Offset) -> bool {
+    let (class_term, chunk_word) = meta::flat_entry_unbranched(p, off);
     // SAFETY: a static word for a pointer in the arenas' range; for any other, a live glibc or
     // bootstrap block (the caller's contract), the 8 bytes before it: its chunk's size, or a
     // zero word of the bootstrap buffer.

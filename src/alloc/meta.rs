@@ -51,6 +51,14 @@ struct Window {
     base: AtomicUsize,
     /// Bytes of the range that arena slots have used so far (only grows).
     len: AtomicUsize,
+    /// `len` while `free` takes [`FreeMode::Branchy`], else 0: the one compare by which that
+    /// `free` finds a pointer of the range and its mode at once ([`branchy_class`]; issue 15,
+    /// 3 instructions fewer than a test of `branchy` before the range's). It may lag behind
+    /// for a moment (a pointer it misses takes [`owner`], which is right in any mode); it is
+    /// never above `len`, and it is 0 outside [`FreeMode::Branchy`] but while a switch is
+    /// under way, where the branchy `free` is right too. Written under the arena lock but at
+    /// initialisation ([`publish_fast_free`]).
+    branchy_len: AtomicUsize,
     /// The range's size in arenas (slots `0..slots` are in it), or 0.
     slots: AtomicUsize,
     /// The flat map: entry `i` for the page at `base + i × POOL_SIZE`.
@@ -79,6 +87,7 @@ struct Window {
 static WINDOW: Window = Window {
     base: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
+    branchy_len: AtomicUsize::new(0),
     slots: AtomicUsize::new(0),
     flat: AtomicPtr::new(null_mut()),
     exclusive: AtomicBool::new(false),
@@ -267,9 +276,9 @@ const _: () = assert!(CLASS_SHIFT == 24);
 /// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the
 /// time (issue 15).
 #[inline(always)]
-pub(crate) fn flat_entry_unbranched(p: *const u8) -> (usize, *const usize) {
+pub(crate) fn flat_entry_unbranched(p: *const u8, off: Offset) -> (usize, *const usize) {
     let len = WINDOW.len.load(Ordering::Acquire);
-    let off = (p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed));
+    let off = off.0;
     let flat = WINDOW.flat.load(Ordering::Relaxed);
     let (e, chunk_word) = select_below(
         off,
@@ -330,6 +339,21 @@ pub(crate) fn free_mode() -> FreeMode {
     }
 }
 
+/// [`free_mode`] with its flags tested the other way round: `unbranched` first. For path
+/// `Fast`'s `free` of a pointer that [`branchy_class`] did not take, which in
+/// [`FreeMode::Unbranched`] is every pointer. While a switch is under way both flags may be
+/// set, and either mode is right.
+#[inline(always)]
+pub(crate) fn free_mode_unbranched_first() -> FreeMode {
+    if WINDOW.unbranched.load(Ordering::Relaxed) {
+        FreeMode::Unbranched
+    } else if WINDOW.branchy.load(Ordering::Relaxed) {
+        FreeMode::Branchy
+    } else {
+        FreeMode::NotFast
+    }
+}
+
 /// Whether `free` fills the thread caches' system bins ([`FreeMode::Unbranched`]).
 #[inline(always)]
 pub(crate) fn unbranched() -> bool {
@@ -338,7 +362,42 @@ pub(crate) fn unbranched() -> bool {
 
 /// Called with path `Fast` published (`init`): `free` takes [`FreeMode::Branchy`].
 pub(crate) fn publish_fast_free() {
-    WINDOW.branchy.store(true, Ordering::Release);
+    WINDOW.branchy.store(true, Ordering::SeqCst);
+    // After the flag, both SeqCst: an arena mapped meanwhile either sees the flag
+    // (`map_flat` then raises `branchy_len` itself) or grew `len` before this load.
+    WINDOW
+        .branchy_len
+        .fetch_max(WINDOW.len.load(Ordering::SeqCst), Ordering::SeqCst);
+}
+
+/// A pointer's offset from the arenas' range's start (wrapping; any value without a range),
+/// which [`branchy_class`] and [`flat_entry_unbranched`] take, so that path `Fast`'s `free`
+/// computes it once.
+#[derive(Clone, Copy)]
+pub(crate) struct Offset(usize);
+
+/// See [`Offset`]. The start is written once, before any arena exists.
+#[inline(always)]
+pub(crate) fn range_offset(p: *const u8) -> Offset {
+    Offset((p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed)))
+}
+
+/// Path `Fast`'s `free` in [`FreeMode::Branchy`], for a pointer in the arenas' range (at
+/// `off`): the class of its pool ([`owner`]'s answer, `CLASS_BIAS - 1` or more for a page that
+/// is not a pool in use). `None` in any other mode, for a pointer outside the range (null
+/// included: the range lies above 0, so null's offset wraps above any length), and for one
+/// in a part of it that [`Window::branchy_len`] does not cover yet: then [`owner`] answers.
+#[inline(always)]
+pub(crate) fn branchy_class(off: Offset) -> Option<usize> {
+    // As `flat_index`, with `branchy_len` for `len`: below `len`, so a used part of the map.
+    let len = WINDOW.branchy_len.load(Ordering::Acquire);
+    let off = off.0;
+    if off >= len {
+        return None;
+    }
+    // SAFETY: as in `owner`.
+    let t = unsafe { class_term_at(WINDOW.flat.load(Ordering::Relaxed).add(off >> PAGE_SHIFT)) };
+    Some(t.wrapping_add(CLASS_BIAS))
 }
 
 /// Switches `free` to [`FreeMode::Unbranched`] for good, if it may be
@@ -349,6 +408,7 @@ pub(crate) fn switch_unbranched() {
     // it under this lock when it stops).
     if WINDOW.unbranched_allowed.load(Ordering::Relaxed) && free_mode() == FreeMode::Branchy {
         WINDOW.unbranched.store(true, Ordering::Release);
+        WINDOW.branchy_len.store(0, Ordering::SeqCst);
         WINDOW.branchy.store(false, Ordering::Release);
     }
 }
@@ -545,7 +605,10 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
         // a reader of that block sees it.
         WINDOW.unbranched_allowed.store(false, Ordering::Relaxed);
         if free_mode() == FreeMode::Unbranched {
-            WINDOW.branchy.store(true, Ordering::Release);
+            WINDOW.branchy.store(true, Ordering::SeqCst);
+            WINDOW
+                .branchy_len
+                .store(WINDOW.len.load(Ordering::Relaxed), Ordering::SeqCst);
             WINDOW.unbranched.store(false, Ordering::Release);
         }
         WINDOW.exclusive.store(false, Ordering::Release);
@@ -574,7 +637,10 @@ fn map_flat(base: *mut u8, index: usize) -> bool {
     let end = (index + 1) * ARENA_SIZE;
     if WINDOW.len.load(Ordering::Relaxed) < end {
         // Last, with Release: a reader that sees the longer range sees its entries.
-        WINDOW.len.store(end, Ordering::Release);
+        WINDOW.len.store(end, Ordering::SeqCst);
+        if WINDOW.branchy.load(Ordering::SeqCst) {
+            WINDOW.branchy_len.fetch_max(end, Ordering::SeqCst);
+        }
     }
     true
 }
@@ -624,6 +690,9 @@ pub(crate) struct Range {
     pub len: usize,
     /// Whether every arena lies in it.
     pub exclusive: bool,
+    /// [`Window::branchy_len`], and whether `free` is in [`FreeMode::Branchy`].
+    pub branchy_len: usize,
+    pub branchy: bool,
 }
 
 /// The arenas' range and its state (for the walker), `None` without one.
@@ -634,6 +703,8 @@ pub(crate) fn range() -> Option<Range> {
         slots,
         len: WINDOW.len.load(Ordering::Acquire),
         exclusive: WINDOW.exclusive.load(Ordering::Relaxed),
+        branchy_len: WINDOW.branchy_len.load(Ordering::Relaxed),
+        branchy: WINDOW.branchy.load(Ordering::Relaxed),
     })
 }
 

@@ -142,6 +142,14 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<(usize, usiz
             r.slots,
             r.len
         );
+        // Written under the arena lock (held here) once `free`'s mode is published.
+        ensure!(
+            r.branchy_len == if r.branchy { r.len } else { 0 },
+            "free's branchy range covers {:#x} bytes, the range {:#x} (branchy: {})",
+            r.branchy_len,
+            r.len,
+            r.branchy
+        );
     }
     for i in 0..narenas {
         // SAFETY: slots below NARENAS are initialised; the arena lock is held.

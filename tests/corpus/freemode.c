@@ -2,8 +2,11 @@
  * PERIOD frees, in one thread, then leaves 600-byte blocks freed in its cache. Usage: freemode
  * PERIOD [SIZE]. Under the preload, the `free` that keeps glibc's blocks of 513..1024 B in the
  * thread caches' system bins is chosen only when more than one in nine of a thread's frees are
- * of such blocks: the statistics' "system blocks cached" tell which `free` ran. Prints "ok" and exits 0,
+ * of such blocks: the statistics' "system blocks cached" tell which `free` ran. Then the heap walker
+ * checks every invariant (poolgrind_check_heap), the mode's among them. Prints "ok" and exits 0,
  * or names the fault and exits 1. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,9 @@ int main(int argc, char **argv) {
     void *keep[16];
     for (int i = 0; i < 16; i++) keep[i] = malloc(600);
     for (int i = 0; i < 16; i++) free(keep[i]);
+    int (*check)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "poolgrind_check_heap");
+    if (!check) { fprintf(stderr, "freemode: no poolgrind_check_heap: not preloaded\n"); return 1; }
+    if (check() != 0) { fprintf(stderr, "freemode: the heap walker found a fault\n"); return 1; }
     puts("ok");
     return 0;
 }
