@@ -36,6 +36,7 @@ const ALIASES: &[&str] = &[
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=src/alloc/tls.c");
+    println!("cargo::rerun-if-changed=src/alloc/no_unwind.c");
     // The thread cache's initial-exec TLS block (see src/alloc/tls.c), for every artefact.
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
         && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
@@ -43,6 +44,22 @@ fn main() {
         cc::Build::new()
             .file("src/alloc/tls.c")
             .compile("poolgrind_tls");
+    }
+    // The release cdylib, which aborts on panic, without libgcc_s (see src/alloc/no_unwind.c):
+    // its object is a link argument of the cdylib alone. `PROFILE` is "release" for the release
+    // profile and those that inherit it (`cargo install` included); the debug library keeps the
+    // real unwinder and its backtraces.
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
+        && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
+        && env::var("PROFILE").as_deref() == Ok("release")
+    {
+        for obj in cc::Build::new()
+            .file("src/alloc/no_unwind.c")
+            .compile_intermediates()
+        {
+            println!("cargo::rustc-cdylib-link-arg={}", obj.display());
+        }
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = out.join("preload.ver");
