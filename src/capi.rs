@@ -304,7 +304,7 @@ pub unsafe extern "C" fn poolgrind_posix_memalign(
 /// As [`poolgrind_posix_memalign`].
 #[inline(never)]
 unsafe extern "C" fn posix_memalign_named(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
     match dispatch::alloc_pool(size, align, false) {

@@ -274,7 +274,7 @@ fn system_allocator_starts_with_a_large_block_threshold() {
     assert_eq!(served(true, &[("POOLGRIND_MODE", "malloc")]), "mapped");
 }
 
-/// The `free` that keeps glibc's blocks in the system bins costs every pool block ~12
+/// The `free` that keeps glibc's blocks in the system bins costs every pool block ~17
 /// instructions more, so a process takes it only once more than one in nine of a thread's
 /// frees are of glibc blocks of 513..=1024 B (issue 15: CPython and glibc-thread free few,
 /// larson half).

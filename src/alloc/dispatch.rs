@@ -307,7 +307,8 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     // A pool block's `free` in the mode a process starts in: one compare finds both (and
     // null, whose offset is above any range's length, goes on to its test below).
     if let Some(class) = meta::branchy_class(off) {
-        // SAFETY: forwarded (path `Fast`, `FreeMode::Branchy`).
+        // SAFETY: forwarded (path `Fast`: a length above 0 is published with it; `p` lies in
+        // the range, so is not null).
         return unsafe { free_fast_pool(p, class) };
     }
     if p.is_null() {
@@ -325,10 +326,11 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
 }
 
 /// [`free_fast_branchy`] for a pointer whose page's entry gives `class` (`meta::owner`'s
-/// `Owner::Pool`).
+/// `Owner::Pool`). Right in either mode of path `Fast`: a pool block goes to its class's bin in
+/// both (`meta::branchy_class` may answer for a moment after a switch).
 ///
 /// # Safety
-/// As [`free`], `p` not null; path `Fast`, [`FreeMode::Branchy`].
+/// As [`free`], `p` not null; path `Fast`.
 #[inline(always)]
 unsafe fn free_fast_pool(p: *mut u8, class: usize) -> bool {
     if class < NB_SMALL_SIZE_CLASSES {

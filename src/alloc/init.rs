@@ -75,6 +75,7 @@ fn init_slow() -> bool {
     IN_INIT.with(|f| f.set(false));
     config::publish_path(memcheck);
     if config::path() == config::Path::Fast {
+        let _g = arena::ARENA_LOCK.lock();
         meta::publish_fast_free();
     }
     STATE.store(READY, Ordering::Release);

@@ -47,17 +47,16 @@ static PAGE_MAP: Table = Table::new();
 /// one is). Without the range the tree alone is the map.
 #[repr(C, align(64))]
 struct Window {
-    /// The range's start (`arena::space()`, given to [`init`]), or 0.
+    /// The range's start (`arena::space()`, given to [`init`]), or [`NO_RANGE`].
     base: AtomicUsize,
     /// Bytes of the range that arena slots have used so far (only grows).
     len: AtomicUsize,
     /// `len` while `free` takes [`FreeMode::Branchy`], else 0: the one compare by which that
     /// `free` finds a pointer of the range and its mode at once ([`branchy_class`]; issue 15,
-    /// 3 instructions fewer than a test of `branchy` before the range's). It may lag behind
-    /// for a moment (a pointer it misses takes [`owner`], which is right in any mode); it is
-    /// never above `len`, and it is 0 outside [`FreeMode::Branchy`] but while a switch is
-    /// under way, where the branchy `free` is right too. Written under the arena lock but at
-    /// initialisation ([`publish_fast_free`]).
+    /// 3 instructions fewer than a test of `branchy` before the range's). Written with `len`
+    /// and the mode's flags, under the arena lock (so the walker finds it equal to `len` or
+    /// 0 as `branchy` says). A reader may see it lag behind either: it is never above `len`,
+    /// and the branchy `free` of a block of the range is right in any mode.
     branchy_len: AtomicUsize,
     /// The range's size in arenas (slots `0..slots` are in it), or 0.
     slots: AtomicUsize,
@@ -67,10 +66,11 @@ struct Window {
     exclusive: AtomicBool,
     /// Which `free` path `Fast` takes ([`free_mode`]: [`FreeMode::Branchy`] while `branchy`,
     /// else [`FreeMode::Unbranched`] while `unbranched`; a switch sets the new flag before it
-    /// clears the old one. A reader that loads the two during the switch back
-    /// ([`map_arena`]) may find neither for a moment: its `free` then takes the slow path,
-    /// which serves any block. Two flags, not one mode, so that the first test is one compare.
-    /// Here, beside the fields that `free` reads, so that the tests cost no other cache line).
+    /// clears the old one. A reader that loads the two in the order opposite to the switch's
+    /// (`free` tests `unbranched` first, [`free_mode_unbranched_first`]) may find neither for
+    /// a moment: its `free` then takes the slow path, which serves any block. Two flags, not
+    /// one mode, so that each test is one compare. Here, beside the fields that `free` reads,
+    /// so that the tests cost no other cache line).
     branchy: AtomicBool,
     unbranched: AtomicBool,
     /// Whether [`FreeMode::Unbranched`] may be chosen: plain glibc behind us
@@ -84,8 +84,14 @@ struct Window {
     inside_chunk: usize,
 }
 
+/// [`Window::base`] without a range (before [`init`], or none reserved): every pointer's offset
+/// from it, null's included, lies above any length, so that a thread that reads it before
+/// [`init`]'s write (a thread that never synchronised with initialisation, freeing null or a
+/// block that is not ours) finds the pointer outside, whatever length it reads after.
+const NO_RANGE: usize = 1 << 63;
+
 static WINDOW: Window = Window {
-    base: AtomicUsize::new(0),
+    base: AtomicUsize::new(NO_RANGE),
     len: AtomicUsize::new(0),
     branchy_len: AtomicUsize::new(0),
     slots: AtomicUsize::new(0),
@@ -315,8 +321,8 @@ pub(crate) enum FreeMode {
     /// Path `Fast` is not (yet) published: every `free` takes the slow path.
     NotFast,
     /// Path `Fast`, a branch on whose block it is ([`page_entry`]); a glibc block goes back to
-    /// glibc at once. A process starts here: a pool block's `free` costs least (issue 15: ~10
-    /// instructions fewer than [`FreeMode::Unbranched`]'s).
+    /// glibc at once. A process starts here: a pool block's `free` costs least (issue 15: 22
+    /// instructions, 17 fewer than [`FreeMode::Unbranched`]'s).
     Branchy,
     /// Path `Fast` while the range holds every arena, chosen for good once a thread frees many
     /// glibc blocks (`tcache::count_system_free`): [`flat_entry_unbranched`] finds a pool
@@ -361,13 +367,17 @@ pub(crate) fn unbranched() -> bool {
 }
 
 /// Called with path `Fast` published (`init`): `free` takes [`FreeMode::Branchy`].
+///
+/// The caller holds the arena lock, as for every other write of the mode's flags and
+/// [`Window::branchy_len`]: other threads may map arenas, even switch the mode, while
+/// initialisation ends (path `Fast` is published before this).
 pub(crate) fn publish_fast_free() {
-    WINDOW.branchy.store(true, Ordering::SeqCst);
-    // After the flag, both SeqCst: an arena mapped meanwhile either sees the flag
-    // (`map_flat` then raises `branchy_len` itself) or grew `len` before this load.
-    WINDOW
-        .branchy_len
-        .fetch_max(WINDOW.len.load(Ordering::SeqCst), Ordering::SeqCst);
+    if free_mode() == FreeMode::NotFast {
+        WINDOW.branchy.store(true, Ordering::Release);
+        WINDOW
+            .branchy_len
+            .store(WINDOW.len.load(Ordering::Relaxed), Ordering::Release);
+    }
 }
 
 /// A pointer's offset from the arenas' range's start (wrapping; any value without a range),
@@ -376,7 +386,9 @@ pub(crate) fn publish_fast_free() {
 #[derive(Clone, Copy)]
 pub(crate) struct Offset(usize);
 
-/// See [`Offset`]. The start is written once, before any arena exists.
+/// See [`Offset`]. The start is written once, before any arena exists; a thread that reads
+/// it before that write finds every pointer outside ([`NO_RANGE`]), and a thread that frees a
+/// block of ours has synchronised with the block's allocation, so with that write.
 #[inline(always)]
 pub(crate) fn range_offset(p: *const u8) -> Offset {
     Offset((p as usize).wrapping_sub(WINDOW.base.load(Ordering::Relaxed)))
@@ -408,7 +420,7 @@ pub(crate) fn switch_unbranched() {
     // it under this lock when it stops).
     if WINDOW.unbranched_allowed.load(Ordering::Relaxed) && free_mode() == FreeMode::Branchy {
         WINDOW.unbranched.store(true, Ordering::Release);
-        WINDOW.branchy_len.store(0, Ordering::SeqCst);
+        WINDOW.branchy_len.store(0, Ordering::Relaxed);
         WINDOW.branchy.store(false, Ordering::Release);
     }
 }
@@ -605,10 +617,10 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
         // a reader of that block sees it.
         WINDOW.unbranched_allowed.store(false, Ordering::Relaxed);
         if free_mode() == FreeMode::Unbranched {
-            WINDOW.branchy.store(true, Ordering::SeqCst);
+            WINDOW.branchy.store(true, Ordering::Release);
             WINDOW
                 .branchy_len
-                .store(WINDOW.len.load(Ordering::Relaxed), Ordering::SeqCst);
+                .store(WINDOW.len.load(Ordering::Relaxed), Ordering::Release);
             WINDOW.unbranched.store(false, Ordering::Release);
         }
         WINDOW.exclusive.store(false, Ordering::Release);
@@ -636,10 +648,11 @@ fn map_flat(base: *mut u8, index: usize) -> bool {
     }
     let end = (index + 1) * ARENA_SIZE;
     if WINDOW.len.load(Ordering::Relaxed) < end {
-        // Last, with Release: a reader that sees the longer range sees its entries.
-        WINDOW.len.store(end, Ordering::SeqCst);
-        if WINDOW.branchy.load(Ordering::SeqCst) {
-            WINDOW.branchy_len.fetch_max(end, Ordering::SeqCst);
+        // Last, with Release: a reader that sees the longer range sees its entries (and the
+        // branchy `free`'s length, after it, likewise).
+        WINDOW.len.store(end, Ordering::Release);
+        if WINDOW.branchy.load(Ordering::Relaxed) {
+            WINDOW.branchy_len.store(end, Ordering::Release);
         }
     }
     true

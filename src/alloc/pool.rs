@@ -396,7 +396,7 @@ pub(crate) unsafe fn block_at(
     let first = POOL_HEADER_SIZE + PoolHeader::gap(stride, class);
     let off = (b as usize).wrapping_sub(pool as usize + first);
     // `last` is the offset of the last block from the pool: no division for the bound.
-    if off > last.wrapping_sub(first) || off % stride != 0 {
+    if off > last.wrapping_sub(first) || !off.is_multiple_of(stride) {
         return None;
     }
     Some(off / stride)

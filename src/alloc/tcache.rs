@@ -15,7 +15,7 @@
 //! (`types::bin_of_request`, `types::bin_of_chunk`). Only with plain glibc: its chunk's size
 //! field, the word before the block, says which bin a block fits, and another allocator's
 //! block has no such word (`sys::is_plain_glibc`; only the `free` of `meta::unbranched` fills
-//! the bins). That `free` costs a pool block ~10 instructions more than the one with the
+//! the bins). That `free` costs a pool block ~17 instructions more than the one with the
 //! branch, so a process starts with the latter and switches for good once more than one in
 //! nine of a thread's frees are of glibc blocks of those sizes, in 64 windows of 64 such frees
 //! in a row ([`count_system_free`]).
@@ -269,9 +269,9 @@ pub unsafe fn free_counted(b: *mut u8, class: usize) {
 const SWITCH_WINDOW: u32 = 64;
 /// The check switches `free` to `meta::FreeMode::Unbranched` when fewer than this many pool
 /// blocks were freed for every system block (more than one system block in nine frees). A
-/// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~10 instructions more on
-/// every block (issue 15); and only that `free` keeps glibc's blocks of 513–1024 B in the
-/// system bins.
+/// mispredicted branch costs ~15–20 cycles, the unbranched `free` ~17 instructions more on
+/// every block (issue 15: ~10 when this was chosen, before the branchy `free` lost 7); and only
+/// that `free` keeps glibc's blocks of 513–1024 B in the system bins.
 const SWITCH_POOL_FREES_PER_SYSTEM_FREE: u64 = 8;
 /// Consecutive windows that must each be that heavy in system blocks before the switch (4 096
 /// system frees): a program that frees such blocks in a burst while it starts and pool blocks

@@ -47,9 +47,9 @@ pub const MAX_ARENAS: usize = 1 << 18;
 /// blocks (and debug mode's smallest block is 32 bytes).
 pub const STRICT_MAX_BLOCKS: usize = 128;
 
-const _: () = assert!(POOL_HEADER_SIZE % ALIGNMENT == 0);
+const _: () = assert!(POOL_HEADER_SIZE.is_multiple_of(ALIGNMENT));
 const _: () = assert!(ALIGNMENT <= SMALL_REQUEST_THRESHOLD && SMALL_REQUEST_THRESHOLD <= 512);
-const _: () = assert!(ARENA_SIZE % POOL_SIZE == 0);
+const _: () = assert!(ARENA_SIZE.is_multiple_of(POOL_SIZE));
 const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (ALIGNMENT + 2 * 16) <= STRICT_MAX_BLOCKS);
 const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (2 * ALIGNMENT) <= STRICT_MAX_BLOCKS);
 

@@ -142,7 +142,7 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<(usize, usiz
             r.slots,
             r.len
         );
-        // Written under the arena lock (held here) once `free`'s mode is published.
+        // The mode's flags and `branchy_len` are written under the arena lock, held here.
         ensure!(
             r.branchy_len == if r.branchy { r.len } else { 0 },
             "free's branchy range covers {:#x} bytes, the range {:#x} (branchy: {})",
@@ -201,7 +201,7 @@ fn check_arenas(narenas: usize, per_class: &mut PerClass) -> Result<(usize, usiz
         while !fp.is_null() {
             let k = (fp as usize).wrapping_sub(base) / POOL_SIZE;
             ensure!(
-                k < carved && (fp as usize) % POOL_SIZE == 0,
+                k < carved && (fp as usize).is_multiple_of(POOL_SIZE),
                 "arena {i}: free pool {fp:p} outside its carved pools"
             );
             ensure!(!free[k], "arena {i}: pool {k} twice on the free-pool list");
@@ -515,7 +515,7 @@ fn free_blocks(
         while !b.is_null() {
             let off = (b as usize).wrapping_sub(first);
             ensure!(
-                off % stride == 0 && off / stride < cap,
+                off.is_multiple_of(stride) && off / stride < cap,
                 "pool {pool:p}: free block {b:p} is not a block of the pool"
             );
             n += 1;

@@ -352,7 +352,9 @@ unsafe fn live_index(pool: *mut PoolHeader, e: *mut SideEntry, b: *mut u8) -> Op
         let stride = h.stride as usize;
         let first = h.nextoffset as usize;
         let off = (b as usize).wrapping_sub(pool as usize + first);
-        if stride == 0 || off > (h.maxnextoffset as usize).wrapping_sub(first) || off % stride != 0
+        if stride == 0
+            || off > (h.maxnextoffset as usize).wrapping_sub(first)
+            || !off.is_multiple_of(stride)
         {
             return None;
         }
