@@ -37,6 +37,7 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=src/alloc/tls.c");
     println!("cargo::rerun-if-changed=src/alloc/no_unwind.c");
+    println!("cargo::rerun-if-changed=src/alloc/preload.ld");
     // The thread cache's initial-exec TLS block (see src/alloc/tls.c), for every artefact.
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
         && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
@@ -46,7 +47,7 @@ fn main() {
             .compile("poolgrind_tls");
     }
     // The release cdylib, which aborts on panic, without libgcc_s (see src/alloc/no_unwind.c):
-    // its object is a link argument of the cdylib alone. `PROFILE` is "release" for the release
+    // its object is a link argument of the cdylib alone; and its hot code first. `PROFILE` is "release" for the release
     // profile and those that inherit it (`cargo install` included); the debug library keeps the
     // real unwinder and its backtraces.
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
@@ -60,6 +61,12 @@ fn main() {
         {
             println!("cargo::rustc-cdylib-link-arg={}", obj.display());
         }
+        // The code every process runs first, in as few pages as may be (src/alloc/preload.ld).
+        let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+        println!(
+            "cargo::rustc-cdylib-link-arg=-Wl,-T,{}",
+            root.join("src/alloc/preload.ld").display()
+        );
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = out.join("preload.ver");
