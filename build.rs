@@ -1,4 +1,5 @@
-//! Build script: gives the cdylib (and only the cdylib) the unprefixed malloc family.
+//! Build script: gives the cdylib (and only the cdylib) the unprefixed malloc family, and in
+//! release builds its layout (`src/alloc/preload.ld`) and no unwinder (`src/alloc/no_unwind.c`).
 //!
 //! `libpoolgrind.so` exports `poolgrind_malloc` & co. (src/capi.rs). For LD_PRELOAD it must also
 //! export `malloc`, `free`, …: each is defined as an alias of its prefixed twin with the
@@ -46,10 +47,11 @@ fn main() {
             .file("src/alloc/tls.c")
             .compile("poolgrind_tls");
     }
-    // The release cdylib, which aborts on panic, without libgcc_s (see src/alloc/no_unwind.c):
-    // its object is a link argument of the cdylib alone; and its hot code first. `PROFILE` is "release" for the release
-    // profile and those that inherit it (`cargo install` included); the debug library keeps the
-    // real unwinder and its backtraces.
+    // The release cdylib without libgcc_s (src/alloc/no_unwind.c: the release profile aborts
+    // on panic), and with the code every process runs first (src/alloc/preload.ld). Both are
+    // link arguments of the cdylib alone, for rustc's lld. `PROFILE` is "release" for the
+    // release profile and those that inherit it (`cargo install` included); the debug library
+    // keeps the real unwinder and its backtraces.
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64")
         && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")

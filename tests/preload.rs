@@ -110,6 +110,7 @@ fn fork_handlers_blocks_under_memcheck_start_their_stack_at_malloc() {
 /// aborts on panic, so it links no unwinder (`src/alloc/no_unwind.c` stands in), and
 /// libgcc_s.so.1 stays out (issue 15: ~100 KiB of a small program's resident memory, ~0.1 ms of
 /// its start). The stand-ins are local: a program's own unwinding never binds to them.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 #[test]
 fn release_library_loads_no_unwinder_and_exports_none() {
     let lib = preload_lib_release();
@@ -141,36 +142,74 @@ fn release_library_loads_no_unwinder_and_exports_none() {
     );
 }
 
-/// A process that preloads the release library has at most two 64 KiB windows of its code
-/// resident: the code every process runs (the malloc family, the allocator's native paths, its
-/// initialisation, the PLT) comes first in the library (`src/alloc/preload.ld`), and the kernel
-/// maps a file's cached pages 64 KiB around each fault. In the default layout that code lay
-/// among std's, and 176-240 KiB of the 300 KiB were resident in every process (issue 15: peak
-/// RSS of small programs).
+/// The code every process runs with the release library preloaded lies together at the start
+/// of the library's code (`src/alloc/preload.ld`), so that the kernel, which maps a file's cached
+/// pages 64 KiB around each fault, maps little else of it: in the default layout it lay among
+/// std's, and 176-240 KiB of the 300 KiB were resident in every process, 112 KiB with the
+/// script (issue 15: peak RSS of small programs; the resident size also depends on how the
+/// page cache holds the file, so it is measured in docs/benchmarks.md, not here). The functions
+/// checked are those a native start, a `malloc` and a `free` run (found with gdb breakpoints
+/// on every function of the library, `cat` preloaded), from each part of the script.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 #[test]
 fn release_library_keeps_the_code_every_process_runs_together() {
-    let out = Command::new("cat")
-        .arg("/proc/self/smaps")
-        .env("LD_PRELOAD", preload_lib_release())
+    let lib = preload_lib_release();
+    let sections = Command::new("readelf")
+        .args(["-SW"])
+        .arg(&lib)
         .output()
-        .expect("run cat");
-    let smaps = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut lines = smaps.lines();
-    let mut code_kib = None;
-    while let Some(l) = lines.next() {
-        if l.contains(" r-xp ") && l.ends_with("libpoolgrind.so") {
-            code_kib = lines
-                .find_map(|l| l.strip_prefix("Rss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-            break;
-        }
+        .expect("run readelf");
+    let sections = text(&sections.stdout);
+    // "[15] .text.preload_hot PROGBITS <addr> <off> <size> ..."
+    let hot = sections
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let at = f.iter().position(|w| *w == ".text.preload_hot")?;
+            let addr = u64::from_str_radix(f.get(at + 2)?, 16).ok()?;
+            let size = u64::from_str_radix(f.get(at + 4)?, 16).ok()?;
+            Some(addr..addr + size)
+        })
+        .unwrap_or_else(|| panic!("no .text.preload_hot in the release library:\n{sections}"));
+    let nm = Command::new("nm").arg(&lib).output().expect("run nm");
+    let symbols = text(&nm.stdout);
+    let address = |name: &str| {
+        symbols
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let hit = f.len() == 3 && matches!(f[1], "t" | "T") && f[2].contains(name);
+                hit.then(|| u64::from_str_radix(f[0], 16).expect("nm address"))
+            })
+            .unwrap_or_else(|| panic!("no function {name} in the release library"))
+    };
+    for name in [
+        "poolgrind_malloc",
+        "poolgrind_free",
+        "poolgrind_calloc",
+        "poolgrind_realloc",
+        "4init9init_slow",
+        "8dispatch12init_passing",
+        "5track6detect",
+        "valgrind_client_request_expr",
+        "7Options8from_env",
+        "4pool13central_alloc",
+        "6tcache6refill",
+        "4meta9map_arena",
+        "5arena12memory_alloc",
+        "3sys4init",
+        "11MmapOptions8map_anon",
+        "ARGV_INIT_ARRAY12init_wrapper",
+        "pthread_atfork",
+    ] {
+        let at = address(name);
+        assert!(
+            hot.contains(&at),
+            "{name} at {at:#x}, outside the hot code {:#x}..{:#x}",
+            hot.start,
+            hot.end
+        );
     }
-    let code_kib = code_kib.unwrap_or_else(|| panic!("no code mapping of the library:\n{smaps}"));
-    assert!(
-        code_kib <= 128,
-        "{code_kib} KiB of the library's code resident in `cat`:\n{smaps}"
-    );
 }
 
 #[test]

@@ -11,7 +11,13 @@
  * GNU extensions std uses) is defined here, hidden, so that none resolves to libgcc_s and the
  * linker's --as-needed drops it; the version script keeps them out of the dynamic symbol table
  * (they must never interpose on the program's own unwinder). Each one reports "no frames": a
- * raise fails (std then aborts, after the panic's message), a backtrace is empty. */
+ * raise fails (std then aborts, after the panic's message), a backtrace is empty.
+ *
+ * A build of the release profile with panic=unwind (`cargo test --release`, `cargo bench`, a
+ * profile that inherits release and unwinds) links them too: there a panic aborts after its
+ * message instead of unwinding. Nothing in the library catches a panic, and none may cross
+ * its `extern "C"` entry points anyway. Outside unwinders (gdb, valgrind, a C++ program's own
+ * exceptions, glibc's backtrace(3)) are unaffected: the library keeps its .eh_frame. */
 
 #include <stdint.h>
 #include <stdlib.h>
