@@ -64,11 +64,13 @@ fn main() {
             println!("cargo::rustc-cdylib-link-arg={}", obj.display());
         }
         // The code every process runs first, in as few pages as may be (src/alloc/preload.ld).
-        let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-        println!(
-            "cargo::rustc-cdylib-link-arg=-Wl,-T,{}",
-            root.join("src/alloc/preload.ld").display()
-        );
+        // A copy in OUT_DIR, as the version script: the link argument then names a file that
+        // lives as long as this build's outputs (a source tree's path went stale when a build
+        // of the packaged crate from a temporary directory shared the target directory).
+        let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let script = out.join("preload.ld");
+        fs::write(&script, include_str!("src/alloc/preload.ld")).expect("write linker script");
+        println!("cargo::rustc-cdylib-link-arg=-Wl,-T,{}", script.display());
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = out.join("preload.ver");

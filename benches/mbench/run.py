@@ -9,7 +9,7 @@ allocators in a rotated order (round r starts with allocator r mod 4); one warm-
 discarded. Time is the process's wall time (as mimalloc-bench's `time -f %E`). A ratio is the
 median of the per-round ratios (same round, same workload), with their range; a table cell
 "1.53 [1.40–1.71]" is median [min–max]. Peak RSS is the VmHWM the workload prints at its end
-(ru_maxrss for --spec programs, which print none: a floor of this Python process's RSS); RSS
+(for --spec programs, which print none, ru_maxrss taken by peakrss.c, built here with cc); RSS
 growth is that peak minus the VmRSS the workload noted before main (its allocations' cost
 without the allocator library's own pages), shown when every workload prints it.
 
@@ -24,6 +24,7 @@ import argparse
 import os
 import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -155,12 +156,35 @@ def main():
         print(f"| {w} | " + " | ".join(row) + " |")
 
 
+def peakrss_launcher():
+    """peakrss.c, built once per run with cc: a process forked from this Python process starts
+    its ru_maxrss at Python's RSS (~11 MiB), which hid the peak of every small program."""
+    global PEAKRSS
+    if PEAKRSS is None:
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peakrss.c")
+        PEAKRSS = f"/tmp/mbench-peakrss-{os.getpid()}"
+        r = subprocess.run(["cc", "-O2", "-o", PEAKRSS, src], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"run.py: cc {src} failed:\n{r.stderr}")
+    return PEAKRSS
+
+
+PEAKRSS = None
+
+
 def timed(bindir, argv, preload, check_line):
-    """Runs one process; returns (wall seconds, CPU seconds, peak RSS KiB, its stdout)."""
+    """Runs one process; returns (wall seconds, CPU seconds, peak RSS KiB, its stdout). A
+    program of the built-in list prints its own VmHWM; any other runs under peakrss.c."""
     exe = str(argv[0]) if os.path.isabs(str(argv[0])) else os.path.join(bindir, str(argv[0]))
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
-    if preload:
+    env.pop("PEAKRSS_PRELOAD", None)
+    args = [exe] + [str(x) for x in argv[1:]]
+    if not check_line:
+        args = [peakrss_launcher()] + args
+        if preload:
+            env["PEAKRSS_PRELOAD"] = preload
+    elif preload:
         env["LD_PRELOAD"] = preload
     out_r, out_w = os.pipe()
     err_path = f"/tmp/mbench-{os.getpid()}.err"
@@ -173,7 +197,7 @@ def timed(bindir, argv, preload, check_line):
             os.dup2(fd, 2)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
-            os.execve(exe, [exe] + [str(x) for x in argv[1:]], env)
+            os.execve(args[0], args, env)
         except OSError as e:
             os.write(2, f"exec {exe}: {e}\n".encode())
         os._exit(127)
@@ -199,10 +223,11 @@ def timed(bindir, argv, preload, check_line):
                  f"(wait status {status}):\n{err.decode(errors='replace')[-2000:]}")
     if check_line and b"secs=" not in out:
         sys.exit(f"run.py: {argv[0]} printed no result line:\n{out.decode(errors='replace')}")
-    # Peak RSS: the workload's own VmHWM when it prints one; ru_maxrss is a floor set by this
-    # (forking) Python process's RSS at exec, useless for small programs.
-    m = re.search(rb"vmhwm_kib=(\d+)", out)
-    return wall, ru.ru_utime + ru.ru_stime, int(m.group(1)) if m else ru.ru_maxrss, out
+    # Peak RSS: the workload's own VmHWM, or peakrss.c's count.
+    m = re.search(rb"vmhwm_kib=(\d+)", out) or re.search(rb"peakrss_kib=(\d+)", err)
+    if not m:
+        sys.exit(f"run.py: no peak RSS for {' '.join(map(str, argv))}:\n{err.decode(errors='replace')[-2000:]}")
+    return wall, ru.ru_utime + ru.ru_stime, int(m.group(1)), out
 
 
 if __name__ == "__main__":
