@@ -316,7 +316,7 @@ pub(crate) unsafe fn free_fast(p: *mut u8) -> bool {
     }
     // Process-wide, so predicted; the mode of larson's mix first, which takes every `free`
     // here.
-    match meta::free_mode_unbranched_first() {
+    match meta::free_mode() {
         // SAFETY: forwarded (path `Fast`, the range holds every arena).
         FreeMode::Unbranched => unsafe { free_fast_unbranched(p, off) },
         // SAFETY: forwarded (path `Fast`).

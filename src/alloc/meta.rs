@@ -66,10 +66,9 @@ struct Window {
     exclusive: AtomicBool,
     /// Which `free` path `Fast` takes ([`free_mode`]: [`FreeMode::Branchy`] while `branchy`,
     /// else [`FreeMode::Unbranched`] while `unbranched`; a switch sets the new flag before it
-    /// clears the old one. A reader that loads the two in the order opposite to the switch's
-    /// (`free` tests `unbranched` first, [`free_mode_unbranched_first`]) may find neither for
-    /// a moment: its `free` then takes the slow path, which serves any block. Two flags, not
-    /// one mode, so that each test is one compare. Here, beside the fields that `free` reads,
+    /// clears the old one. A reader ([`free_mode`] tests `unbranched` first) may find neither
+    /// for a moment during a switch to [`FreeMode::Unbranched`]: its `free` then takes the slow
+    /// path, which serves any block. Two flags, not one mode, so that each test is one compare. Here, beside the fields that `free` reads,
     /// so that the tests cost no other cache line).
     branchy: AtomicBool,
     unbranched: AtomicBool,
@@ -336,21 +335,9 @@ pub(crate) enum FreeMode {
 /// either of the other two modes is right for any block at any time.
 #[inline(always)]
 pub(crate) fn free_mode() -> FreeMode {
-    if WINDOW.branchy.load(Ordering::Relaxed) {
-        FreeMode::Branchy
-    } else if WINDOW.unbranched.load(Ordering::Relaxed) {
-        FreeMode::Unbranched
-    } else {
-        FreeMode::NotFast
-    }
-}
-
-/// [`free_mode`] with its flags tested the other way round: `unbranched` first. For path
-/// `Fast`'s `free` of a pointer that [`branchy_class`] did not take, which in
-/// [`FreeMode::Unbranched`] is every pointer. While a switch is under way both flags may be
-/// set, and either mode is right.
-#[inline(always)]
-pub(crate) fn free_mode_unbranched_first() -> FreeMode {
+    // `unbranched` first: path `Fast`'s `free` asks for every pointer that `branchy_class`
+    // did not take, which in `FreeMode::Unbranched` is every pointer. While a switch is under
+    // way both flags may be set, and either mode is right.
     if WINDOW.unbranched.load(Ordering::Relaxed) {
         FreeMode::Unbranched
     } else if WINDOW.branchy.load(Ordering::Relaxed) {
@@ -373,11 +360,17 @@ pub(crate) fn unbranched() -> bool {
 /// initialisation ends (path `Fast` is published before this).
 pub(crate) fn publish_fast_free() {
     if free_mode() == FreeMode::NotFast {
-        WINDOW.branchy.store(true, Ordering::Release);
-        WINDOW
-            .branchy_len
-            .store(WINDOW.len.load(Ordering::Relaxed), Ordering::Release);
+        enter_branchy();
     }
+}
+
+/// Sets [`FreeMode::Branchy`]'s flag and [`Window::branchy_len`] to the range's length. The
+/// caller holds the arena lock.
+fn enter_branchy() {
+    WINDOW.branchy.store(true, Ordering::Release);
+    WINDOW
+        .branchy_len
+        .store(WINDOW.len.load(Ordering::Relaxed), Ordering::Release);
 }
 
 /// A pointer's offset from the arenas' range's start (wrapping; any value without a range),
@@ -617,10 +610,7 @@ pub(crate) fn map_arena(base: *mut u8, index: u32) -> bool {
         // a reader of that block sees it.
         WINDOW.unbranched_allowed.store(false, Ordering::Relaxed);
         if free_mode() == FreeMode::Unbranched {
-            WINDOW.branchy.store(true, Ordering::Release);
-            WINDOW
-                .branchy_len
-                .store(WINDOW.len.load(Ordering::Relaxed), Ordering::Release);
+            enter_branchy();
             WINDOW.unbranched.store(false, Ordering::Release);
         }
         WINDOW.exclusive.store(false, Ordering::Release);
