@@ -484,6 +484,10 @@ pub(crate) struct TCache {
     pub(crate) system_frees: u32,
     /// Consecutive windows of `tcache::count_system_free` that were heavy in system blocks.
     pub(crate) heavy_windows: u32,
+    /// Blocks the next refill of each pool class's bin asks the central heap for, 0 before the
+    /// first (`tcache::refill`'s slow start). Invariant: 0, or between `tcache::FIRST_BATCH`
+    /// and half the bin's limit.
+    pub(crate) batch: [u16; NB_SMALL_SIZE_CLASSES],
 }
 
 impl TCache {

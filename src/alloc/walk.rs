@@ -305,7 +305,8 @@ fn check_usable_list(live: usize) -> Result<(), Broken> {
 /// The calling thread's cache (`types::Bin`'s invariant; other threads' caches are theirs): in
 /// an active cache every bin's list is its limit less its room long, a pool class's blocks lie
 /// in pools in use for the class, a system bin's are glibc blocks of the bin's chunk sizes,
-/// outside the arenas; a cache that is not active has no room and no block. And the `free` of
+/// outside the arenas; a cache that is not active has no room and no block; a refill asks for
+/// [`tcache::FIRST_BATCH`] blocks up to half a bin's limit. And the `free` of
 /// the system bins runs only where it may (`meta::FreeMode`).
 fn check_own_cache() -> Result<(), Broken> {
     if meta::unbranched() {
@@ -317,6 +318,14 @@ fn check_own_cache() -> Result<(), Broken> {
     }
     let fast = config::path() == config::Path::Fast;
     tcache::with_own_bins(|active, tc| {
+        for (c, &want) in tc.batch.iter().enumerate() {
+            let most = tcache::bin_limit(c) / 2;
+            ensure!(
+                want == 0 || (u32::from(tcache::FIRST_BATCH)..=most).contains(&u32::from(want)),
+                "class {c}: next refill of {want} blocks, outside {}..={most}",
+                tcache::FIRST_BATCH
+            );
+        }
         for b in 0..NB_BINS {
             let bin = tc.bin(b);
             let room = bin.room.load(Ordering::Relaxed);
