@@ -150,32 +150,38 @@ fn release_library_loads_no_unwinder_and_exports_none() {
 /// were resident in every process; with the hot code first in the one code segment, 148-212 KiB
 /// (the 64 KiB windows fall where the load address puts them, and the C runtime's
 /// `frame_dummy`, run at load, lay among the cold code); with these segments, and std's
-/// read-only data out of the first one, 96 KiB (issue
-/// 15: peak RSS of small programs; the resident size also depends on how the page cache holds
-/// the file, so it is measured in docs/benchmarks.md, not here). The functions checked are
+/// read-only data out of the first one, 96 KiB (issue 15: peak RSS of small programs; the
+/// resident size also depends on how the page cache holds the file, so it is measured in
+/// docs/benchmarks.md, not here). The functions checked are
 /// those a native start, a `malloc` and a `free` run (found with gdb breakpoints on every
 /// function of the library, `cat` preloaded, and with callgrind), from each part of the script.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 #[test]
 fn release_library_keeps_the_code_every_process_runs_together() {
     let lib = preload_lib_release();
-    let sections = Command::new("readelf")
-        .args(["-SW"])
-        .arg(&lib)
-        .output()
-        .expect("run readelf");
-    let sections = text(&sections.stdout);
-    // "[15] .text.preload_hot PROGBITS <addr> <off> <size> ..."
-    let hot = sections
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let at = f.iter().position(|w| *w == ".text.preload_hot")?;
-            let addr = u64::from_str_radix(f.get(at + 2)?, 16).ok()?;
-            let size = u64::from_str_radix(f.get(at + 4)?, 16).ok()?;
-            Some(addr..addr + size)
-        })
-        .unwrap_or_else(|| panic!("no .text.preload_hot in the release library:\n{sections}"));
+    let readelf = |option: &str| {
+        let out = Command::new("readelf")
+            .arg(option)
+            .arg(&lib)
+            .output()
+            .expect("run readelf");
+        text(&out.stdout)
+    };
+    let sections = readelf("-SW");
+    // "[15] .text.preload_hot PROGBITS <addr> <off> <size> ...": (address, offset, size).
+    let section = |name: &str| {
+        sections
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let at = f.iter().position(|w| *w == name)?;
+                let hex = |i: usize| usize::from_str_radix(f.get(at + i)?, 16).ok();
+                Some((hex(2)?, hex(3)?, hex(4)?))
+            })
+            .unwrap_or_else(|| panic!("no {name} in the release library:\n{sections}"))
+    };
+    let (addr, _, size) = section(".text.preload_hot");
+    let hot = addr as u64..(addr + size) as u64;
     let nm = Command::new("nm").arg(&lib).output().expect("run nm");
     let symbols = text(&nm.stdout);
     let address = |name: &str| {
@@ -216,12 +222,7 @@ fn release_library_keeps_the_code_every_process_runs_together() {
             hot.end
         );
     }
-    let segments = Command::new("readelf")
-        .args(["-lW"])
-        .arg(&lib)
-        .output()
-        .expect("run readelf");
-    let segments = text(&segments.stdout);
+    let segments = readelf("-lW");
     // "Section to Segment mapping:" then "  02     .init .fini .text.preload_hot .plt"
     let holding = |section: &str| -> Vec<&str> {
         segments
@@ -249,16 +250,7 @@ fn release_library_keeps_the_code_every_process_runs_together() {
     // entries, function addresses relative to the table, ascend as signed numbers, which is
     // what the unwinders' binary search needs (between the hot and the cold code, the hot
     // code's negative entries sorted after the cold code's).
-    let (offset, size) = sections
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let at = f.iter().position(|w| *w == ".eh_frame_hdr")?;
-            let offset = usize::from_str_radix(f.get(at + 3)?, 16).ok()?;
-            let size = usize::from_str_radix(f.get(at + 4)?, 16).ok()?;
-            Some((offset, size))
-        })
-        .unwrap_or_else(|| panic!("no .eh_frame_hdr in the release library:\n{sections}"));
+    let (_, offset, size) = section(".eh_frame_hdr");
     let file = std::fs::read(&lib).expect("read the release library");
     let hdr = &file[offset..offset + size];
     assert_eq!(
