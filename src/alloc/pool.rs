@@ -201,7 +201,8 @@ unsafe fn take_block(cls: &ClassState, class: usize) -> *mut u8 {
 /// Takes up to `n` blocks of `class`, linked through their first word, and returns
 /// (head, count). A batch request (`n > 1`, thread-cache refills, never under memcheck) is
 /// served whole from the transfer stack when it has one (its count may differ from `n`), else
-/// from pools a whole free list and a run of virgin blocks at a time.
+/// from pools a whole free list and a run of virgin blocks at a time; while the class has at
+/// most [`SHARED_POOLS`] pools, the run of virgin blocks is short ([`virgin_run`]).
 pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
     let _g = serial::lock_class(&cls.lock);
@@ -218,7 +219,9 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let mut head: *mut u8 = null_mut();
     let mut got = 0;
     if n > 1 && !track::memcheck() {
-        while got < n {
+        // SAFETY: class lock held.
+        let mut virgin = virgin_run(class, unsafe { *cls.pools.get() });
+        while got < n && virgin != 0 {
             // SAFETY: class lock held; natively the metadata is the in-pool header.
             unsafe {
                 let (pool, m) = first_used_pool(cls, class);
@@ -234,12 +237,13 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
                     got += 1;
                 }
                 let stride = (*m).stride;
-                while got < n && (*m).nextoffset <= (*m).maxnextoffset {
+                while got < n && virgin != 0 && (*m).nextoffset <= (*m).maxnextoffset {
                     let b = pool.cast::<u8>().add((*m).nextoffset as usize);
                     (*m).nextoffset += stride;
                     *b.cast::<*mut u8>() = head;
                     head = b;
                     got += 1;
+                    virgin -= 1;
                 }
                 (*m).nused += (got - before) as u32;
                 if !pool_has_free(m) {
@@ -265,6 +269,34 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
         got += 1;
     }
     (head, got)
+}
+
+/// While a class has at most this many pools, a refill carves few of their virgin blocks
+/// ([`virgin_run`]).
+pub(crate) const SHARED_POOLS: usize = 4;
+
+/// Most virgin blocks one refill of `class` carves while the class has `pools` pools.
+///
+/// A pool costs a page the moment it is opened, however few of its blocks are used; a thread
+/// cache that carves a pool's blocks ahead into its bin leaves none for the next thread, which
+/// opens a pool of its own. In a program whose threads each use a class for a few blocks (the
+/// larger classes of mimalloc-bench's glibc-thread: 1-4 live blocks a thread, a pool holding
+/// 8-15), every thread then held a pool of every such class: 59 pools at exit, and 240 KiB
+/// resident in the arena, where without thread caches 34 pools served (issue 15, peak RSS).
+/// So while a class has at most [`SHARED_POOLS`] pools, a refill carves an eighth of a pool
+/// (at least 2 blocks; 31 of 16 B) and leaves the rest for the other threads, which share the
+/// class's first pools: 45 pools, 184 KiB. A class with more pools than that is in heavy use,
+/// where one pool more or less is no matter and the whole run saves refills: the binary trees
+/// of `ci/bench ir` re-carve thousands of pools, and an eighth everywhere cost them 4 % more
+/// instructions an operation (prodcons 6 %). Blocks on free lists are not limited: they are
+/// in touched pages already, and free-list runs are what refills mostly take.
+#[inline]
+fn virgin_run(class: usize, pools: usize) -> usize {
+    if pools > SHARED_POOLS {
+        usize::MAX
+    } else {
+        (PoolHeader::capacity(class_size(class)) / 8).max(2)
+    }
 }
 
 /// Gives back a chain of `n` blocks of `class` linked through their first word (or, when
