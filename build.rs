@@ -36,12 +36,18 @@ const ALIASES: &[&str] = &[
 
 /// Whether the library may pack its relative relocations (`DT_RELR`, `-z pack-relative-relocs`):
 /// a native build (host = target) on a glibc of 2.36 or later, the first whose loader reads
-/// them (the library then needs `GLIBC_ABI_DT_RELR`, which an older one refuses to load).
-/// Packed, the ~620 relocations of vtables, GOT entries and panic locations take 0.2 KiB
-/// instead of 15: the library's first segment, which the loader reads in every process, is 3
-/// pages instead of 7 (issue 15, peak RSS of small programs).
+/// them, unless `POOLGRIND_RELR=0`. Packed, the ~620 relocations of vtables, GOT entries and
+/// panic locations take 0.2 KiB instead of 15: the library's first segment, which the loader
+/// reads in every process, is 3 pages instead of 7 (issue 15, peak RSS of small programs).
+/// The library then needs `GLIBC_ABI_DT_RELR`: it runs where it was built and on any newer
+/// glibc, and an older one (2.35 and before: Ubuntu 22.04, RHEL 9) refuses to load it ("DT_RELR
+/// without GLIBC_ABI_DT_RELR dependency"). A build for such a system that runs on a newer one
+/// (a container's build stage, a shared cache) sets `POOLGRIND_RELR=0`.
 fn host_glibc_reads_relr() -> bool {
-    if env::var("HOST").ok() != env::var("TARGET").ok() {
+    println!("cargo::rerun-if-env-changed=POOLGRIND_RELR");
+    if env::var("POOLGRIND_RELR").as_deref() == Ok("0")
+        || env::var("HOST").ok() != env::var("TARGET").ok()
+    {
         return false;
     }
     let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
