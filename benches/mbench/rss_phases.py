@@ -13,9 +13,11 @@ the issue allows.
 
 How: every run is with ASLR off (`setarch -R`), preloading first a padding library of k pages
 (k = 0 .. N-1, default 16): it shifts every later mapping, libc's among them, by k pages, so
-libc meets the windows at each of the 16 phases in turn and each run is reproducible. The
-mean over the phases is the expectation of a run with ASLR; the table gives it, its range
-and the ratio of means to the baseline. Peak RSS is wait4's ru_maxrss, through peakrss.c.
+libc meets the windows at each of the 16 phases in turn (back to back, a phase gives the same
+count to the page). The mean over the phases is the expectation of a run with ASLR; the table
+gives it, its range and the ratio of means to the baseline. Runs an hour apart still differ
+by up to ~4 % (the threads' timing, libc's pages in the page cache): compare allocators
+within one run, as the table does. Peak RSS is wait4's ru_maxrss, through peakrss.c.
 Workloads and their argv come from a --spec file of run.py (originals.spec); their metric
 column is ignored here.
 """
