@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources for importing run.py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import read_spec  # noqa: E402
 
