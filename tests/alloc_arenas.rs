@@ -7,6 +7,9 @@ use std::alloc::{GlobalAlloc, Layout};
 
 use poolgrind::{debug, PoolAlloc};
 
+mod common;
+use common::native;
+
 static A: PoolAlloc = PoolAlloc::new();
 
 /// Empty arenas kept mapped natively (`SPARE_ARENAS` in src/alloc/heap.rs) plus pymalloc's
@@ -57,13 +60,6 @@ fn arenas_are_given_back_when_their_pools_empty() {
         before.arenas_live
     );
     assert!(report.arenas <= s.arenas_highwater);
-}
-
-/// Whether this process runs without Valgrind (whose preloaded objects are in its maps).
-fn native() -> bool {
-    !std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .contains("vgpreload")
 }
 
 /// Natively every arena lies in one reserved range (`POOLGRIND_ARENA_SPACE`, 64 GiB by

@@ -5,6 +5,9 @@ use std::alloc::{GlobalAlloc, Layout};
 
 use poolgrind::{debug, PoolAlloc};
 
+mod common;
+use common::native;
+
 static A: PoolAlloc = PoolAlloc::new();
 
 const SIZE: usize = 480;
@@ -60,10 +63,4 @@ fn threads_holding_a_few_blocks_of_a_class_share_its_first_pool() {
         unsafe { A.dealloc(p as *mut u8, layout) };
     }
     debug::check_heap().unwrap();
-}
-
-fn native() -> bool {
-    !std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .contains("vgpreload")
 }

@@ -7,6 +7,13 @@ use std::process::Command;
 
 use poolgrind::check::model::{Log, VgError};
 
+/// Whether this process runs without Valgrind (whose preloaded objects are in its maps).
+pub fn native() -> bool {
+    !std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains("vgpreload")
+}
+
 /// `target/<profile>/` of this test build.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
