@@ -295,7 +295,7 @@ fn virgin_run(class: usize, pools: usize) -> usize {
     if pools > SHARED_POOLS {
         usize::MAX
     } else {
-        (PoolHeader::capacity(class_size(class)) / 8).max(2)
+        (PoolHeader::capacity(config::stride(class)) / 8).max(2)
     }
 }
 
