@@ -92,7 +92,7 @@ frame_name!(malloc_named, "malloc");
 /// [`malloc_named`] but its memcheck small blocks.
 #[inline(never)]
 extern "C" fn malloc_other(size: usize) -> *mut c_void {
-    match dispatch::alloc_pool(size, ALIGNMENT, false) {
+    match dispatch::alloc_pool(size, ALIGNMENT, false, true) {
         Some(b) => enomem_if_null(b),
         None => sys::malloc(size).cast(),
     }
@@ -123,7 +123,7 @@ extern "C" fn calloc_named(n: usize, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     };
-    match dispatch::alloc_pool(total, ALIGNMENT, true) {
+    match dispatch::alloc_pool(total, ALIGNMENT, true, true) {
         Some(b) => enomem_if_null(b),
         None => sys::calloc(n, size).cast(),
     }
@@ -260,7 +260,7 @@ pub extern "C" fn poolgrind_memalign(align: usize, size: usize) -> *mut c_void {
 
 #[inline(never)]
 extern "C" fn memalign_named(align: usize, size: usize) -> *mut c_void {
-    match dispatch::alloc_pool(size, align, false) {
+    match dispatch::alloc_pool(size, align, false, true) {
         Some(b) => enomem_if_null(b),
         None => sys::memalign(align, size).cast(),
     }
@@ -279,7 +279,7 @@ extern "C" fn aligned_alloc_named(align: usize, size: usize) -> *mut c_void {
         set_errno(libc::EINVAL);
         return null_mut();
     }
-    match dispatch::alloc_pool(size, align, false) {
+    match dispatch::alloc_pool(size, align, false, true) {
         Some(b) => enomem_if_null(b),
         None => sys::aligned_alloc(align, size).cast(),
     }
@@ -307,7 +307,7 @@ unsafe extern "C" fn posix_memalign_named(out: *mut *mut c_void, align: usize, s
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
-    match dispatch::alloc_pool(size, align, false) {
+    match dispatch::alloc_pool(size, align, false, true) {
         Some(p) if p.is_null() => libc::ENOMEM,
         Some(p) => {
             // SAFETY: the caller guarantees `out` is writable.

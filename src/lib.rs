@@ -106,6 +106,13 @@
 //! memcheck's own malloc. The table is checked against the code by a unit test
 //! (`alloc::config`).
 //!
+//! **Carriers.** Natively, with thread caches, a pointer-only request (the C `malloc`,
+//! [`raw`]) of 97–512 bytes first takes a block of one of five carrier classes, 128, 192, 256,
+//! 384 and 512 bytes (`alloc::types::carrier`); a carrier whose pools grow past four gives its
+//! classes their own pools from then on. A cached block keeps its pool, a page, so a program
+//! using many of these classes a block at a time kept a page for each (issue 15: espresso). A
+//! Rust layout's block always comes from its own class: `dealloc` names the class by the size.
+//!
 //! ## Where things live
 //!
 //! - `src/alloc/`: the allocator, its modules in dependency order (`alloc/mod.rs` has the

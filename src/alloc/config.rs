@@ -27,7 +27,8 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::sys::FmtBuf;
 use super::types::{
-    class_size, PoolHeader, ARENA_SIZE, MAX_ARENAS, NB_SMALL_SIZE_CLASSES, SMALL_REQUEST_THRESHOLD,
+    class_size, split_carrier, PoolHeader, ARENA_SIZE, MAX_ARENAS, NB_SMALL_SIZE_CLASSES,
+    SMALL_REQUEST_THRESHOLD,
 };
 
 /// The options, by name. The discriminant is the option's row in [`OPTIONS`].
@@ -477,6 +478,11 @@ pub(crate) fn publish_path(memcheck: bool) {
     } else {
         Path::General
     };
+    // Carriers serve light classes where thread caches keep blocks (path `Fast`), whole: a
+    // carrier above the pool limit would have no pools (`types::carrier`).
+    if path != Path::Fast || pool_limit() < SMALL_REQUEST_THRESHOLD {
+        split_carrier(usize::MAX);
+    }
     PATH.store(path as u8, Ordering::Release);
 }
 

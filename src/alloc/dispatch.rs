@@ -163,7 +163,8 @@ pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
 }
 
 /// The C `calloc`'s thread-cache hit: a pool block for `n * size` bytes, not zeroed yet (the
-/// caller zeroes `n * size` bytes), with no test of the path, as in [`malloc_fast`]. `None` on
+/// caller zeroes `n * size` bytes) from the bin `malloc` takes it from ([`bin_of_request`]), with
+/// no test of the path, as in [`malloc_fast`]. `None` on
 /// an overflow of the product, above [`SMALL_REQUEST_THRESHOLD`] and on a miss (the general
 /// `calloc` then decides).
 #[inline(always)]
@@ -172,7 +173,7 @@ pub(crate) fn calloc_fast(n: usize, size: usize) -> Option<*mut u8> {
     if total > SMALL_REQUEST_THRESHOLD {
         return None;
     }
-    let b = small_fast(total);
+    let b = tcache::try_alloc(bin_of_request(total));
     (!b.is_null()).then_some(b)
 }
 
@@ -253,17 +254,20 @@ pub(crate) unsafe fn realloc_fast(p: *mut u8, size: usize) -> ReallocFast {
 }
 
 /// Whether a block of `class` resized to `size` bytes stays where it is: `size` is of the
-/// class, or smaller by less than a quarter of the class's size (pymalloc's rule: a copy
+/// class (its own, or its carrier's while it has one: `malloc` would hand out a block of that
+/// class), or smaller by less than a quarter of the class's size (pymalloc's rule: a copy
 /// would cost more than the bytes it gives back; CPython shrinks its buffers after building
 /// them, and half of its `realloc`s moved with the first rule alone, issue 15).
 #[inline(always)]
 fn stays(size: usize, class: usize) -> bool {
     let have = class_size(class);
-    size <= have && (size_class(size) == class || 4 * size > 3 * have)
+    size <= have
+        && (size_class(size) == class || bin_of_request(size) == class || 4 * size > 3 * have)
 }
 
-/// [`realloc_fast`]'s move: a block for `size` bytes from this thread's cache (or the system
-/// allocator above [`SMALL_REQUEST_THRESHOLD`]), the old block's bytes copied, the old block
+/// [`realloc_fast`]'s move: a block for `size` bytes from this thread's cache (the bin `malloc`
+/// takes it from, [`bin_of_request`]; or the system allocator above
+/// [`SMALL_REQUEST_THRESHOLD`]), the old block's bytes copied, the old block
 /// pushed into the cache. Null when that block cannot be had that way (a cache miss, no
 /// memory): the caller then takes the general `realloc`, `p` untouched.
 ///
@@ -271,7 +275,11 @@ fn stays(size: usize, class: usize) -> bool {
 /// `p` is a live block of `class`'s pools; path `Fast`; `size` is not 0.
 #[inline(always)]
 pub(crate) unsafe fn realloc_move(p: *mut u8, size: usize, class: usize) -> *mut u8 {
-    let q = alloc_fast(size, ALIGNMENT);
+    let q = if size <= SMALL_REQUEST_THRESHOLD {
+        tcache::try_alloc(bin_of_request(size))
+    } else {
+        alloc_fast(size, ALIGNMENT)
+    };
     if !q.is_null() {
         // SAFETY: `p` holds `class_size(class)` usable bytes on this path, `q` at least `size`;
         // the old block is then no longer used.
@@ -438,7 +446,8 @@ unsafe fn free_system(p: *mut u8) {
 // The out-of-line halves.
 
 /// Every allocation but a thread-cache hit: memcheck, initialisation, the general path, the
-/// system allocator. `zeroed` for calloc and `alloc_zeroed`.
+/// system allocator. `zeroed` for calloc and `alloc_zeroed`; `by_pointer` when the block will
+/// be freed by its pointer alone, so that it may come from a carrier class ([`class_for`]).
 ///
 /// Under memcheck a small block is allocated here ([`memcheck_alloc_here`]: no saved register,
 /// and one request announces every block, so that blocks from one call site share their
@@ -446,9 +455,9 @@ unsafe fn free_system(p: *mut u8) {
 /// continues in [`alloc_other`] (a tail call, so that frame replaces this one), which carries
 /// this function's name for Valgrind too.
 #[inline(never)]
-pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+pub(crate) fn alloc(size: usize, align: usize, zeroed: bool, by_pointer: bool) -> *mut u8 {
     if zeroed || align > ALIGNMENT {
-        return alloc_other(size, align, zeroed);
+        return alloc_other(size, align, zeroed, by_pointer);
     }
     // From here `align` is at most ALIGNMENT, which every path treats as ALIGNMENT: only `size`
     // lives across the (rare) initialisation call, so this frame saves no register.
@@ -456,13 +465,13 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if path == Path::Memcheck && size <= config::pool_limit() {
         return memcheck_alloc_here(size);
     }
-    alloc_other(size, ALIGNMENT, false)
+    alloc_other(size, ALIGNMENT, false, by_pointer)
 }
 
 /// [`alloc`] but its memcheck small blocks.
 #[inline(never)]
-fn alloc_other(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    match alloc_pool(size, align, zeroed) {
+fn alloc_other(size: usize, align: usize, zeroed: bool, by_pointer: bool) -> *mut u8 {
+    match alloc_pool(size, align, zeroed, by_pointer) {
         Some(b) => b,
         None => large_alloc(size, align, zeroed),
     }
@@ -479,9 +488,14 @@ core::arch::global_asm!(
 /// [`alloc`] inlined, but for the system allocator: `None` means "the system allocator serves
 /// this request", which the caller does in tail position (the C entry points call the system
 /// allocator's function of the same name, so memcheck records such a block exactly as it would
-/// without us).
+/// without us). `by_pointer` as for [`alloc`].
 #[inline(always)]
-pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut u8> {
+pub(crate) fn alloc_pool(
+    size: usize,
+    align: usize,
+    zeroed: bool,
+    by_pointer: bool,
+) -> Option<*mut u8> {
     let small = size <= config::pool_limit() && align <= ALIGNMENT;
     loop {
         match config::path() {
@@ -496,7 +510,7 @@ pub(crate) fn alloc_pool(size: usize, align: usize, zeroed: bool) -> Option<*mut
             _ => break,
         }
     }
-    match class_for(size, align) {
+    match class_for(size, align, by_pointer) {
         Some(c) => Some(small_alloc(c, size, zeroed)),
         None => {
             tcache::count_system_alloc();
@@ -531,7 +545,7 @@ unsafe fn free_sized_other(p: *mut u8, size: usize, align: usize) {
     if sys::is_boot(p) {
         return; // served while initialising: never reused
     }
-    match class_for(size, align) {
+    match class_for(size, align, false) {
         // SAFETY: `p` was allocated with this size, hence from this class.
         Some(c) => unsafe { small_free(p, c) },
         // SAFETY: `p` was allocated by the system allocator.
@@ -628,7 +642,7 @@ pub(crate) enum Realloc {
 #[inline(always)]
 pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
     if p.is_null() {
-        return match alloc_pool(size, ALIGNMENT, false) {
+        return match alloc_pool(size, ALIGNMENT, false, true) {
             Some(q) => Realloc::Done(q),
             None => Realloc::System(null_mut()),
         };
@@ -643,7 +657,7 @@ pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
     unsafe {
         let (old_usable, class) = if arena::owns(p) {
             let c = pool::pool_class(p);
-            if resize_in_place(c, class_for(size, ALIGNMENT)) {
+            if resize_in_place(c, class_for(size, ALIGNMENT, true)) {
                 return Realloc::Done(p);
             }
             (small_usable(p, c), Some(c))
@@ -652,7 +666,7 @@ pub(crate) unsafe fn realloc_pool(p: *mut u8, size: usize) -> Realloc {
         } else {
             return Realloc::System(p); // a system block stays one, whatever the new size
         };
-        let pooled = alloc_pool(size, ALIGNMENT, false);
+        let pooled = alloc_pool(size, ALIGNMENT, false, true);
         let q = match pooled {
             Some(q) => q,
             // Under memcheck a block that moves to the system allocator is first copied to a
@@ -688,8 +702,8 @@ pub(crate) unsafe fn realloc_sized(
     align: usize,
     new_size: usize,
 ) -> *mut u8 {
-    let old = class_for(size, align);
-    let new = class_for(new_size, align);
+    let old = class_for(size, align, false);
+    let new = class_for(new_size, align, false);
     if let Some(c) = old {
         if resize_in_place(c, new) {
             return p;
@@ -700,7 +714,7 @@ pub(crate) unsafe fn realloc_sized(
     }
     let mut q = alloc_fast(new_size, align);
     if q.is_null() {
-        q = alloc(new_size, align, false);
+        q = alloc(new_size, align, false, false);
     }
     if !q.is_null() {
         // SAFETY: both blocks hold at least the smaller size; the old one is then freed.
@@ -737,9 +751,13 @@ pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
 // ---------------------------------------------------------------------------------------------
 // The rows of the table.
 
-/// The size class serving `size` bytes at `align`, or `None` for the system allocator.
+/// The size class serving `size` bytes at `align`, or `None` for the system allocator. For a
+/// block its `free` will know by its pointer alone (`by_pointer`: the C functions, `raw`), the
+/// class `malloc`'s bin table names: while the class is light, its carrier
+/// (`types::carrier`); that `free` reads the class from the block's pool. A Rust layout's
+/// block (`dealloc` names its class by the size) always comes from its own class.
 #[inline(always)]
-fn class_for(size: usize, align: usize) -> Option<usize> {
+fn class_for(size: usize, align: usize, by_pointer: bool) -> Option<usize> {
     if !config::pools_on() || align > ALIGNMENT {
         return None;
     }
@@ -748,7 +766,14 @@ fn class_for(size: usize, align: usize) -> Option<usize> {
     } else {
         size
     };
-    (need <= config::pool_limit()).then(|| size_class(need))
+    if need > config::pool_limit() {
+        return None;
+    }
+    Some(if by_pointer {
+        bin_of_request(need)
+    } else {
+        size_class(need)
+    })
 }
 
 /// Path `Memcheck`: a small block of `size` bytes, zeroed for calloc. Inlined into [`alloc`],

@@ -36,12 +36,12 @@ unsafe impl GlobalAlloc for PoolAlloc {
         if !b.is_null() {
             return b;
         }
-        dispatch::alloc(layout.size(), layout.align(), false)
+        dispatch::alloc(layout.size(), layout.align(), false, false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        dispatch::alloc(layout.size(), layout.align(), true)
+        dispatch::alloc(layout.size(), layout.align(), true, false)
     }
 
     #[inline]

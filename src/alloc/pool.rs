@@ -172,6 +172,9 @@ pub(crate) unsafe fn new_used_pool(
         link_used(cls, pool, m);
         *cls.pools.get() += 1;
         *cls.capacity.get() += PoolHeader::capacity(config::stride(class));
+        if *cls.pools.get() > SPLIT_POOLS && is_merged(class) {
+            split_carrier(class);
+        }
         (pool, m)
     }
 }

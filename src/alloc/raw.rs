@@ -21,7 +21,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
     if let Some(b) = dispatch::malloc_fast(size) {
         return b;
     }
-    dispatch::alloc(size, ALIGNMENT, false)
+    dispatch::alloc(size, ALIGNMENT, false, true)
 }
 
 /// `calloc`: `n * size` zeroed bytes; null on overflow or when out of memory.
@@ -30,7 +30,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 /// As [`malloc`].
 pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     match n.checked_mul(size) {
-        Some(total) => dispatch::alloc(total, ALIGNMENT, true),
+        Some(total) => dispatch::alloc(total, ALIGNMENT, true, true),
         None => null_mut(),
     }
 }
@@ -44,7 +44,7 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
         // SAFETY: forwarded.
         return unsafe { malloc(size) };
     }
-    dispatch::alloc(size, align, false)
+    dispatch::alloc(size, align, false, true)
 }
 
 /// `free`: gives back a block of this allocator or of the system allocator. `free(null)` does

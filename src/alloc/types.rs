@@ -16,10 +16,11 @@
 //! | [`POOL_HEADER_SIZE`]      | 80        | `size_of::<PoolHeader>()`, a multiple of `ALIGNMENT`       |
 //! | gap (`config::gap`)       | 0; 32     | inaccessible bytes on each side of every block: 0 natively, memcheck's geometry under memcheck (`config::memcheck_gap`: 32 for `--redzone-size=16`) |
 //! | [`MAX_ARENAS`]            | 2^18      | 64 GiB of small objects; the table is reserved, not touched |
+//! | [`SPLIT_POOLS`]           | 4         | a carrier class ([`carrier`]) serves its light classes' pointer-only requests up to this many pools, then each class has its own (natively, path `Fast`) |
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Alignment of every pool block (and the spacing of size classes).
 pub const ALIGNMENT: usize = 16;
@@ -125,18 +126,20 @@ pub(crate) fn select_below(
     }
 }
 
-/// The bin of a C `malloc` of `size` bytes, `size <= SYS_CACHE_MAX_REQUEST`: its pool class up
-/// to [`SMALL_REQUEST_THRESHOLD`], else the first system bin whose blocks all hold `size`
-/// bytes. A table read, without a branch (sizes on both sides of 512 B alternate at random in
-/// larson). Bins change at multiples of 8 bytes (pool classes at 16, system bins at 520 + 32k),
-/// so the table has an entry per 8 bytes.
+/// The bin of a pointer-only `malloc` of `size` bytes (the C `malloc`, `raw::malloc`),
+/// `size <= SYS_CACHE_MAX_REQUEST`: up to [`SMALL_REQUEST_THRESHOLD`] a pool class, its own or,
+/// while it is light, its carrier's ([`carrier`]); above, the first system bin whose blocks all
+/// hold `size`. A table read, without a branch (sizes on both sides of 512 B alternate at random
+/// in larson). Bins change at multiples of 8 bytes (pool classes at 16, system bins at
+/// 520 + 32k), so the table has an entry per 8 bytes.
 #[inline(always)]
 pub fn bin_of_request(size: usize) -> usize {
     debug_assert!(size <= SYS_CACHE_MAX_REQUEST);
-    BIN_OF_REQUEST[((size + 7) >> 3) & (BIN_OF_REQUEST.len() - 1)] as usize
+    BIN_OF_REQUEST[((size + 7) >> 3) & (BIN_OF_REQUEST.len() - 1)].load(Ordering::Relaxed) as usize
 }
 
-/// [`bin_of_request`]'s definition, which its table holds.
+/// [`bin_of_request`]'s definition once every carrier is split: the class of the request, or
+/// its system bin.
 const fn bin_of_request_by_arithmetic(size: usize) -> usize {
     if size <= SMALL_REQUEST_THRESHOLD {
         size_class(size)
@@ -148,17 +151,80 @@ const fn bin_of_request_by_arithmetic(size: usize) -> usize {
     }
 }
 
+/// The carrier of pool class `class`: the class whose pools serve a pointer-only request of
+/// `class`'s sizes while the carrier is not split ([`split_carrier`]); a class of its own below
+/// 112 bytes.
+///
+/// A thread cache holding a block of a class keeps that block's pool out of its arena: a page,
+/// however few of its blocks are out. A program that uses many of the larger classes a block
+/// at a time keeps a page for each (espresso: 22 classes of 112-512 B, a page each, which
+/// without the caches empty between uses and serve the growing class: 90 pools at its peak
+/// against 67, issue 15's peak RSS). Five carriers of 128, 192, 256, 384 and 512 bytes serve
+/// the 26 classes from 112 B up until they are in use: a request takes at most half as many
+/// bytes again (272 in 384), in at most [`SPLIT_POOLS`] pools per carrier. A Rust layout's
+/// `dealloc` names its class by the size, so `PoolAlloc` keeps the classes themselves.
+#[inline(always)]
+pub const fn carrier(class: usize) -> usize {
+    match class {
+        6..=7 => 7,
+        8..=11 => 11,
+        12..=15 => 15,
+        16..=23 => 23,
+        24..=31 => 31,
+        c => c,
+    }
+}
+
+/// A carrier whose pools grow beyond this many is split: its classes get their own pools.
+pub const SPLIT_POOLS: usize = 4;
+
 /// [`bin_of_request`] of every size up to [`SYS_CACHE_MAX_REQUEST`], by `(size + 7) / 8` (a
-/// power of two long, so that the index is masked rather than checked).
-static BIN_OF_REQUEST: [u8; 256] = {
-    let mut t = [0u8; 256];
+/// power of two long, so that the index is masked rather than checked). Entries only ever go
+/// from a carrier to the request's own class ([`split_carrier`]): a reader that sees either gets
+/// a class whose blocks hold the request, and `free` reads the class from the block's pool.
+static BIN_OF_REQUEST: [AtomicU8; 256] = {
+    let mut t = [const { AtomicU8::new(0) }; 256];
     let mut i = 0;
     while i <= SYS_CACHE_MAX_REQUEST / 8 {
-        t[i] = bin_of_request_by_arithmetic(i * 8) as u8;
+        let b = bin_of_request_by_arithmetic(i * 8);
+        t[i] = AtomicU8::new(if b < NB_SMALL_SIZE_CLASSES {
+            carrier(b)
+        } else {
+            b
+        } as u8);
         i += 1;
     }
     t
 };
+
+/// Carriers not split yet (bit `c` for carrier class `c`).
+static MERGED: AtomicU32 = AtomicU32::new(1 << 7 | 1 << 11 | 1 << 15 | 1 << 23 | 1 << 31);
+
+/// Whether `class` is a carrier that still serves other classes.
+#[inline]
+pub(crate) fn is_merged(class: usize) -> bool {
+    class < 32 && MERGED.load(Ordering::Relaxed) & (1 << class) != 0
+}
+
+/// Gives the classes `carrier` serves their own pools from now on (for good): its pools grew
+/// beyond [`SPLIT_POOLS`], or pointer-only requests must take their own classes
+/// (`carrier == usize::MAX`: every carrier).
+pub(crate) fn split_carrier(carrier_class: usize) {
+    let mut i = 0;
+    while i * 8 <= SMALL_REQUEST_THRESHOLD {
+        let own = size_class(i * 8);
+        if carrier_class == usize::MAX || carrier(own) == carrier_class {
+            BIN_OF_REQUEST[i].store(own as u8, Ordering::Relaxed);
+        }
+        i += 1;
+    }
+    let bits = if carrier_class == usize::MAX {
+        u32::MAX
+    } else {
+        1 << carrier_class
+    };
+    MERGED.fetch_and(!bits, Ordering::Relaxed);
+}
 const _: () = assert!(SYS_CACHE_MAX_REQUEST / 8 < 256 && NB_BINS < 256);
 
 /// The bin of a glibc chunk whose size field (the word before the block) is `h`, or a value of
@@ -785,8 +851,7 @@ mod tests {
     fn every_request_up_to_1024_bytes_has_a_bin_that_its_own_blocks_return_to() {
         let chunk = |n: usize| ((n + 8 + 15) & !15).max(32);
         for size in 0..=SYS_CACHE_MAX_REQUEST {
-            let bin = bin_of_request(size);
-            assert_eq!(bin, bin_of_request_by_arithmetic(size), "{size}");
+            let bin = bin_of_request_by_arithmetic(size);
             assert!(bin < NB_BINS, "{size}");
             if size <= SMALL_REQUEST_THRESHOLD {
                 assert_eq!(bin, size_class(size), "{size}");

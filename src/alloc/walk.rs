@@ -9,6 +9,7 @@ use super::meta::{self, meta};
 use super::pool::CLASSES;
 use super::sys::FmtBuf;
 use super::types::*;
+use super::config::Path;
 use super::{arena, config, tcache, track};
 
 /// What the walker saw.
@@ -78,10 +79,37 @@ pub(crate) fn walk() -> Result<HeapReport, Broken> {
     let (live, in_range) = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
     check_usable_list(live)?;
     check_own_cache()?;
+    check_request_map(&per_class)?;
     let mut report = check_class_counters(&per_class)?;
     report.arenas = live;
     report.arenas_in_range = in_range;
     Ok(report)
+}
+
+/// `malloc`'s bin table (`types::bin_of_request`): every request up to 512 B names its own
+/// class or its carrier, a carrier only while it is merged, and a merged carrier has at most
+/// `SPLIT_POOLS` pools; off path `Fast` every request names its own class.
+fn check_request_map(per_class: &PerClass) -> Result<(), Broken> {
+    let path = config::path();
+    if path == Path::Uninit {
+        return Ok(()); // carriers are decided with the path
+    }
+    let fast = path == Path::Fast;
+    for size in (0..=SMALL_REQUEST_THRESHOLD).step_by(8) {
+        let own = size_class(size);
+        let bin = bin_of_request(size);
+        ensure!(
+            bin == own || (fast && bin == carrier(own) && is_merged(bin)),
+            "a request of {size} B takes class {bin}: neither its own ({own}) nor a merged carrier"
+        );
+    }
+    for (c, &(pools, _, _)) in per_class.iter().enumerate() {
+        ensure!(
+            !is_merged(c) || !fast || pools <= SPLIT_POOLS,
+            "carrier class {c} has {pools} pools and still serves other classes"
+        );
+    }
+    Ok(())
 }
 
 /// Every class's used list: right class, doubly linked, neither empty nor full pools, no cycle.
