@@ -107,7 +107,7 @@
 //! (`alloc::config`).
 //!
 //! **Carriers.** Natively, with thread caches, a pointer-only request (the C `malloc`,
-//! [`raw`]) of 97–512 bytes first takes a block of one of five carrier classes, 128, 192, 256,
+//! `calloc`, `realloc` and `memalign` family, [`raw`]) of 97–512 bytes first takes a block of one of five carrier classes, 128, 192, 256,
 //! 384 and 512 bytes (`alloc::types::carrier`); a carrier whose pools grow past four gives its
 //! classes their own pools from then on. A cached block keeps its pool, a page, so a program
 //! using many of these classes a block at a time kept a page for each (issue 15: espresso). A

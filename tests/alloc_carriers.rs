@@ -55,6 +55,23 @@ fn light_classes_ride_in_their_carriers_pools_until_the_carrier_grows() {
             "a first request of 300 B rides in the 384-B carrier"
         );
         assert_eq!(pools(304), 1, "the Rust layout's block has its own class");
+        // The rest of the C family takes the same bins: calloc (zeroed), memalign at 16,
+        // realloc within the carrier stays where it is.
+        // SAFETY: plain calls; every block is checked, and freed once below.
+        unsafe {
+            let z = raw::calloc(3, 100);
+            assert!(!z.is_null());
+            assert_eq!(raw::usable_size(z), 384, "calloc of 300 B");
+            assert!(std::slice::from_raw_parts(z, 300).iter().all(|&b| b == 0));
+            held.push(z);
+            let a = raw::memalign(16, 200);
+            assert!(!a.is_null());
+            assert_eq!(raw::usable_size(a), 256, "memalign(16, 200)");
+            held.push(a);
+            first.write_bytes(0x3C, 300);
+            let grown = raw::realloc(first, 370);
+            assert_eq!(grown, first, "300 -> 370 B stays in its 384-B block");
+        }
         // Fill the carrier: its fifth pool splits it.
         while pools(384) <= 4 {
             // SAFETY: as above.
@@ -72,12 +89,24 @@ fn light_classes_ride_in_their_carriers_pools_until_the_carrier_grows() {
             304,
             "after the split 300 B has its own class"
         );
+        // A block of the split carrier resized to a size whose carrier (256 B) still serves it
+        // moves there, its bytes with it.
+        // SAFETY: `first` is live (it stayed in place above); the result replaces it.
+        unsafe {
+            let moved = raw::realloc(first, 250);
+            assert!(!moved.is_null());
+            assert_eq!(raw::usable_size(moved), 256, "250 B after the split");
+            assert!(std::slice::from_raw_parts(moved, 250)
+                .iter()
+                .all(|&b| b == 0x3C));
+            held[0] = moved;
+        }
     } else {
         assert!(usable >= 300);
     }
     for &p in &held {
-        // SAFETY: live blocks of at least 300 bytes.
-        unsafe { p.write_bytes(0x5A, 300) };
+        // SAFETY: live blocks, each written within its usable bytes.
+        unsafe { p.write_bytes(0x5A, raw::usable_size(p)) };
     }
     debug::check_heap().unwrap();
     for p in held {

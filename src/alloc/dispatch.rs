@@ -4,7 +4,7 @@
 //!
 //! | path (`config::Path`) | allocation                         | free                                   |
 //! |-----------------------|------------------------------------|----------------------------------------|
-//! | `Fast`                | thread-cache pop, else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us and once a thread frees many glibc blocks, `meta::FreeMode::Unbranched`: a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
+//! | `Fast`                | thread-cache pop (pointer-only requests of 97-512 B: a carrier class's bin while the carrier is merged, `types::carrier`), else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us and once a thread frees many glibc blocks, `meta::FreeMode::Unbranched`: a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
 //! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
 //! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
 //! | `General`: other tool | central heap, "new memory"         | central heap                           |
@@ -201,8 +201,8 @@ pub(crate) unsafe fn free_fast_sized(p: *mut u8, size: usize, align: usize) -> b
     size <= SMALL_REQUEST_THRESHOLD
         && align <= ALIGNMENT
         && config::path() == Path::Fast
-        // SAFETY: on this path `class_for(size) == size_class(size)`: the block came from this
-        // class's pools.
+        // SAFETY: on this path a Rust layout's class is `class_for(size, align, false) ==
+        // size_class(size)`: the block came from this class's pools.
         && unsafe { tcache::try_free(p, size_class(size)) }
 }
 
@@ -753,8 +753,9 @@ pub(crate) unsafe fn usable_size(p: *mut u8) -> usize {
 
 /// The size class serving `size` bytes at `align`, or `None` for the system allocator. For a
 /// block its `free` will know by its pointer alone (`by_pointer`: the C functions, `raw`), the
-/// class `malloc`'s bin table names: while the class is light, its carrier
-/// (`types::carrier`); that `free` reads the class from the block's pool. A Rust layout's
+/// class `malloc`'s bin table names: its carrier (`types::carrier`) until the carrier's pools
+/// grow past `types::SPLIT_POOLS`, then its own; that `free` reads the class from the block's
+/// pool. A Rust layout's
 /// block (`dealloc` names its class by the size) always comes from its own class.
 #[inline(always)]
 fn class_for(size: usize, align: usize, by_pointer: bool) -> Option<usize> {

@@ -135,7 +135,13 @@ pub(crate) fn select_below(
 #[inline(always)]
 pub fn bin_of_request(size: usize) -> usize {
     debug_assert!(size <= SYS_CACHE_MAX_REQUEST);
-    BIN_OF_REQUEST[((size + 7) >> 3) & (BIN_OF_REQUEST.len() - 1)].load(Ordering::Relaxed) as usize
+    let t = &BIN_OF_REQUEST.0;
+    let b = usize::from(t[((size + 7) >> 3) & (t.len() - 1)].load(Ordering::Relaxed));
+    // SAFETY: every entry is a pool class or a system bin, below NB_BINS (the initialiser and
+    // `split_carrier` store nothing else; the entries past SYS_CACHE_MAX_REQUEST / 8 are 0).
+    // Told so, the compiler checks no bin's index where a thread cache takes the bin.
+    unsafe { core::hint::assert_unchecked(b < NB_BINS) };
+    b
 }
 
 /// [`bin_of_request`]'s definition once every carrier is split: the class of the request, or
@@ -152,16 +158,17 @@ const fn bin_of_request_by_arithmetic(size: usize) -> usize {
 }
 
 /// The carrier of pool class `class`: the class whose pools serve a pointer-only request of
-/// `class`'s sizes while the carrier is not split ([`split_carrier`]); a class of its own below
-/// 112 bytes.
+/// `class`'s sizes until the carrier is split ([`split_carrier`], when its pools grow past
+/// [`SPLIT_POOLS`]); a class of its own below 112 bytes.
 ///
 /// A thread cache holding a block of a class keeps that block's pool out of its arena: a page,
 /// however few of its blocks are out. A program that uses many of the larger classes a block
 /// at a time keeps a page for each (espresso: 22 classes of 112-512 B, a page each, which
 /// without the caches empty between uses and serve the growing class: 90 pools at its peak
 /// against 67, issue 15's peak RSS). Five carriers of 128, 192, 256, 384 and 512 bytes serve
-/// the 26 classes from 112 B up until they are in use: a request takes at most half as many
-/// bytes again (272 in 384), in at most [`SPLIT_POOLS`] pools per carrier. A Rust layout's
+/// the 26 classes from 112 B up until the carrier's pools grow past [`SPLIT_POOLS`]: a request
+/// takes at most half as many bytes again (272 in 384), in at most that many pools per carrier
+/// (arena of espresso: 364 KiB, 288 with carriers, 272 without thread caches). A Rust layout's
 /// `dealloc` names its class by the size, so `PoolAlloc` keeps the classes themselves.
 #[inline(always)]
 pub const fn carrier(class: usize) -> usize {
@@ -182,7 +189,7 @@ pub const SPLIT_POOLS: usize = 4;
 /// power of two long, so that the index is masked rather than checked). Entries only ever go
 /// from a carrier to the request's own class ([`split_carrier`]): a reader that sees either gets
 /// a class whose blocks hold the request, and `free` reads the class from the block's pool.
-static BIN_OF_REQUEST: [AtomicU8; 256] = {
+static BIN_OF_REQUEST: RequestMap = RequestMap({
     let mut t = [const { AtomicU8::new(0) }; 256];
     let mut i = 0;
     while i <= SYS_CACHE_MAX_REQUEST / 8 {
@@ -195,7 +202,11 @@ static BIN_OF_REQUEST: [AtomicU8; 256] = {
         i += 1;
     }
     t
-};
+});
+
+/// [`BIN_OF_REQUEST`]'s entries, on four cache lines of their own.
+#[repr(C, align(64))]
+struct RequestMap([AtomicU8; 256]);
 
 /// Carriers not split yet (bit `c` for carrier class `c`).
 static MERGED: AtomicU32 = AtomicU32::new(1 << 7 | 1 << 11 | 1 << 15 | 1 << 23 | 1 << 31);
@@ -214,7 +225,7 @@ pub(crate) fn split_carrier(carrier_class: usize) {
     while i * 8 <= SMALL_REQUEST_THRESHOLD {
         let own = size_class(i * 8);
         if carrier_class == usize::MAX || carrier(own) == carrier_class {
-            BIN_OF_REQUEST[i].store(own as u8, Ordering::Relaxed);
+            BIN_OF_REQUEST.0[i].store(own as u8, Ordering::Relaxed);
         }
         i += 1;
     }
@@ -855,8 +866,12 @@ mod tests {
             assert!(bin < NB_BINS, "{size}");
             if size <= SMALL_REQUEST_THRESHOLD {
                 assert_eq!(bin, size_class(size), "{size}");
+                // The table: the class or, while it is merged, its carrier.
+                let now = bin_of_request(size);
+                assert!(now == bin || now == carrier(bin), "{size}: {now}");
                 continue;
             }
+            assert_eq!(bin_of_request(size), bin, "{size}");
             let k = bin - NB_SMALL_SIZE_CLASSES;
             assert!(sys_bin_request(k) >= size, "{size}");
             assert_eq!(bin_of_chunk(chunk(sys_bin_request(k))), bin, "{size}");

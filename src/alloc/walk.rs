@@ -5,11 +5,11 @@ use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
+use super::config::Path;
 use super::meta::{self, meta};
 use super::pool::CLASSES;
 use super::sys::FmtBuf;
 use super::types::*;
-use super::config::Path;
 use super::{arena, config, tcache, track};
 
 /// What the walker saw.
