@@ -478,9 +478,9 @@ pub(crate) fn publish_path(memcheck: bool) {
     } else {
         Path::General
     };
-    // Carriers serve light classes where thread caches keep blocks (path `Fast`), whole: a
-    // carrier above the pool limit would have no pools (`types::carrier`).
-    if path != Path::Fast || pool_limit() < SMALL_REQUEST_THRESHOLD {
+    // Carriers serve light classes where thread caches keep blocks (path `Fast`, where the
+    // pool limit is always 512 B), `types::carrier`.
+    if path != Path::Fast {
         split_carrier(usize::MAX);
     }
     PATH.store(path as u8, Ordering::Release);

@@ -173,7 +173,7 @@ pub(crate) fn calloc_fast(n: usize, size: usize) -> Option<*mut u8> {
     if total > SMALL_REQUEST_THRESHOLD {
         return None;
     }
-    let b = tcache::try_alloc(bin_of_request(total));
+    let b = bin_fast(total).0;
     (!b.is_null()).then_some(b)
 }
 
@@ -276,7 +276,7 @@ fn stays(size: usize, class: usize) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn realloc_move(p: *mut u8, size: usize, class: usize) -> *mut u8 {
     let q = if size <= SMALL_REQUEST_THRESHOLD {
-        tcache::try_alloc(bin_of_request(size))
+        bin_fast(size).0
     } else {
         alloc_fast(size, ALIGNMENT)
     };

@@ -20,7 +20,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Alignment of every pool block (and the spacing of size classes).
 pub const ALIGNMENT: usize = 16;
@@ -208,13 +208,14 @@ static BIN_OF_REQUEST: RequestMap = RequestMap({
 #[repr(C, align(64))]
 struct RequestMap([AtomicU8; 256]);
 
-/// Carriers not split yet (bit `c` for carrier class `c`).
-static MERGED: AtomicU32 = AtomicU32::new(1 << 7 | 1 << 11 | 1 << 15 | 1 << 23 | 1 << 31);
-
-/// Whether `class` is a carrier that still serves other classes.
+/// Whether `class` is a carrier that still serves other classes: the table sends the class
+/// below it (a member of every carrier) to it. Exact under the carrier's class lock, which
+/// [`split_carrier`]'s callers hold (or before other threads run, at initialisation).
 #[inline]
 pub(crate) fn is_merged(class: usize) -> bool {
-    class < 32 && MERGED.load(Ordering::Relaxed) & (1 << class) != 0
+    (1..NB_SMALL_SIZE_CLASSES).contains(&class)
+        && carrier(class - 1) == class
+        && bin_of_request(class_size(class - 1)) == class
 }
 
 /// Gives the classes `carrier` serves their own pools from now on (for good): its pools grew
@@ -229,12 +230,6 @@ pub(crate) fn split_carrier(carrier_class: usize) {
         }
         i += 1;
     }
-    let bits = if carrier_class == usize::MAX {
-        u32::MAX
-    } else {
-        1 << carrier_class
-    };
-    MERGED.fetch_and(!bits, Ordering::Relaxed);
 }
 const _: () = assert!(SYS_CACHE_MAX_REQUEST / 8 < 256 && NB_BINS < 256);
 
