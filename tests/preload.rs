@@ -199,6 +199,15 @@ fn release_library_keeps_the_code_every_process_runs_together() {
             })
             .unwrap_or_else(|| panic!("no function {name} in the release library"))
     };
+    let within = |name: &str, code: &std::ops::Range<u64>, what: &str| {
+        let at = address(name);
+        assert!(
+            code.contains(&at),
+            "{name} at {at:#x}, outside the {what} code {:#x}..{:#x}",
+            code.start,
+            code.end
+        );
+    };
     for name in [
         "poolgrind_malloc",
         "poolgrind_free",
@@ -218,13 +227,7 @@ fn release_library_keeps_the_code_every_process_runs_together() {
         "pthread_atfork",
         "frame_dummy",
     ] {
-        let at = address(name);
-        assert!(
-            hot.contains(&at),
-            "{name} at {at:#x}, outside the hot code {:#x}..{:#x}",
-            hot.start,
-            hot.end
-        );
+        within(name, &hot, "hot");
     }
     let segments = readelf("-lW");
     // "Section to Segment mapping:" then "  02     .init .fini .text.preload_hot .plt"
@@ -268,45 +271,20 @@ fn release_library_keeps_the_code_every_process_runs_together() {
         "4init12fork_prepare",
         "5track10block_free",
     ] {
-        let at = address(name);
-        assert!(
-            warm.contains(&at),
-            "{name} at {at:#x}, outside the warm code {:#x}..{:#x}",
-            warm.start,
-            warm.end
-        );
+        within(name, &warm, "warm");
     }
-    // Program headers in order: (type, flags), as numbered in the section-to-segment mapping.
-    let headers: Vec<(&str, &str)> = segments
-        .lines()
-        .skip_while(|l| !l.contains("Program Headers:"))
-        .skip(2)
-        .take_while(|l| !l.trim().is_empty())
-        .filter(|l| !l.trim_start().starts_with('['))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Flags are one to three words ("R", "R E", "RW") between MemSiz and Align.
-            (f[0], if f.len() > 8 { "RE" } else { f[6] })
-        })
+    // Flags are one to three words ("R", "R E", "RW") between MemSiz and Align.
+    let headers: Vec<(&str, bool)> = program_headers(&segments)
+        .iter()
+        .map(|f| (f[0], f.len() > 8))
         .collect();
-    let index = |section: &str| -> usize {
-        segments
-            .lines()
-            .skip_while(|l| !l.contains("Section to Segment mapping"))
-            .skip(2)
-            .find_map(|l| {
-                let mut f = l.split_whitespace();
-                let i: usize = f.next()?.parse().ok()?;
-                f.any(|s| s == section).then_some(i)
-            })
-            .unwrap_or_else(|| panic!("no segment holds {section}:\n{segments}"))
-    };
+    let index = |section: &str| segment_holding(&segments, section);
     let (h, w) = (index(".text.preload_hot"), index(".text.preload_warm"));
     assert!(
         h < w
             && headers[h + 1..w]
                 .iter()
-                .any(|(kind, flags)| *kind == "LOAD" && !flags.contains('E')),
+                .any(|(kind, code)| *kind == "LOAD" && !code),
         "no data segment between the hot code (segment {h}) and the warm code ({w}): {headers:?}"
     );
     // The unwinders' search table (.eh_frame_hdr, DW_EH_PE_datarel | sdata4 pairs): its
@@ -332,17 +310,24 @@ fn release_library_keeps_the_code_every_process_runs_together() {
     );
 }
 
-/// The file offset of the release library's segment that holds `section` (readelf's program
-/// headers and section-to-segment mapping).
+/// readelf's program headers, in order (numbered as in its section-to-segment mapping): each
+/// line's words ("LOAD", offset, addresses, sizes, flags, alignment).
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-fn segment_offset_of(lib: &std::path::Path, section: &str) -> u64 {
-    let out = Command::new("readelf")
-        .arg("-lW")
-        .arg(lib)
-        .output()
-        .expect("run readelf");
-    let segments = text(&out.stdout);
-    let index = segments
+fn program_headers(segments: &str) -> Vec<Vec<&str>> {
+    segments
+        .lines()
+        .skip_while(|l| !l.contains("Program Headers:"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim_start().starts_with('['))
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+/// The number of the segment that holds `section`, in readelf's section-to-segment mapping.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+fn segment_holding(segments: &str, section: &str) -> usize {
+    segments
         .lines()
         .skip_while(|l| !l.contains("Section to Segment mapping"))
         .skip(2)
@@ -351,15 +336,20 @@ fn segment_offset_of(lib: &std::path::Path, section: &str) -> u64 {
             let i: usize = f.next()?.parse().ok()?;
             f.any(|s| s == section).then_some(i)
         })
-        .unwrap_or_else(|| panic!("no segment holds {section}:\n{segments}"));
-    let header = segments
-        .lines()
-        .skip_while(|l| !l.contains("Program Headers:"))
-        .skip(2)
-        .filter(|l| !l.trim_start().starts_with('['))
-        .nth(index)
-        .unwrap_or_else(|| panic!("no program header {index}:\n{segments}"));
-    let offset = header.split_whitespace().nth(1).expect("an offset");
+        .unwrap_or_else(|| panic!("no segment holds {section}:\n{segments}"))
+}
+
+/// The file offset of the release library's segment that holds `section`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+fn segment_offset_of(lib: &std::path::Path, section: &str) -> u64 {
+    let out = Command::new("readelf")
+        .arg("-lW")
+        .arg(lib)
+        .output()
+        .expect("run readelf");
+    let segments = text(&out.stdout);
+    let i = segment_holding(&segments, section);
+    let offset = program_headers(&segments)[i][1];
     u64::from_str_radix(offset.trim_start_matches("0x"), 16).expect("a hexadecimal offset")
 }
 
@@ -375,18 +365,7 @@ fn segment_offset_of(lib: &std::path::Path, section: &str) -> u64 {
 fn release_library_runs_no_warm_code_for_malloc_calloc_and_free() {
     let lib = preload_lib_release();
     let warm = segment_offset_of(&lib, ".text.preload_warm");
-    let trap = common::target_dir()
-        .join("corpus-c")
-        .join(format!("warm_trap-{}.so", std::process::id()));
-    std::fs::create_dir_all(trap.parent().expect("a directory")).expect("mkdir corpus-c");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/warm_trap.c");
-    let st = Command::new("cc")
-        .args(["-O1", "-shared", "-fPIC", "-w", "-o"])
-        .arg(&trap)
-        .arg(&src)
-        .status()
-        .expect("run cc");
-    assert!(st.success(), "cc failed on {}", src.display());
+    let trap = build_c_shared("warm_trap");
     let exe = build_c("hot_only");
     let preload = format!("{} {}", lib.display(), trap.display());
     for (args, faults) in [

@@ -129,6 +129,15 @@ pub fn example(name: &str) -> PathBuf {
 /// a lock makes the others wait, and the binary appears under its name only once complete, so
 /// nobody executes a half-written file).
 pub fn build_c(name: &str) -> PathBuf {
+    compile_c(name, &["-g", "-O0", "-w", "-pthread"], "")
+}
+
+/// [`build_c`] for a shared object (`<name>-<pid>.so`), to be preloaded.
+pub fn build_c_shared(name: &str) -> PathBuf {
+    compile_c(name, &["-O1", "-w", "-shared", "-fPIC"], ".so")
+}
+
+fn compile_c(name: &str, flags: &[&str], suffix: &str) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -136,11 +145,12 @@ pub fn build_c(name: &str) -> PathBuf {
         .join(format!("{name}.c"));
     let out_dir = target_dir().join("corpus-c");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(format!("{name}-{}", std::process::id()));
+    let out = out_dir.join(format!("{name}-{}{suffix}", std::process::id()));
     if !out.exists() {
         let tmp = out.with_extension("tmp");
         let st = Command::new("cc")
-            .args(["-g", "-O0", "-w", "-pthread", "-o"])
+            .args(flags)
+            .arg("-o")
             .arg(&tmp)
             .arg(&src)
             .status()
