@@ -230,15 +230,7 @@ fn release_library_keeps_the_code_every_process_runs_together() {
         within(name, &hot, "hot");
     }
     let segments = readelf("-lW");
-    // "Section to Segment mapping:" then "  02     .init .fini .text.preload_hot .plt"
-    let holding = |section: &str| -> Vec<&str> {
-        segments
-            .lines()
-            .skip_while(|l| !l.contains("Section to Segment mapping"))
-            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
-            .find(|s| s.contains(&section))
-            .unwrap_or_else(|| panic!("no segment holds {section}:\n{segments}"))
-    };
+    let holding = |section: &str| segment_holding(&segments, section).1;
     let hot_segment = holding(".text.preload_hot");
     assert!(
         hot_segment.len() <= 4
@@ -278,7 +270,7 @@ fn release_library_keeps_the_code_every_process_runs_together() {
         .iter()
         .map(|f| (f[0], f.len() > 8))
         .collect();
-    let index = |section: &str| segment_holding(&segments, section);
+    let index = |section: &str| segment_holding(&segments, section).0;
     let (h, w) = (index(".text.preload_hot"), index(".text.preload_warm"));
     assert!(
         h < w
@@ -324,9 +316,10 @@ fn program_headers(segments: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
-/// The number of the segment that holds `section`, in readelf's section-to-segment mapping.
+/// The segment that holds `section`, from readelf's section-to-segment mapping ("  02     .init
+/// .fini .text.preload_hot .plt"): its number and every section it holds.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-fn segment_holding(segments: &str, section: &str) -> usize {
+fn segment_holding<'a>(segments: &'a str, section: &str) -> (usize, Vec<&'a str>) {
     segments
         .lines()
         .skip_while(|l| !l.contains("Section to Segment mapping"))
@@ -334,7 +327,8 @@ fn segment_holding(segments: &str, section: &str) -> usize {
         .find_map(|l| {
             let mut f = l.split_whitespace();
             let i: usize = f.next()?.parse().ok()?;
-            f.any(|s| s == section).then_some(i)
+            let held: Vec<&str> = f.collect();
+            held.contains(&section).then_some((i, held))
         })
         .unwrap_or_else(|| panic!("no segment holds {section}:\n{segments}"))
 }
@@ -348,7 +342,7 @@ fn segment_offset_of(lib: &std::path::Path, section: &str) -> u64 {
         .output()
         .expect("run readelf");
     let segments = text(&out.stdout);
-    let i = segment_holding(&segments, section);
+    let (i, _) = segment_holding(&segments, section);
     let offset = program_headers(&segments)[i][1];
     u64::from_str_radix(offset.trim_start_matches("0x"), 16).expect("a hexadecimal offset")
 }
