@@ -450,12 +450,14 @@ pub(crate) unsafe fn close(p: *mut u8, bytes: usize) {
     }
 }
 
-/// A table in reserved address space (the arena table, the page map's root, the memcheck side
-/// table, the quarantine rings). Under memcheck (`lazy`) it is PROT_NONE and made readable only as far as used:
-/// memcheck's leak check scans every readable mapping word by word, and the reserved but
-/// untouched tables (368 MB) added 0.66 s to the exit of every process (the collections
-/// benchmark: 1.32 s instead of 0.64 s with zero rounds of work). Natively a plain read-write
-/// reservation.
+/// A table in reserved address space (the arena table, the page map's root and its flat map,
+/// the memcheck side table, the quarantine rings, the arenas' space). Lazy (every table under
+/// memcheck) it is PROT_NONE and made readable only as far as used: memcheck's leak check scans
+/// every readable mapping word by word, and the reserved but untouched tables (368 MB) added
+/// 0.66 s to the exit of every process (the collections benchmark: 1.32 s instead of 0.64 s with
+/// zero rounds of work). Natively the flat page map is lazy too (it is opened as arenas are
+/// made), and the arenas' space (opened arena by arena, `open`); the others are plain
+/// read-write reservations.
 pub(crate) struct Table {
     base: AtomicUsize,
     /// Readable prefix in bytes (changed under the arena lock).
@@ -464,7 +466,7 @@ pub(crate) struct Table {
     limit: AtomicUsize,
 }
 
-/// Granule in which a lazy table is made readable (few mprotect calls).
+/// Granule in which a lazy table is made readable (few mappings).
 const COMMIT_GRANULE: usize = 64 << 10;
 
 impl Table {
@@ -512,6 +514,15 @@ impl Table {
 
     /// Makes the first `upto` bytes readable and writable; false if beyond the reservation or
     /// the kernel refuses. The caller holds the arena lock.
+    ///
+    /// Only lazy tables have anything to open here (every table under memcheck; natively the
+    /// flat page map), and they are opened with a fresh mapping over the reservation, not with
+    /// `mprotect` (the same one system call natively): memcheck makes a range that
+    /// `mprotect` opens defined byte by byte (`make_mem_defined_if_noaccess`, a loop over every
+    /// byte's shadow), and a new mapping 64 KiB at a time (`make_mem_defined`, whole secondary
+    /// maps). On the collections benchmark the ~8 MB opened cost 11 ms of 1.65 s (issue 15).
+    /// Should the mapping fail, the range may have become a hole that another mapping can take:
+    /// the table then ends where it was readable, and nothing here ever maps past it again.
     pub(crate) fn commit(&self, upto: usize) -> bool {
         let from = self.committed.load(Ordering::Acquire);
         if upto <= from {
@@ -525,20 +536,26 @@ impl Table {
             .div_ceil(COMMIT_GRANULE)
             .saturating_mul(COMMIT_GRANULE)
             .min(limit);
-        let base = self.base::<u8>();
-        // SAFETY: [from, to) lies inside the reservation (from and to are multiples of the page
-        // size, or `limit`, which is a multiple of it).
-        let ok = unsafe {
-            libc::mprotect(
-                base.add(from).cast(),
+        // SAFETY: [from, to) lies inside the reservation, which this table alone uses (from and
+        // to are multiples of the page size, or `limit`, which is a multiple of it), unused.
+        let want = unsafe { self.base::<u8>().add(from) };
+        // SAFETY: a fixed private anonymous mapping over that unused part of the reservation.
+        let got = unsafe {
+            libc::mmap(
+                want.cast(),
                 to - from,
                 libc::PROT_READ | libc::PROT_WRITE,
-            ) == 0
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
         };
-        if ok {
-            self.committed.store(to, Ordering::Release);
+        if got != want.cast() {
+            self.limit.store(from, Ordering::Relaxed);
+            return false;
         }
-        ok
+        self.committed.store(to, Ordering::Release);
+        true
     }
 }
 

@@ -55,7 +55,9 @@ static ANCHOR: u8 = 0;
 
 /// Detects Valgrind and the tool; call once, before any other function here.
 /// `enabled` is false when `POOLGRIND_VALGRIND=off`; `redzone` is the red zone memcheck is told
-/// the pool's chunks have.
+/// the pool's chunks have. Never inlined: the release library's layout puts it among the code
+/// every process runs (`preload.ld`'s `track` pattern), which its test checks by this name.
+#[inline(never)]
 pub(crate) fn detect(enabled: bool, redzone: usize) -> Tool {
     #[cfg(feature = "valgrind")]
     if enabled && crabgrind::valgrind::running_mode().is_valgrind() {
