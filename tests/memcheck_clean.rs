@@ -196,6 +196,41 @@ fn leak_check_does_not_scan_reserved_tables() {
     );
 }
 
+/// Bytes memcheck's leak check scanned ("Checked N bytes", which `-v` prints) for a C program
+/// of tests/corpus on the preload, with `env`.
+fn leak_check_scanned(prog: &str, env: &[(&str, &str)]) -> u64 {
+    let out = std::process::Command::new("valgrind")
+        .args(["-v", "--leak-check=full"])
+        .arg(build_c(prog))
+        .env("LD_PRELOAD", preload_lib())
+        .envs(env.iter().copied())
+        .output()
+        .expect("valgrind runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("Checked ").nth(1)?;
+            rest.split(" bytes").next()?.replace(',', "").parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no \"Checked N bytes\" line:\n{stderr}"))
+}
+
+#[test]
+fn quarantine_rings_are_unmapped_before_the_leak_check() {
+    // 200 000 freed blocks wait in the quarantine at exit: 3.2 MB of ring slots, which the exit
+    // drain empties. Left mapped, memcheck's leak check read them word by word (it reads every
+    // readable mapping): 7.0 MB scanned against 4.6 MB with the quarantine off, when measured
+    // before the rings were unmapped; 3.8 MB after.
+    let with = leak_check_scanned("quarantine_exit", &[]);
+    let without = leak_check_scanned("quarantine_exit", &[("POOLGRIND_QUARANTINE", "0")]);
+    assert!(
+        with < without + (1 << 20),
+        "the leak check scanned {with} bytes with the quarantine, {without} without: \
+         the emptied rings are still readable"
+    );
+}
+
 #[test]
 fn memcheck_tables_are_opened_by_mapping_not_by_mprotect() {
     // Under memcheck the allocator's tables are reserved PROT_NONE and opened 64 KiB at a time

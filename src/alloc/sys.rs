@@ -494,6 +494,20 @@ impl Table {
         true
     }
 
+    /// Unmaps the whole reservation, which nothing may read or write again: the table is then
+    /// as before [`Table::reserve`] (no base, nothing readable). For a lazy table that is done
+    /// with before memcheck's leak check, which reads every readable mapping word by word.
+    pub(crate) fn release(&self) {
+        let base = self.base::<u8>();
+        let bytes = self.limit.load(Ordering::Relaxed);
+        self.committed.store(0, Ordering::Release);
+        self.base.store(0, Ordering::Release);
+        self.limit.store(0, Ordering::Relaxed);
+        if !base.is_null() && bytes != 0 {
+            unmap(base, bytes);
+        }
+    }
+
     /// Bytes reserved (0 before [`Table::reserve`] succeeds).
     #[inline(always)]
     pub(crate) fn reserved(&self) -> usize {

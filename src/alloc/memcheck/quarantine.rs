@@ -342,6 +342,12 @@ pub(crate) fn drain_at_exit() {
             while *r.len.get() > 0 {
                 evict_one(q, r);
             }
+            // Empty, and never used again (every free now skips the quarantine): unmapped, so
+            // that memcheck's leak check does not read the slots (3.9 MB on the collections
+            // benchmark, issue 15). A ring without slots reads as never opened.
+            *r.slots.get() = 0;
+            *r.head.get() = 0;
+            r.table.release();
         }
     }
 }
