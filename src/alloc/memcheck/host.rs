@@ -93,6 +93,7 @@ pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
     // pending frees of pool blocks; every other thread is stopped and none is inside the
     // allocator (the lock is free).
     unsafe {
+        prefetch_books(pd);
         while (*pd).done < (*pd).count {
             let i = (*pd).done;
             let slot = (*pd).slots.as_mut_ptr().add(i);
@@ -108,6 +109,62 @@ pub(crate) unsafe extern "C" fn free_batch(_tid: u32, pd: usize) -> usize {
         }
     }
     FREED
+}
+
+/// Asks for the cache lines [`free_batch`] is about to read, all at once, so that their misses
+/// overlap instead of coming one after the other: the side entries of the pending blocks (their
+/// headers, then the word of each block's size and birth) and those of the quarantine's oldest
+/// blocks, which these frees will let go. Sixteen frees touch as many side entries scattered
+/// over the side table (36 KiB an arena), and Valgrind's own work evicts them between two
+/// batches: on the collections benchmark `free_batch` spent most of its time in two loads, a
+/// header's and a size's (`perf annotate`, issue 15). Reads only; changes nothing.
+///
+/// # Safety
+/// As [`free_batch`].
+#[inline(always)]
+unsafe fn prefetch_books(pd: *mut PendingFrees) {
+    // SAFETY: as said: `done..count` are blocks of pools.
+    unsafe {
+        let (from, to) = ((*pd).done, (*pd).count);
+        quarantine::prefetch_oldest(to - from);
+        for k in from..to {
+            let e = side_entry(PoolHeader::of(*(*pd).slots.get_unchecked(k) as *mut u8));
+            if !e.is_null() {
+                prefetch(e.cast());
+            }
+        }
+        for k in from..to {
+            let p = *(*pd).slots.get_unchecked(k) as *mut u8;
+            let pool = PoolHeader::of(p);
+            let e = side_entry(pool);
+            if e.is_null() {
+                continue;
+            }
+            let h = &(*e).hdr;
+            let stride = h.stride as usize;
+            let off = (p as usize).wrapping_sub(pool as usize + h.nextoffset as usize);
+            if stride != 0 && off < POOL_SIZE {
+                prefetch(
+                    (*e).req
+                        .as_ptr()
+                        .add((off / stride).min(STRICT_MAX_BLOCKS - 1))
+                        .cast(),
+                );
+            }
+        }
+    }
+}
+
+/// A hint that the line holding `p` will be read soon. Never faults, whatever `p` is.
+#[inline(always)]
+pub(super) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing architecturally and cannot fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// One block of [`free_batch`]: when `p` is a live block of a pool, its live bit is cleared
