@@ -497,13 +497,6 @@ fn c_header_declares_the_prefixed_api() {
     assert_eq!(text(&out.stdout).trim(), "header ok");
 }
 
-/// The system allocator starts where a heap of blocks above 512 B needs it
-/// (`POOLGRIND_SYSTEM_MMAP_THRESHOLD`, 4 MiB): glibc carves a 2 MiB block from its heap, as it
-/// does once a program has freed a mapped block that big, instead of mapping and unmapping
-/// every such block and trimming its heap at 128 KiB. `0` leaves glibc as it starts, and so do
-/// a smaller threshold and `malloc` mode; a value beyond glibc's ceiling is capped below it, not
-/// left without effect. The environment that tunes glibc itself is cleared: it would switch
-/// glibc's adaptation off (and the inherited `POOLGRIND_*` and `LD_PRELOAD` with it).
 /// Runs a C program of tests/corpus that reports on glibc's heap, with or without the preload,
 /// with `env` and `args`, in an environment cleared of what tunes glibc itself (it would switch
 /// glibc's adaptation off) and of the inherited `POOLGRIND_*` and `LD_PRELOAD`: its one line.
@@ -535,6 +528,13 @@ fn system_allocator_report(
     text(&out.stdout).trim().to_string()
 }
 
+/// The system allocator starts where a heap of blocks above 512 B needs it
+/// (`POOLGRIND_SYSTEM_MMAP_THRESHOLD`, 4 MiB): glibc carves a 2 MiB block from its heap, as it
+/// does once a program has freed a mapped block that big, instead of mapping and unmapping
+/// every such block and trimming its heap at 128 KiB (the 2 MiB request is itself what sets the
+/// warm-up off: `sys::WARM_UP_TRIGGER`). `0` leaves glibc as it starts, and so do a smaller
+/// threshold and `malloc` mode; a value beyond glibc's ceiling is capped below it, not left
+/// without effect.
 #[test]
 fn system_allocator_starts_with_a_large_block_threshold() {
     let exe = build_c("sysheap");
