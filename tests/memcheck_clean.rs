@@ -182,14 +182,7 @@ fn leak_check_does_not_scan_reserved_tables() {
         .env_remove("LD_PRELOAD")
         .output()
         .expect("valgrind runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let checked: u64 = stderr
-        .lines()
-        .find_map(|l| {
-            let rest = l.split("Checked ").nth(1)?;
-            rest.split(" bytes").next()?.replace(',', "").parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no \"Checked N bytes\" line:\n{stderr}"));
+    let checked = checked_bytes(&String::from_utf8_lossy(&out.stderr));
     assert!(
         checked < 64 << 20,
         "the leak check scanned {checked} bytes: reserved tables are readable again"
@@ -206,7 +199,11 @@ fn leak_check_scanned(prog: &str, env: &[(&str, &str)]) -> u64 {
         .envs(env.iter().copied())
         .output()
         .expect("valgrind runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    checked_bytes(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// The "Checked N bytes" of memcheck's `-v` leak check in `stderr`.
+fn checked_bytes(stderr: &str) -> u64 {
     stderr
         .lines()
         .find_map(|l| {

@@ -145,11 +145,7 @@ pub(super) unsafe fn evict_on_host() -> usize {
             // The side entry of a block a few places on, which the next turns will read (the
             // exit drain lets every block go: 41 % of its time was that miss, issue 15).
             if *r.len.get() > AHEAD {
-                let next = *r
-                    .table
-                    .base::<Slot>()
-                    .add((head + AHEAD) & (*r.slots.get() - 1));
-                super::host::prefetch(unpack(next).3.cast());
+                prefetch_home(r, AHEAD);
             }
             let (b, _, class, e, i) = unpack(*r.table.base::<Slot>().add(head));
             if !put_back_on_host(b, class, e, i) {
@@ -176,15 +172,22 @@ pub(super) unsafe fn prefetch_oldest(n: usize) {
     // SAFETY: as said; slots head .. head + len are quarantined blocks of a readable ring.
     unsafe {
         let r = oldest_ring(q);
-        let slots = *r.slots.get();
-        let head = *r.head.get();
         for k in 0..n.min(*r.len.get()) {
-            let s = *r
-                .table
-                .base::<Slot>()
-                .add((head + k) & slots.wrapping_sub(1));
-            super::host::prefetch(unpack(s).3.cast());
+            prefetch_home(r, k);
         }
+    }
+}
+
+/// Asks for the side-entry header of the block `k` places from ring `r`'s oldest. Reads only.
+///
+/// # Safety
+/// As [`evict_on_host`]; `k` is below the ring's length.
+#[inline(always)]
+unsafe fn prefetch_home(r: &Ring, k: usize) {
+    // SAFETY: as said: the slot is a quarantined block's, in the readable part of the ring.
+    unsafe {
+        let i = (*r.head.get() + k) & (*r.slots.get() - 1);
+        super::host::prefetch(unpack(*r.table.base::<Slot>().add(i)).3.cast());
     }
 }
 
