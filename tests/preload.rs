@@ -566,6 +566,20 @@ fn free_takes_the_system_bins_only_where_glibc_blocks_are_freed_often() {
     assert_eq!(cached(&["2", "2000"]), 0);
 }
 
+/// `LD_PRELOAD` with our library first and the system library `lib` behind it.
+fn behind_us(lib: &str) -> String {
+    let p = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join(lib))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("{lib} is needed by this test (ci/setup installs it)"));
+    format!("{} {}", preload_lib().display(), p.display())
+}
+
 /// Runs a corpus program with `preload`, glibc's own tunables and perturbation cleared, and the
 /// statistics at exit on.
 fn run_with_stats(
@@ -622,18 +636,6 @@ fn system_bins_keep_plain_glibc_blocks_only() {
     };
     let cached = system_blocks_cached;
     let ours = preload_lib().display().to_string();
-    let behind = |lib: &str| {
-        let p = [
-            "/usr/lib/x86_64-linux-gnu",
-            "/lib/x86_64-linux-gnu",
-            "/usr/lib64",
-        ]
-        .iter()
-        .map(|d| std::path::Path::new(d).join(lib))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{lib} is needed by this test (ci/setup installs it)"));
-        format!("{ours} {}", p.display())
-    };
     assert!(
         cached(&run(ours.clone(), &[], &[])) > 0,
         "glibc behind us, yet no system block cached"
@@ -642,13 +644,13 @@ fn system_bins_keep_plain_glibc_blocks_only() {
         cached(&run(ours.clone(), &[("MALLOC_PERTURB_", "165")], &[])),
         0
     );
-    assert_eq!(cached(&run(behind("libjemalloc.so.2"), &[], &[])), 0);
+    assert_eq!(cached(&run(behind_us("libjemalloc.so.2"), &[], &[])), 0);
     assert_eq!(
-        cached(&run(behind("libtcmalloc_minimal.so.4"), &[], &[])),
+        cached(&run(behind_us("libtcmalloc_minimal.so.4"), &[], &[])),
         0
     );
     let check = [("MALLOC_CHECK_", "3")];
-    let debug = behind("libc_malloc_debug.so.0");
+    let debug = behind_us("libc_malloc_debug.so.0");
     assert_eq!(cached(&run(debug.clone(), &check, &[])), 0);
     let out = run(debug, &check, &["overflow"]);
     assert!(
@@ -657,4 +659,38 @@ fn system_bins_keep_plain_glibc_blocks_only() {
         out.status,
         text(&out.stdout)
     );
+}
+
+/// glibc's debugging allocator (`libc_malloc_debug.so` behind the preload, `MALLOC_CHECK_=3`)
+/// switches its checks on in its first `malloc` and assumes no other thread calls it meanwhile.
+/// Behind us a program's small blocks never reach it, so that first call came from whichever
+/// threads first asked for a large block, at once: one was served by plain glibc and the
+/// checks then aborted on it ("malloc_check_get_size: memory corruption", 9 of 100 runs of
+/// `sysbins.c` with glibc's default thresholds). We start it while initialising ourselves.
+/// `debug_start.c` checks that it has started after one small block, then races its threads'
+/// first large blocks; with the start-up warm-up (which used to hide the fault) and without.
+#[test]
+fn glibc_debug_allocator_starts_before_threads_race_to_it() {
+    let exe = build_c("debug_start");
+    let preload = behind_us("libc_malloc_debug.so.0");
+    for threshold in ["0", "4194304"] {
+        for _ in 0..10 {
+            let out = run_with_stats(
+                &exe,
+                preload.clone(),
+                &[
+                    ("MALLOC_CHECK_", "3"),
+                    ("POOLGRIND_SYSTEM_MMAP_THRESHOLD", threshold),
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success() && text(&out.stdout).trim() == "ok",
+                "threshold {threshold}: status {:?}\nstdout {}\nstderr {}",
+                out.status,
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+    }
 }

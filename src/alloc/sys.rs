@@ -56,6 +56,27 @@ pub fn init() {
             slot.store(f, Ordering::Release);
         }
     }
+    if debug {
+        start_debug_allocator();
+    }
+}
+
+/// Starts glibc's debugging allocator, `libc_malloc_debug.so`, now, while every other thread
+/// that allocates waits for our initialisation. Its first `malloc` (or `realloc`, `memalign`)
+/// switches its checks on (`generic_hook_ini` in glibc's `malloc/malloc-debug.c`), and it
+/// assumes no other thread calls it meanwhile: a call that comes between its hook's reset and
+/// `MALLOC_CHECK_`'s switch is served by plain glibc, from a thread arena, and once the checks
+/// are on they take that block for a corrupted one (`malloc_usable_size` and `free` abort with
+/// "memory corruption"). A program without us makes its first allocation before its threads;
+/// behind us small blocks never reach glibc, and its first call may come from several threads
+/// at once (corpus `debug_start.c`). A block of 0 bytes, allocated and freed, as glibc starts
+/// itself there.
+fn start_debug_allocator() {
+    let p = malloc(0);
+    if !p.is_null() {
+        // SAFETY: a block of the system allocator, just allocated and never used.
+        unsafe { free(p) };
+    }
 }
 
 /// Every system allocator function we call, its name and its glibc symbol version (x86-64).
