@@ -114,16 +114,18 @@ pub(crate) fn small_fast(size: usize) -> *mut u8 {
 /// `ENOMEM`; path `Fast` never runs under Valgrind, whose memcheck calls such sizes "fishy").
 #[inline(never)]
 pub(crate) fn large_fast(size: usize) -> *mut u8 {
-    if tcache::try_count_system_alloc() {
+    if size < sys::WARM_UP_TRIGGER && tcache::try_count_system_alloc() {
         return sys::malloc(size);
     }
     large_fast_cold(size)
 }
 
-/// [`large_fast`] in a thread whose cache is not active yet (its first large request).
+/// [`large_fast`] in a thread whose cache is not active yet (its first large request), or for a
+/// request that may start the system allocator's warm-up (`sys::warm_up_before`).
 #[cold]
 #[inline(never)]
 fn large_fast_cold(size: usize) -> *mut u8 {
+    sys::warm_up_before(size);
     tcache::count_system_alloc_slow();
     sys::malloc(size)
 }
@@ -514,6 +516,7 @@ pub(crate) fn alloc_pool(
         Some(c) => Some(small_alloc(c, size, zeroed)),
         None => {
             tcache::count_system_alloc();
+            sys::warm_up_before(size);
             None
         }
     }

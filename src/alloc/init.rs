@@ -83,7 +83,7 @@ fn init_slow() -> bool {
     // initialised: a system allocator that allocates while it starts (jemalloc, a tracer
     // preloaded after us) is then served as usual, not from the bootstrap buffer.
     if config::pools_on() && !track::valgrind() {
-        sys::warm_up(opts.system_mmap_threshold);
+        sys::arm_warm_up(opts.system_mmap_threshold);
     }
     true
 }
