@@ -23,6 +23,7 @@ static char *arr[1600];
 struct simple_case {
     size_t size;
     long iters;
+    double ops;
 };
 
 static double churn(size_t size, int n, long rounds) {
@@ -48,7 +49,7 @@ static double all_counts(size_t size, long iters) {
 
 static void *simple_thread(void *arg) {
     struct simple_case *c = arg;
-    all_counts(c->size, c->iters);
+    c->ops = all_counts(c->size, c->iters);
     return NULL;
 }
 
@@ -58,11 +59,11 @@ static int simple(size_t size0, long iters) {
     for (size_t size = size0; size <= 4 * size0; size *= 2) {
         ops += all_counts(size, iters); /* warm-up, as the original */
         ops += all_counts(size, iters); /* main thread, no other thread yet */
-        struct simple_case c = {size, iters};
+        struct simple_case c = {size, iters, 0};
         pthread_t t;
         mb_check(pthread_create(&t, NULL, simple_thread, &c) == 0, "pthread_create");
         pthread_join(t, NULL);
-        ops += all_counts(size, iters);     /* the thread's share */
+        ops += c.ops;                   /* the thread's share */
         ops += all_counts(size, iters); /* main thread again, now multi-threaded */
     }
     mb_report("glibc-simple", mb_now() - t0, ops);
