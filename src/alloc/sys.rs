@@ -72,7 +72,13 @@ pub fn init() {
 /// at once (corpus `debug_start.c`). A block of 0 bytes, allocated and freed, as glibc starts
 /// itself there.
 fn start_debug_allocator() {
-    let p = malloc(0);
+    allocate_and_free(0);
+}
+
+/// One block of `bytes` allocated and freed through the system allocator, for what that does
+/// to its state ([`start_debug_allocator`], [`warm_up`]).
+fn allocate_and_free(bytes: usize) {
+    let p = malloc(bytes);
     if !p.is_null() {
         // SAFETY: a block of the system allocator, just allocated and never used.
         unsafe { free(p) };
@@ -336,11 +342,7 @@ pub unsafe fn free(p: *mut u8) {
 /// warm-up at start, 2 355 lazily); `git log -p` and other real programs ask for such buffers
 /// early.
 fn warm_up(bytes: usize) {
-    let p = malloc(bytes);
-    if !p.is_null() {
-        // SAFETY: a block of the system allocator, just allocated and never used.
-        unsafe { free(p) };
-    }
+    allocate_and_free(bytes);
 }
 
 /// The smallest request to the system allocator that makes it start as a heap of large blocks
@@ -371,7 +373,7 @@ pub fn warm_up_before(size: usize) {
 /// [`warm_up`] if it is still to be done (once, whichever thread comes first).
 #[cold]
 #[inline(never)]
-pub fn warm_up_armed() {
+fn warm_up_armed() {
     if WARM_UP.load(Ordering::Relaxed) != 0 {
         let bytes = WARM_UP.swap(0, Ordering::Relaxed);
         if bytes != 0 {
