@@ -6,7 +6,13 @@ use super::pool::CLASSES;
 use super::types::NB_SMALL_SIZE_CLASSES;
 use super::{arena, serial, walk};
 
-pub use super::tcache::flush_current_thread;
+/// Gives every block of the calling thread's cache back to the central heap, and every
+/// transfer batch (blocks that thread caches gave back, kept for the next refill) back to its
+/// pools: a pool then holds blocks only if the program or another thread's cache does.
+pub fn flush_current_thread() {
+    super::tcache::flush_current_thread();
+    super::pool::drain_transfer();
+}
 pub use super::walk::HeapReport;
 
 /// Walks every arena, pool and list and checks the invariants written in the allocator's

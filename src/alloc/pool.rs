@@ -313,7 +313,10 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
     // SAFETY: class lock held; a chain of n > 1 blocks is kept whole.
     unsafe {
         let nt = *cls.ntransfer.get();
-        if n > 1 && nt < TRANSFER_SLOTS {
+        if n > 1
+            && nt < TRANSFER_SLOTS
+            && (*cls.transfer_blocks.get() + n) * class_size(class) <= TRANSFER_BYTES
+        {
             (*cls.transfer.get())[nt] = Batch {
                 head: chain,
                 count: n,
@@ -331,6 +334,31 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
         }
         // SAFETY: class lock held; b is a block of `class` out of its pool.
         unsafe { put_block(cls, class, b) };
+    }
+}
+
+/// Puts every transfer batch's blocks back into their pools (tests: a state where a pool
+/// holds blocks only if the program or a thread cache does). Transfer batches exist only off
+/// Valgrind.
+pub(crate) fn drain_transfer() {
+    for (class, cls) in CLASSES.iter().enumerate() {
+        let _g = serial::lock_class(&cls.lock);
+        // SAFETY: class lock held; every batch is a chain of `count` free blocks of `class`
+        // out of their pools, taken off the stack before its blocks go back.
+        unsafe {
+            while *cls.ntransfer.get() > 0 {
+                let nt = *cls.ntransfer.get() - 1;
+                let batch = (*cls.transfer.get())[nt];
+                *cls.ntransfer.get() = nt;
+                *cls.transfer_blocks.get() -= batch.count;
+                let mut b = batch.head;
+                for _ in 0..batch.count {
+                    let next = *b.cast::<*mut u8>();
+                    put_block(cls, class, b);
+                    b = next;
+                }
+            }
+        }
     }
 }
 

@@ -3,8 +3,11 @@
 //! Each thread has one singly linked list of free blocks per size class ("bin"). `alloc` pops,
 //! `free` pushes, neither takes a lock nor touches a pool header. An empty bin is refilled with a
 //! batch from the central heap under that class's lock, a small one at first and twice as many
-//! blocks each time up to half the bin's limit ([`FIRST_BATCH`]); a bin over its limit gives
-//! half back.
+//! blocks each time up to half the bin's limit ([`FIRST_BATCH`]); a bin over its cap gives its
+//! whole list back, and a list that started empty goes in O(1), as one transfer batch for the
+//! next refill (of this thread or another). The cap is what keeps that from thrashing: a bin
+//! always starts with room for half its limit, whether it was just refilled or emptied
+//! ("Caps" in [`refill`]).
 //! A block freed by another thread than the one that allocated it simply joins the freeing
 //! thread's cache: cross-thread frees are as cheap as local ones and never serialise threads.
 //!
@@ -63,6 +66,7 @@ thread_local! {
         UnsafeCell::new(TCache {
             heads: [null_mut(); NB_BINS],
             rooms: [const { AtomicU32::new(0) }; NB_BINS],
+            caps: [const { core::sync::atomic::AtomicU16::new(0) }; NB_BINS],
             state: TC_FRESH,
             next: null_mut(),
             prev: null_mut(),
@@ -71,13 +75,14 @@ thread_local! {
             system_frees: 0,
             heavy_windows: 0,
             batch: [0; NB_SMALL_SIZE_CLASSES],
+            trips: 0,
         })
     };
 }
 
-/// Most blocks a bin holds before it gives half back: for a pool class 8 KiB worth, between 16
-/// and 256 blocks (at most 256 KiB cached per thread); for a system bin [`SYS_BIN_LIMIT`]. A
-/// table, so the free path never divides.
+/// Most blocks a bin holds before it gives blocks back (its cap's bound): for a pool class
+/// 8 KiB worth, between 16 and 256 blocks (at most 256 KiB cached per thread); for a system
+/// bin [`SYS_BIN_LIMIT`]. A table, so the slow paths never divide.
 static BIN_LIMIT: [u32; NB_BINS] = {
     let mut t = [SYS_BIN_LIMIT; NB_BINS];
     let mut c = 0;
@@ -167,10 +172,26 @@ unsafe fn link(bin: &mut Bin, b: *mut u8) {
     *bin.head = b;
 }
 
-/// Blocks in a bin of an active cache (`Bin`'s invariant; `limit + 1` inside the slow path).
+/// Blocks in a bin of an active cache (`Bin`'s invariant; `cap + 1` inside the slow path).
 #[inline(always)]
-fn len(room: &AtomicU32, class: usize) -> u32 {
-    bin_limit(class).wrapping_sub(room.load(Ordering::Relaxed))
+fn len(bin: &Bin) -> u32 {
+    u32::from(bin.cap.load(Ordering::Relaxed)).wrapping_sub(bin.room.load(Ordering::Relaxed))
+}
+
+/// Sets a bin's cap, and its room for the `n` blocks it holds.
+#[inline]
+fn set_cap(bin: &Bin, cap: u32, n: u32) {
+    debug_assert!(n <= cap && cap <= u32::from(u16::MAX));
+    bin.cap.store(cap as u16, Ordering::Relaxed);
+    bin.room.store(cap - n, Ordering::Relaxed);
+}
+
+/// The most blocks a pool class's bin gives back, or a refill takes, in one batch: half its
+/// limit and one (the one whose `free` found no room). A bin that a refill of that many leaves
+/// with at most half its limit has room for another half (see "Caps" in [`refill`]).
+#[inline]
+pub(crate) fn piece(class: usize) -> u32 {
+    bin_limit(class) / 2 + 1
 }
 
 /// The fast path's push: false (nothing done) when the bin has no room, which is always the
@@ -222,6 +243,7 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
         return central_one(class);
     }
     let want = next_batch(tc, class) as usize;
+    tc.trips = tc.trips.wrapping_add(1);
     let (chain, got) = pool::central_alloc(class, want);
     if got == 0 {
         return null_mut();
@@ -235,9 +257,16 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
     };
     let bin = tc.bin(class);
     *bin.head = rest;
-    // The bin was empty: its room was the limit.
-    bin.room
-        .store(bin_limit(class) - (got as u32 - 1), Ordering::Relaxed);
+    // Caps. The bin now holds `got - 1` blocks, and has room for half its limit more (up to
+    // the limit): as many `free`s as that before the next give-back, `got - 1` `malloc`s
+    // before the next refill. The give-back hands the whole list over in batches of at most
+    // `piece` (only a list longer than that is walked to be cut); a refill takes at most that
+    // many (`next_batch`, and the transfer batches are give-backs), so a bin never starts with
+    // less room than half its limit. A bin that gave back half its list and kept the rest (the
+    // scheme before the caps) walked half its list each time: a thread that frees long runs of
+    // blocks (glibc-simple's 1 600) walked a link for every other block it freed.
+    let n = got as u32 - 1;
+    set_cap(&bin, (n + empty_cap(class)).min(bin_limit(class)), n);
     chain
 }
 
@@ -266,6 +295,16 @@ fn central_one(class: usize) -> *mut u8 {
         null_mut()
     } else {
         b
+    }
+}
+
+/// The cap of an empty bin: half the limit for a pool class (see "Caps" in [`refill`]), the
+/// limit for a system bin.
+fn empty_cap(class: usize) -> u32 {
+    if class < NB_SMALL_SIZE_CLASSES {
+        bin_limit(class) / 2
+    } else {
+        bin_limit(class)
     }
 }
 
@@ -367,7 +406,8 @@ unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
 }
 
 /// [`free`] linked a block into a bin with no room (now one below 0): in an active cache the
-/// bin is over its limit and gives half back; otherwise the block is taken out again (the list
+/// bin is over its cap, and a pool class's gives its whole list back, a system bin half of
+/// it; otherwise the block is taken out again (the list
 /// was empty, the room 0) and [`free_slow`] activates the cache or frees the block centrally.
 ///
 /// # Safety
@@ -376,14 +416,22 @@ unsafe fn push_free<const COUNT: bool>(b: *mut u8, class: usize) {
 #[inline(never)]
 unsafe fn free_no_room(tc: &mut TCache, class: usize) {
     let active = tc.state == TC_ACTIVE;
+    if active && class < NB_SMALL_SIZE_CLASSES {
+        // The whole list, in one batch when it started empty (a run of frees); the bin then
+        // has room for half its limit (see "Caps" in `refill`).
+        tc.trips = tc.trips.wrapping_add(1);
+        let mut bin = tc.bin(class);
+        let n = len(&bin);
+        give_back_all(&mut bin, class, n as usize);
+        set_cap(&bin, empty_cap(class), 0);
+        return;
+    }
     let mut bin = tc.bin(class);
     if active {
-        let n = len(bin.room, class) / 2;
-        give_back(&mut bin, class, n as usize);
-        bin.room.store(
-            bin.room.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
+        // A system bin gives half back (to glibc, a block at a time) and keeps the rest.
+        let n = len(&bin);
+        give_back(&mut bin, class, n as usize / 2);
+        set_cap(&bin, bin_limit(class), n - n / 2);
         return;
     }
     let b = *bin.head;
@@ -448,6 +496,24 @@ fn give_back(bin: &mut Bin, class: usize, n: usize) {
     unsafe { pool::central_free(class, chain, n) };
 }
 
+/// Gives a pool class's whole bin of `n` blocks back to the central heap, in batches of at most
+/// [`piece`] blocks (the last one, which the next refill takes, the oldest blocks): a list
+/// that short goes in O(1), as a transfer batch; a longer one is walked to be cut. Leaves the
+/// list empty; the bin's room and cap are the caller's.
+fn give_back_all(bin: &mut Bin, class: usize, mut n: usize) {
+    let piece = piece(class) as usize;
+    while n > piece {
+        give_back(bin, class, piece);
+        n -= piece;
+    }
+    let chain = core::mem::replace(bin.head, null_mut());
+    if n > 0 {
+        // SAFETY: the bin's list is `n` free blocks of `class` linked through their first
+        // word and ended by null (its last block came last from a chain that was).
+        unsafe { pool::central_free(class, chain, n) };
+    }
+}
+
 /// Registers the cache (destructor and stats list). False if that is impossible here (no key).
 fn activate(tc: &mut TCache) -> bool {
     if tc.state != TC_FRESH {
@@ -463,9 +529,10 @@ fn activate(tc: &mut TCache) -> bool {
     if unsafe { libc::pthread_setspecific(key, (tc as *mut TCache).cast()) } != 0 {
         return false;
     }
-    // Room in every bin, before the cache is listed (`stats` reads a listed cache's bins).
-    for (class, room) in tc.rooms.iter().enumerate() {
-        room.store(bin_limit(class), Ordering::Relaxed);
+    // Room in every bin, before the cache is listed (`stats` reads a listed cache's bins): a
+    // pool class's bin starts as one that just gave everything back.
+    for class in 0..NB_BINS {
+        set_cap(&tc.bin(class), empty_cap(class), 0);
     }
     {
         let _g = REGISTRY.lock();
@@ -494,8 +561,8 @@ extern "C" fn thread_exit(p: *mut libc::c_void) {
     // to the central heap (or the system allocator). Under the registry lock, with the unlink:
     // `stats` never reads a listed cache whose rooms are 0.
     tc.state = TC_BYPASS;
-    for room in &tc.rooms {
-        room.store(0, Ordering::Relaxed);
+    for class in 0..NB_BINS {
+        set_cap(&tc.bin(class), 0, 0);
     }
     // Under the registry lock, so that `system_allocs` never sees the count twice or not at all.
     let n = tc.system_allocs.swap(0, Ordering::Relaxed);
@@ -586,6 +653,14 @@ pub fn system_allocs() -> usize {
     n
 }
 
+/// Blocks in another thread's bin, as far as its cap and room read one after the other tell
+/// (they may be from two moments: never more than the bin's limit and one).
+fn racy_len(tc: &TCache, class: usize) -> usize {
+    let cap = u32::from(tc.caps[class].load(Ordering::Relaxed));
+    let room = tc.rooms[class].load(Ordering::Relaxed);
+    cap.wrapping_sub(room).min(bin_limit(class) + 1) as usize
+}
+
 /// Blocks held in all thread caches, per class (racy snapshot, for statistics).
 pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     let mut out = [0usize; NB_SMALL_SIZE_CLASSES];
@@ -594,7 +669,7 @@ pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     unsafe {
         for_each_cache(|tc| {
             for (class, o) in out.iter_mut().enumerate() {
-                *o += len(&tc.rooms[class], class) as usize;
+                *o += racy_len(tc, class);
             }
         })
     };
@@ -609,7 +684,7 @@ pub fn cached_system_blocks() -> usize {
     unsafe {
         for_each_cache(|tc| {
             for class in NB_SMALL_SIZE_CLASSES..NB_BINS {
-                n += len(&tc.rooms[class], class) as usize;
+                n += racy_len(tc, class);
             }
         })
     };
@@ -642,9 +717,13 @@ fn flush_all(tc: &mut TCache) {
     }
     for class in 0..NB_BINS {
         let mut bin = tc.bin(class);
-        let n = len(bin.room, class) as usize;
-        give_back(&mut bin, class, n);
-        bin.room.store(bin_limit(class), Ordering::Relaxed);
+        let n = len(&bin) as usize;
+        if class < NB_SMALL_SIZE_CLASSES {
+            give_back_all(&mut bin, class, n);
+        } else {
+            give_back(&mut bin, class, n);
+        }
+        set_cap(&bin, empty_cap(class), 0);
     }
 }
 

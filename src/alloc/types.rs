@@ -508,10 +508,12 @@ pub(crate) const TC_BYPASS: u8 = 2;
 /// One bin of a thread cache.
 ///
 /// Invariant: the list at `head` is linked through the blocks' first word; while the cache is
-/// `TC_ACTIVE`, `room` is the bin's limit (`tcache::BIN_LIMIT`) minus the list's length (the
-/// free path's one test: a push into a bin with no room, or into a cache that is not active,
-/// takes the slow path), except inside the owner's slow path, where it may be one below 0
-/// (wrapping); while it is not, `room` is 0 and the list is empty. A pool class's bin holds
+/// `TC_ACTIVE`, `room` is the bin's cap minus the list's length (the free path's one test: a
+/// push into a bin with no room, or into a cache that is not active, takes the slow path),
+/// except inside the owner's slow path, where it may be one below 0 (wrapping); while it is
+/// not, `room` and `cap` are 0 and the list is empty. The cap is at most the bin's limit
+/// (`tcache::bin_limit`): a system bin's cap is its limit, a pool class's is set by each refill
+/// and give-back (`tcache`'s "Caps"). A pool class's bin holds
 /// free blocks of the class, out of their pools (counted in the class's `nused`); system bin
 /// `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the program freed and glibc still
 /// counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to `SYS_MIN_CHUNK + 32k + 31` bytes
@@ -525,6 +527,8 @@ pub(crate) struct Bin<'a> {
     pub(crate) head: &'a mut *mut u8,
     /// Read by `stats` from other threads (relaxed), written only by the owner.
     pub(crate) room: &'a core::sync::atomic::AtomicU32,
+    /// As `room`; written only in the owner's slow paths.
+    pub(crate) cap: &'a core::sync::atomic::AtomicU16,
 }
 
 /// One thread's cache (see `tcache`).
@@ -542,6 +546,8 @@ pub(crate) struct TCache {
     pub(crate) heads: [*mut u8; NB_BINS],
     /// Each bin's room ([`Bin::room`]).
     pub(crate) rooms: [core::sync::atomic::AtomicU32; NB_BINS],
+    /// Each bin's cap ([`Bin::cap`]).
+    pub(crate) caps: [core::sync::atomic::AtomicU16; NB_BINS],
     pub(crate) state: u8,
     pub(crate) next: *mut TCache,
     pub(crate) prev: *mut TCache,
@@ -560,6 +566,9 @@ pub(crate) struct TCache {
     /// first (`tcache::refill`'s slow start). Invariant: 0, or between `tcache::FIRST_BATCH`
     /// and half the bin's limit.
     pub(crate) batch: [u16; NB_SMALL_SIZE_CLASSES],
+    /// Refills and give-backs of pool classes' bins so far (the slow paths that reach the
+    /// central heap; for tests, through the walker's report).
+    pub(crate) trips: u32,
 }
 
 impl TCache {
@@ -606,6 +615,7 @@ impl TCache {
         Bin {
             head: &mut self.heads[i],
             room: &self.rooms[i],
+            cap: &self.caps[i],
         }
     }
 }
@@ -637,8 +647,15 @@ pub(crate) struct PendingFrees {
     pub(crate) since: [u32; PENDING_FREES],
 }
 
-/// Batches a size class keeps for thread caches (tcmalloc's "transfer cache").
-pub const TRANSFER_SLOTS: usize = 8;
+/// Batches a size class keeps for thread caches (tcmalloc's "transfer cache"): at most this
+/// many, of at most [`TRANSFER_BYTES`] worth of blocks in all.
+pub const TRANSFER_SLOTS: usize = 32;
+
+/// Most bytes of blocks a size class keeps in transfer batches: free blocks kept there keep
+/// their pools, and so their arenas, from going back (a batch that does not fit goes back to
+/// its pools block by block). 64 KiB: glibc-simple's run of 1 600 blocks of 16 and 32 B fits
+/// whole (issue 15), 64 B's in part.
+pub const TRANSFER_BYTES: usize = 64 << 10;
 
 /// A chain of free blocks linked through their first word, as a thread cache gave it back.
 #[derive(Clone, Copy)]
@@ -655,9 +672,10 @@ pub struct Batch {
 /// `pools` counts the pools of this class (used or full), `capacity` their blocks and
 /// `nused` the sum of their `nused`. The first `ntransfer` entries of `transfer` are chains of
 /// free blocks of this class (out of their pools, so counted in `nused`) holding
-/// `transfer_blocks` blocks in all: a thread cache's flush pushes its batch there in O(1) and
-/// another thread's refill pops it in O(1), so producer/consumer and bulk patterns move whole
-/// batches between threads instead of single blocks through pools.
+/// `transfer_blocks` blocks in all (at most [`TRANSFER_BYTES`] worth), each null-terminated
+/// and of 2 to `tcache::piece(class)` blocks: a thread cache's give-back pushes its batch there
+/// in O(1) and a refill (of that thread or another) pops it in O(1), so runs of frees and
+/// producer/consumer patterns move whole batches instead of single blocks through pools.
 #[repr(C, align(64))]
 pub struct ClassState {
     /// Guards the fields below and every pool header of this class.

@@ -24,6 +24,14 @@ pub struct HeapReport {
     /// Arenas at their place in the arenas' reserved range (natively; 0 under Valgrind, with
     /// `POOLGRIND_ARENA_SPACE=0` or when the range could not be reserved).
     pub arenas_in_range: usize,
+    /// Batches of free blocks that thread caches gave back and the next refills take whole
+    /// (all classes), and the blocks in them.
+    pub transfer_batches: usize,
+    /// See `transfer_batches`.
+    pub transfer_blocks: usize,
+    /// Times the calling thread's cache went to the central heap for a pool class so far
+    /// (refills and give-backs; wraps at 2^32).
+    pub own_cache_trips: u32,
 }
 
 /// A broken invariant. Its description is in [`MESSAGE`]: formatted without allocating (the
@@ -78,11 +86,15 @@ pub(crate) fn walk() -> Result<HeapReport, Broken> {
     check_used_lists(narenas)?;
     let (live, in_range) = arena::with_arenas(|_| check_arenas(narenas, &mut per_class))?;
     check_usable_list(live)?;
-    check_own_cache()?;
+    let own_cache_trips = check_own_cache()?;
+    let (transfer_batches, transfer_blocks) = check_transfer()?;
     check_request_map(&per_class)?;
     let mut report = check_class_counters(&per_class)?;
     report.arenas = live;
     report.arenas_in_range = in_range;
+    report.transfer_batches = transfer_batches;
+    report.transfer_blocks = transfer_blocks;
+    report.own_cache_trips = own_cache_trips;
     Ok(report)
 }
 
@@ -331,12 +343,13 @@ fn check_usable_list(live: usize) -> Result<(), Broken> {
 }
 
 /// The calling thread's cache (`types::Bin`'s invariant; other threads' caches are theirs): in
-/// an active cache every bin's list is its limit less its room long, a pool class's blocks lie
+/// an active cache every bin's list is its cap less its room long (the cap at most the limit,
+/// a system bin's the limit), a pool class's blocks lie
 /// in pools in use for the class, a system bin's are glibc blocks of the bin's chunk sizes,
 /// outside the arenas; a cache that is not active has no room and no block; a refill asks for
 /// [`tcache::FIRST_BATCH`] blocks up to half a bin's limit. And the `free` of
 /// the system bins runs only where it may (`meta::FreeMode`).
-fn check_own_cache() -> Result<(), Broken> {
+fn check_own_cache() -> Result<u32, Broken> {
     if meta::unbranched() {
         let r = meta::range();
         ensure!(
@@ -361,25 +374,30 @@ fn check_own_cache() -> Result<(), Broken> {
                 fast || bin.head.is_null(),
                 "bin {b} holds blocks off path Fast, where malloc's first pop would hand them out"
             );
+            let cap = u32::from(bin.cap.load(Ordering::Relaxed));
             if !active {
                 ensure!(
-                    room == 0 && bin.head.is_null(),
-                    "bin {b} of a cache that is not active has room {room} or blocks"
+                    room == 0 && cap == 0 && bin.head.is_null(),
+                    "bin {b} of a cache that is not active has room {room}, cap {cap} or blocks"
                 );
                 continue;
             }
             let limit = tcache::bin_limit(b);
             ensure!(
-                room <= limit,
-                "bin {b}: room {room} above its limit {limit}"
+                room <= cap && cap <= limit,
+                "bin {b}: room {room}, cap {cap}, limit {limit}: not in that order"
+            );
+            ensure!(
+                b < NB_SMALL_SIZE_CLASSES || cap == limit,
+                "system bin {b}: cap {cap}, not its limit {limit}"
             );
             let mut n = 0;
             let mut p = *bin.head;
             while !p.is_null() {
                 n += 1;
                 ensure!(
-                    n <= limit - room,
-                    "bin {b}: more blocks than its limit less its room"
+                    n <= cap - room,
+                    "bin {b}: more blocks than its cap less its room"
                 );
                 let e = meta::page_entry(p);
                 if b < NB_SMALL_SIZE_CLASSES {
@@ -400,13 +418,68 @@ fn check_own_cache() -> Result<(), Broken> {
                 p = unsafe { *p.cast::<*mut u8>() };
             }
             ensure!(
-                n == limit - room,
-                "bin {b}: {n} blocks, but its limit less its room is {}",
-                limit - room
+                n == cap - room,
+                "bin {b}: {n} blocks, but its cap less its room is {}",
+                cap - room
             );
         }
-        Ok(())
+        Ok(tc.trips)
     })
+}
+
+/// Every class's transfer batches: chains of free blocks of the class, each as long as its
+/// count says and at most a thread cache's give-back ([`tcache::piece`]; a longer one would
+/// leave the bin that takes it with less room than half its limit), adding up to the class's
+/// `transfer_blocks`.
+fn check_transfer() -> Result<(usize, usize), Broken> {
+    let (mut batches_in_all, mut blocks_in_all) = (0, 0);
+    for (c, cls) in CLASSES.iter().enumerate() {
+        // SAFETY: class locks held.
+        let (nt, batches, total) = unsafe {
+            (
+                *cls.ntransfer.get(),
+                *cls.transfer.get(),
+                *cls.transfer_blocks.get(),
+            )
+        };
+        ensure!(nt <= TRANSFER_SLOTS, "class {c}: {nt} transfer batches");
+        let mut sum = 0;
+        for (i, batch) in batches[..nt].iter().enumerate() {
+            let most = tcache::piece(c) as usize;
+            ensure!(
+                (2..=most).contains(&batch.count),
+                "class {c}: transfer batch {i} of {} blocks, outside 2..={most}",
+                batch.count
+            );
+            let mut p = batch.head;
+            for _ in 0..batch.count {
+                ensure!(
+                    !p.is_null(),
+                    "class {c}: transfer batch {i} ends before its count"
+                );
+                let e = meta::page_entry(p);
+                ensure!(
+                    e != 0 && meta::entry_class(e) == c,
+                    "class {c}: transfer batch {i} holds {p:p}, not a block of a pool of the class"
+                );
+                // SAFETY: a transfer batch's blocks are linked through their first word.
+                p = unsafe { *p.cast::<*mut u8>() };
+            }
+            ensure!(
+                p.is_null(),
+                "class {c}: transfer batch {i} goes on past its {} blocks",
+                batch.count
+            );
+            sum += batch.count;
+        }
+        ensure!(
+            sum == total,
+            "class {c}: transfer batches hold {sum} blocks, its count says {total}"
+        );
+        batches_in_all += nt;
+        blocks_in_all += sum;
+    }
+    Ok((batches_in_all, blocks_in_all))
 }
 
 /// Every class's counters equal what its pools add up to.
