@@ -26,9 +26,10 @@
 //!                       thread cache (one bin per class)       system malloc (glibc)
 //!                       natively, behind the C malloc, + 17 system bins: glibc's blocks of
 //!                       513..1024 B that the program freed, for its next malloc of their size
-//!                                              │ batches
-//!                                              ▼
-//!                 central heap: per-class used-pool lists ─ one mutex per class
+//!                                              │ batches: a bin over its cap goes back
+//!                                              ▼ whole, kept for the next refill
+//!                 central heap: per-class transfer batches (≤ 32, ≤ 64 KiB) and used-pool
+//!                 lists ─ one mutex per class
 //!                                              │ empty pools
 //!                                              ▼
 //!      arenas (256 KiB) ─ sorted by free pools ─ given back when empty; natively all in one
