@@ -341,6 +341,11 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
 /// holds blocks only if the program or a thread cache does). Transfer batches exist only off
 /// Valgrind.
 pub(crate) fn drain_transfer() {
+    // No thread caches, no batch (and under memcheck a class lock may only be taken inside the
+    // serialisation lock, `serial::lock_class`).
+    if !config::tcache_on() {
+        return;
+    }
     for (class, cls) in CLASSES.iter().enumerate() {
         let _g = serial::lock_class(&cls.lock);
         // SAFETY: class lock held; every batch is a chain of `count` free blocks of `class`
