@@ -209,13 +209,9 @@ unsafe fn take_block(cls: &ClassState, class: usize) -> *mut u8 {
 pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
     let _g = serial::lock_class(&cls.lock);
-    // SAFETY: class lock held.
-    unsafe {
-        let nt = *cls.ntransfer.get();
-        if n > 1 && nt > 0 {
-            let batch = (*cls.transfer.get())[nt - 1];
-            *cls.ntransfer.get() = nt - 1;
-            *cls.transfer_blocks.get() -= batch.count;
+    if n > 1 {
+        // SAFETY: class lock held.
+        if let Some(batch) = unsafe { pop_transfer(cls) } {
             return (batch.head, batch.count);
         }
     }
@@ -307,7 +303,7 @@ fn virgin_run(class: usize, pools: usize) -> usize {
 ///
 /// # Safety
 /// Every block is a block of `class` that is out of its pool and no longer used by anyone.
-pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
+pub(crate) unsafe fn central_free(class: usize, chain: *mut u8, n: usize) {
     let cls = &CLASSES[class];
     let _g = serial::lock_class(&cls.lock);
     // SAFETY: class lock held; a chain of n > 1 blocks is kept whole.
@@ -326,6 +322,32 @@ pub(crate) unsafe fn central_free(class: usize, mut chain: *mut u8, n: usize) {
             return;
         }
     }
+    // SAFETY: class lock held; forwarded.
+    unsafe { put_chain(cls, class, chain, n) };
+}
+
+/// Takes the top transfer batch of a class off its stack, if it has one.
+///
+/// # Safety
+/// The class lock is held.
+unsafe fn pop_transfer(cls: &ClassState) -> Option<Batch> {
+    // SAFETY: class lock held (the caller's contract).
+    unsafe {
+        let nt = (*cls.ntransfer.get()).checked_sub(1)?;
+        let batch = (*cls.transfer.get())[nt];
+        *cls.ntransfer.get() = nt;
+        *cls.transfer_blocks.get() -= batch.count;
+        Some(batch)
+    }
+}
+
+/// Puts a chain of `n` blocks of `class` linked through their first word (or, when `n == 1`,
+/// one block whose first word is not read) back into their pools, one by one.
+///
+/// # Safety
+/// The class lock is held; every block is a block of `class` out of its pool and no longer
+/// used by anyone.
+unsafe fn put_chain(cls: &ClassState, class: usize, mut chain: *mut u8, n: usize) {
     for i in 0..n {
         let b = chain;
         if i + 1 < n {
@@ -350,19 +372,9 @@ pub(crate) fn drain_transfer() {
         let _g = serial::lock_class(&cls.lock);
         // SAFETY: class lock held; every batch is a chain of `count` free blocks of `class`
         // out of their pools, taken off the stack before its blocks go back.
-        unsafe {
-            while *cls.ntransfer.get() > 0 {
-                let nt = *cls.ntransfer.get() - 1;
-                let batch = (*cls.transfer.get())[nt];
-                *cls.ntransfer.get() = nt;
-                *cls.transfer_blocks.get() -= batch.count;
-                let mut b = batch.head;
-                for _ in 0..batch.count {
-                    let next = *b.cast::<*mut u8>();
-                    put_block(cls, class, b);
-                    b = next;
-                }
-            }
+        while let Some(batch) = unsafe { pop_transfer(cls) } {
+            // SAFETY: as above.
+            unsafe { put_chain(cls, class, batch.head, batch.count) };
         }
     }
 }

@@ -496,11 +496,15 @@ fn give_back(bin: &mut Bin, class: usize, n: usize) {
     unsafe { pool::central_free(class, chain, n) };
 }
 
-/// Gives a pool class's whole bin of `n` blocks back to the central heap, in batches of at most
-/// [`piece`] blocks (the last one, which the next refill takes, the oldest blocks): a list
-/// that short goes in O(1), as a transfer batch; a longer one is walked to be cut. Leaves the
-/// list empty; the bin's room and cap are the caller's.
+/// Gives a bin's whole list of `n` blocks back: a system bin's to the system allocator, a
+/// pool class's to the central heap in batches of at most [`piece`] blocks (the last one,
+/// which the next refill takes, the oldest blocks): a list that short goes in O(1), as a
+/// transfer batch; a longer one is walked to be cut. Leaves the list empty; the bin's room
+/// and cap are the caller's.
 fn give_back_all(bin: &mut Bin, class: usize, mut n: usize) {
+    if class >= NB_SMALL_SIZE_CLASSES {
+        return give_back(bin, class, n);
+    }
     let piece = piece(class) as usize;
     while n > piece {
         give_back(bin, class, piece);
@@ -718,11 +722,7 @@ fn flush_all(tc: &mut TCache) {
     for class in 0..NB_BINS {
         let mut bin = tc.bin(class);
         let n = len(&bin) as usize;
-        if class < NB_SMALL_SIZE_CLASSES {
-            give_back_all(&mut bin, class, n);
-        } else {
-            give_back(&mut bin, class, n);
-        }
+        give_back_all(&mut bin, class, n);
         set_cap(&bin, empty_cap(class), 0);
     }
 }
