@@ -123,6 +123,9 @@ extern "C" fn calloc_named(n: usize, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     };
+    if let Some(b) = dispatch::calloc_large(total) {
+        return enomem_if_null(b);
+    }
     match dispatch::alloc_pool(total, ALIGNMENT, true, true) {
         Some(b) => enomem_if_null(b),
         None => sys::calloc(n, size).cast(),
@@ -252,6 +255,18 @@ pub unsafe extern "C" fn poolgrind_malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { dispatch::usable_size(p.cast()) }
 }
 
+/// The aligned allocations' path `Fast` for an alignment every block has (at most 16, as
+/// rptest's `memalign(8, n)` and `memalign(16, n)`): the C `malloc`'s, thread caches and large
+/// bins included. `None` elsewhere, and on a pool class's miss.
+#[inline(always)]
+fn malloc_fast_aligned(align: usize, size: usize) -> Option<*mut u8> {
+    if align <= ALIGNMENT {
+        dispatch::malloc_fast(size)
+    } else {
+        None
+    }
+}
+
 /// `memalign`: a non-power-of-two alignment is rounded up, as glibc does.
 #[no_mangle]
 pub extern "C" fn poolgrind_memalign(align: usize, size: usize) -> *mut c_void {
@@ -260,6 +275,9 @@ pub extern "C" fn poolgrind_memalign(align: usize, size: usize) -> *mut c_void {
 
 #[inline(never)]
 extern "C" fn memalign_named(align: usize, size: usize) -> *mut c_void {
+    if let Some(b) = malloc_fast_aligned(align, size) {
+        return enomem_if_null(b);
+    }
     match dispatch::alloc_pool(size, align, false, true) {
         Some(b) => enomem_if_null(b),
         None => sys::memalign(align, size).cast(),
@@ -278,6 +296,9 @@ extern "C" fn aligned_alloc_named(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
         return null_mut();
+    }
+    if let Some(b) = malloc_fast_aligned(align, size) {
+        return enomem_if_null(b);
     }
     match dispatch::alloc_pool(size, align, false, true) {
         Some(b) => enomem_if_null(b),
@@ -307,7 +328,8 @@ unsafe extern "C" fn posix_memalign_named(out: *mut *mut c_void, align: usize, s
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
-    match dispatch::alloc_pool(size, align, false, true) {
+    let fast = malloc_fast_aligned(align, size);
+    match fast.or_else(|| dispatch::alloc_pool(size, align, false, true)) {
         Some(p) if p.is_null() => libc::ENOMEM,
         Some(p) => {
             // SAFETY: the caller guarantees `out` is writable.

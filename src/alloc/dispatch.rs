@@ -4,7 +4,7 @@
 //!
 //! | path (`config::Path`) | allocation                         | free                                   |
 //! |-----------------------|------------------------------------|----------------------------------------|
-//! | `Fast`                | thread-cache pop (pointer-only requests of 97-512 B: a carrier class's bin while the carrier is merged, `types::carrier`), else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us and once a thread frees many glibc blocks, `meta::FreeMode::Unbranched`: a glibc block of 513..=1024 B into a system bin, the bin found without a branch) |
+//! | `Fast`                | thread-cache pop (pointer-only requests of 97-512 B: a carrier class's bin while the carrier is merged, `types::carrier`), else refill; above 512 B the system allocator directly (the C `malloc` up to 1024 B: a system bin's pop first; pointer-only requests of 1025-16 376 B with glibc behind us: a large bin's pop first, `large_by_pointer`, `calloc_large`) | thread-cache push (pointer-only: after the page map, `arena::owns`; with glibc behind us and once a thread frees many glibc blocks, `meta::FreeMode::Unbranched`: a glibc block of 513..=1024 B into a system bin, the bin found without a branch; with glibc behind us, in either mode, a glibc block of 1025-16 376 B into a large bin, `free_foreign`) |
 //! | `Memcheck`            | mempool chunk of the exact size    | MEMPOOL_FREE, quarantine               |
 //! | `General`: debug mode | pools plus guards and fill         | checks, poison, back to the pool       |
 //! | `General`: other tool | central heap, "new memory"         | central heap                           |
@@ -159,9 +159,51 @@ pub(crate) fn malloc_fast(size: usize) -> Option<*mut u8> {
         return None;
     }
     if fast_path() {
-        return Some(large_fast(size));
+        return Some(large_by_pointer(size));
     }
     None
+}
+
+/// Whether `size` is a request of the large bins' sizes (1025..=[`LARGE_BIN_MAX_REQUEST`]).
+#[inline(always)]
+fn in_large_bins(size: usize) -> bool {
+    size.wrapping_sub(SYS_CACHE_MAX_REQUEST + 1) < LARGE_BIN_MAX_REQUEST - SYS_CACHE_MAX_REQUEST
+}
+
+/// Path `Fast`, a pointer-only request above [`SYS_CACHE_MAX_REQUEST`] bytes: of the large
+/// bins' sizes, a pop from its bin or, on a miss, the system allocator's block for the bin's
+/// request (so that its `free` brings it back to this bin); otherwise [`large_fast`]. Only
+/// pointer-only requests: their `free` is the one that fills the large bins (a Rust layout's
+/// block goes back to the system allocator at once, `free_sized`).
+#[inline(never)]
+pub(crate) fn large_by_pointer(size: usize) -> *mut u8 {
+    if in_large_bins(size) && tcache::large_bins_on() {
+        let bin = large_bin_of_request(size);
+        let b = tcache::try_alloc(bin);
+        if !b.is_null() {
+            return b;
+        }
+        return large_fast(large_bin_request(bin));
+    }
+    large_fast(size)
+}
+
+/// Path `Fast`, the C `calloc` of `total` bytes of the large bins' sizes: a large bin's block,
+/// zeroed here, or on a miss the system allocator's `calloc` of the bin's request. `None` off
+/// path `Fast`, without the large bins, and for other sizes.
+pub(crate) fn calloc_large(total: usize) -> Option<*mut u8> {
+    if !(in_large_bins(total) && tcache::large_bins_on() && fast_path()) {
+        return None;
+    }
+    let bin = large_bin_of_request(total);
+    let b = tcache::try_alloc(bin);
+    if !b.is_null() {
+        // SAFETY: a block of at least `total` bytes (its bin's request) that nobody uses.
+        unsafe { core::ptr::write_bytes(b, 0, total) };
+        return Some(b);
+    }
+    tcache::count_system_alloc();
+    Some(sys::calloc(1, large_bin_request(bin)))
 }
 
 /// The C `calloc`'s thread-cache hit: a pool block for `n * size` bytes, not zeroed yet (the
@@ -387,8 +429,30 @@ unsafe fn free_system_counted(p: *mut u8) {
         // size; before a bootstrap block, a zero word of the buffer (`sys::boot_alloc`: its
         // size is the word before that).
         let h = unsafe { p.cast::<usize>().sub(1).read() };
-        if bin_of_chunk(h) < NB_BINS {
+        if bin_of_chunk(h) < NB_LINEAR_BINS {
             tcache::count_system_free();
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { free_foreign(p) }
+}
+
+/// Frees a block that is not ours on path `Fast`: with the large bins on, a glibc block of
+/// their sizes into its bin (its chunk's size field, the word before it, says which), else
+/// [`free_system`].
+///
+/// # Safety
+/// `p` is a live system block or a bootstrap block.
+#[inline(always)]
+unsafe fn free_foreign(p: *mut u8) {
+    if tcache::large_bins_on() {
+        // SAFETY: plain glibc behind us: the word before a live glibc block is its chunk's
+        // size; before a bootstrap block, a zero word of the buffer (of no bin).
+        let bin = large_bin_of_chunk(unsafe { p.cast::<usize>().sub(1).read() });
+        if bin < NB_BINS {
+            // SAFETY: a live glibc block of the bin's sizes that nobody uses any more.
+            unsafe { tcache::free(p, bin) };
+            return;
         }
     }
     // SAFETY: forwarded.
@@ -410,11 +474,11 @@ unsafe fn free_fast_unbranched(p: *mut u8, off: meta::Offset) -> bool {
     // bootstrap block (the caller's contract), the 8 bytes before it: its chunk's size, or a
     // zero word of the bootstrap buffer.
     let h = unsafe { chunk_word.read() };
-    // A pool block's class, a glibc block's system bin, or at least NB_BINS: a pool without a
+    // A pool block's class, a glibc block's system bin, or at least NB_LINEAR_BINS: a pool without a
     // class, a page of the range that is not ours, a chunk of no bin (the sum's terms are
     // `meta::flat_entry_unbranched`'s).
     let bin = class_term.wrapping_add(bin_of_chunk(h));
-    if bin < NB_BINS {
+    if bin < NB_LINEAR_BINS {
         // SAFETY: `p` lies in one of our pools, in use for `bin`, or is a live glibc block
         // that system bin `bin` keeps (its chunk is of the bin's sizes). Never a bootstrap
         // block: the word before it, 0, is of no bin.
@@ -426,8 +490,8 @@ unsafe fn free_fast_unbranched(p: *mut u8, off: meta::Offset) -> bool {
         // block (the slow path sees).
         return false;
     }
-    // SAFETY: not ours: a live system block no bin keeps, or a bootstrap block.
-    unsafe { free_system(p) };
+    // SAFETY: not ours: a live system block no system bin keeps, or a bootstrap block.
+    unsafe { free_foreign(p) };
     true
 }
 

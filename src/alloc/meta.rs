@@ -133,8 +133,8 @@ const _: () = assert!(MAX_ARENAS * POOLS_PER_ARENA <= INDEX_MASK as usize + 1);
 const _: () = assert!(NB_SMALL_SIZE_CLASSES < NO_CLASS as usize);
 const _: () =
     assert!(((KNOWN | CLASS_TAG) >> CLASS_SHIFT) as u8 as i8 as isize == -(CLASS_BIAS as isize));
-// Path `Fast`'s `free` takes a pool class below NB_BINS for a bin (`dispatch::free_fast`).
-const _: () = assert!(NB_BINS <= NO_CLASS as usize);
+// Path `Fast`'s `free` takes a pool class below NB_LINEAR_BINS for a bin (`dispatch::free_fast`).
+const _: () = assert!(NB_LINEAR_BINS <= NO_CLASS as usize);
 
 /// Reserves the page map's root, under memcheck the side table, and natively, when `space`
 /// (the arenas' range of `slots` arenas, `arena::space()`: `arena::init` runs first) is not
@@ -204,7 +204,7 @@ pub(crate) fn page_entry(p: *const u8) -> u32 {
 /// Whose block `p` is, for [`FreeMode::Branchy`]'s `free` ([`owner`]).
 pub(crate) enum Owner {
     /// A page of ours: the class of its pool in use (below `NB_SMALL_SIZE_CLASSES`), or at
-    /// least `NB_BINS` for a pool without a class or a page of the range no arena has now
+    /// least `NB_LINEAR_BINS` for a pool without a class or a page of the range no arena has now
     /// (not a live block: the slow path sees).
     Pool(usize),
     /// Not ours: a system block or a bootstrap block (or an invalid pointer).
@@ -233,7 +233,7 @@ pub(crate) fn owner(p: *const u8) -> Owner {
 
 /// An entry's class with no test of the entry: its top byte as signed plus [`CLASS_BIAS`]. The
 /// class of a pool in use; `CLASS_BIAS - 1` (no class) or `CLASS_BIAS` (entry 0), both at
-/// least `NB_BINS`, for anything else.
+/// least `NB_LINEAR_BINS`, for anything else.
 #[inline(always)]
 fn class_of_entry(e: u32) -> usize {
     class_term(e).wrapping_add(CLASS_BIAS)
@@ -275,7 +275,7 @@ const _: () = assert!(CLASS_SHIFT == 24);
 /// chunk size is: the word before `p` outside the range, inside it `WINDOW.inside_chunk`
 /// ([`INSIDE_CHUNK`], whose [`bin_of_chunk`] is [`CLASS_BIAS`]: a pool block's neighbour is
 /// never read, often another, cold cache line). So `term + bin_of_chunk(chunk)`, wrapping, is a pool block's
-/// class, a glibc block's system bin, and at least `NB_BINS` for anything else.
+/// class, a glibc block's system bin, and at least `NB_LINEAR_BINS` for anything else.
 ///
 /// Why without a branch: in a program that frees pool blocks and system blocks in random order
 /// (larson's sizes, 8..1000 B), the branch "in the range or not" went the wrong way half the
@@ -308,11 +308,11 @@ pub(crate) fn flat_entry_unbranched(p: *const u8, off: Offset) -> (usize, *const
 /// [`Window`]): its bin is
 /// [`CLASS_BIAS`], which the class term of a pool in use brings back to the pool's class, of a
 /// pool without a class to `CLASS_BIAS - 1`, and of a page that is not ours leaves as it is,
-/// both at least `NB_BINS`.
+/// both at least `NB_LINEAR_BINS`.
 const INSIDE_CHUNK: usize =
     SYS_MIN_CHUNK + ((CLASS_BIAS - NB_SMALL_SIZE_CLASSES) << SYS_BIN_STEP_SHIFT);
 const _: () = assert!(bin_of_chunk(INSIDE_CHUNK) == CLASS_BIAS);
-const _: () = assert!(CLASS_BIAS > NB_BINS);
+const _: () = assert!(CLASS_BIAS > NB_LINEAR_BINS);
 
 /// What the pointer-only `free` does ([`free_mode`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -48,6 +48,9 @@ pub struct Stats {
     /// System blocks (513..=1024 bytes, glibc's) that the program freed and thread caches keep
     /// for its next `malloc` of their size (see `tcache`'s system bins).
     pub system_cached: usize,
+    /// Large blocks (1025..=16 376 bytes, glibc's) that the program freed and thread caches
+    /// keep for its next request of their size (see `tcache`'s large bins).
+    pub large_cached: usize,
     /// Blocks waiting in the memcheck quarantine.
     pub quarantined: usize,
     /// Threads with an active cache.
@@ -88,7 +91,8 @@ pub fn stats() -> Stats {
     s.arenas_highwater = COUNTERS.arenas_highwater.load(Ordering::Relaxed);
     s.bytes_from_os = s.arenas_live * ARENA_SIZE;
     s.system_allocs = tcache::system_allocs();
-    s.system_cached = tcache::cached_system_blocks();
+    s.system_cached = tcache::cached_system_blocks(NB_SMALL_SIZE_CLASSES..NB_LINEAR_BINS);
+    s.large_cached = tcache::cached_system_blocks(NB_LINEAR_BINS..NB_BINS);
     s.quarantined = in_quarantine.iter().sum();
     s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
     s
@@ -119,9 +123,13 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "system allocator requests: {}; system blocks cached: {}; quarantined blocks: {}; \
-             thread caches: {}",
-            self.system_allocs, self.system_cached, self.quarantined, self.thread_caches
+            "system allocator requests: {}; system blocks cached: {}; large blocks cached: {}; \
+             quarantined blocks: {}; thread caches: {}",
+            self.system_allocs,
+            self.system_cached,
+            self.large_cached,
+            self.quarantined,
+            self.thread_caches
         )
     }
 }

@@ -25,6 +25,15 @@
 //! nine of a thread's frees are of glibc blocks of those sizes, in 64 windows of 64 such frees
 //! in a row ([`count_system_free`]).
 //!
+//! Large bins: with glibc behind us, its blocks of 1025..=16 376 bytes that C frees (or the
+//! pointer-only API) join [`NB_LARGE_BINS`] more bins, eight a doubling of the size
+//! (`types::large_bin_of_chunk`), in either mode of `free`; the C `malloc`, `calloc` and the
+//! `memalign` family (for alignments up to 16) of those sizes pop them, and a miss asks glibc
+//! for the bin's smallest chunk, so that the block comes back to the same bin. glibc's own
+//! tcache stops at 1 032 bytes, and above it every request took its arena's lock and free lists
+//! (issue 15: rptest, 87 % of whose requests are above 512 B, spent a third of its CPU time
+//! there). A bin holds at most 32 KiB worth ([`LARGE_BIN_BYTES`]).
+//!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
 //! heap and nothing is leaked. Caches register in a list so that `stats()` can count the blocks
@@ -36,7 +45,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::sys::{self, COUNTERS};
 use super::types::*;
@@ -48,9 +57,10 @@ use super::{arena, config, meta, pool};
 fn with_tc<R>(f: impl FnOnce(&UnsafeCell<TCache>) -> R) -> R {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
-        const _: () =
-            assert!(core::mem::size_of::<TCache>() <= 832 && core::mem::align_of::<TCache>() <= 64);
-        // `poolgrind_tcache_tls` is an 832-byte, 64-aligned array (tls.c).
+        const _: () = assert!(
+            core::mem::size_of::<TCache>() <= 1280 && core::mem::align_of::<TCache>() <= 64
+        );
+        // `poolgrind_tcache_tls` is a 1280-byte, 64-aligned array (tls.c).
         let p = initial_exec_tls!(poolgrind_tcache_tls).cast::<UnsafeCell<TCache>>();
         // SAFETY: zero bytes are a valid fresh TCache (null lists, zero counts, state TC_FRESH),
         // and only this thread uses its own block.
@@ -82,7 +92,8 @@ thread_local! {
 
 /// Most blocks a bin holds before it gives blocks back (its cap's bound): for a pool class
 /// 8 KiB worth, between 16 and 256 blocks (at most 256 KiB cached per thread); for a system
-/// bin [`SYS_BIN_LIMIT`]. A table, so the slow paths never divide.
+/// bin [`SYS_BIN_LIMIT`]; for a large bin [`LARGE_BIN_BYTES`] worth. A table, so the slow
+/// paths never divide.
 static BIN_LIMIT: [u32; NB_BINS] = {
     let mut t = [SYS_BIN_LIMIT; NB_BINS];
     let mut c = 0;
@@ -97,8 +108,28 @@ static BIN_LIMIT: [u32; NB_BINS] = {
         };
         c += 1;
     }
+    let mut b = NB_LINEAR_BINS;
+    while b < NB_BINS {
+        let n = LARGE_BIN_BYTES / large_bin_request(b);
+        t[b] = if n < 2 {
+            2
+        } else if n > SYS_BIN_LIMIT as usize {
+            SYS_BIN_LIMIT
+        } else {
+            n as u32
+        };
+        b += 1;
+    }
     t
 };
+
+/// What a large bin holds at most, in bytes (and between 2 and [`SYS_BIN_LIMIT`] blocks): 16
+/// blocks up to 2 KiB, 2 of 16 KiB; one thread keeps under 1 MB of glibc's blocks of 1–18 KiB
+/// away from it (999 520 bytes of chunks at most; glibc's arenas would keep them in their free
+/// lists, but could merge them). 64 KiB and 128 KiB took as many misses in rptest (88 000 and
+/// 94 000 against 99 000 in one run each): its misses are its threads' imbalance, one thread's
+/// bins full while the other's are empty.
+const LARGE_BIN_BYTES: usize = 32 << 10;
 
 #[inline(always)]
 pub(crate) fn bin_limit(class: usize) -> u32 {
@@ -133,7 +164,19 @@ pub fn init() {
     // glibc's checks must see every `free` when it happens), path `Fast`.
     if config::pools_on() && !config::debug_mode() && sys::is_plain_glibc() {
         meta::allow_unbranched();
+        LARGE_BINS.store(true, Ordering::Relaxed);
     }
+}
+
+/// Whether the large bins are in use: plain glibc behind us (the word before its block is its
+/// chunk's size), pools on, no debug mode, the thread caches on. Set once, at initialisation.
+static LARGE_BINS: AtomicBool = AtomicBool::new(false);
+
+/// Whether path `Fast` keeps glibc's blocks of 1025..=[`LARGE_BIN_MAX_REQUEST`] bytes in the
+/// large bins ([`LARGE_BINS`]).
+#[inline(always)]
+pub fn large_bins_on() -> bool {
+    LARGE_BINS.load(Ordering::Relaxed)
 }
 
 /// The fast path's pop: a block of `class` from this thread's cache, or null when the bin is
@@ -680,14 +723,15 @@ pub fn cached_blocks() -> [usize; NB_SMALL_SIZE_CLASSES] {
     out
 }
 
-/// System blocks held in all thread caches' system bins (racy snapshot, for statistics).
-pub fn cached_system_blocks() -> usize {
+/// System blocks held in all thread caches' bins `bins` (the system bins or the large bins;
+/// racy snapshot, for statistics).
+pub fn cached_system_blocks(bins: core::ops::Range<usize>) -> usize {
     let mut n = 0;
     let _g = REGISTRY.lock();
     // SAFETY: registry lock held.
     unsafe {
         for_each_cache(|tc| {
-            for class in NB_SMALL_SIZE_CLASSES..NB_BINS {
+            for class in bins.clone() {
                 n += racy_len(tc, class);
             }
         })

@@ -6,7 +6,7 @@
  * as mimalloc and jemalloc do: the address is the thread pointer plus a constant offset.
  * Zero-initialised, which is the cache's "fresh" state. tcache.rs asserts the size fits. */
 __attribute__((tls_model("initial-exec"), aligned(64)))
-__thread unsigned char poolgrind_tcache_tls[832];
+__thread unsigned char poolgrind_tcache_tls[1280];
 
 /* The argument block of Valgrind client requests (src/alloc/track.rs), per thread, in the same
  * model. Why not on the stack: a stack array whose address escapes into the request's asm keeps

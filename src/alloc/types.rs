@@ -57,9 +57,9 @@ const _: () = assert!((POOL_SIZE - POOL_HEADER_SIZE) / (2 * ALIGNMENT) <= STRICT
 // ---------------------------------------------------------------------------------------------
 // The system blocks a thread cache keeps (path `Fast`, glibc behind us; see `tcache`).
 
-/// Largest C `malloc` request whose block a thread cache may keep after its `free`: requests of
-/// 513..=1024 bytes go to the system allocator, and their blocks to [`NB_SYS_BINS`] bins of
-/// their own after the `free` (issue 15: in larson's mix of sizes on both sides of 512 B, the
+/// Largest C `malloc` request of a system bin (larger ones up to [`LARGE_BIN_MAX_REQUEST`] have
+/// the large bins): requests of 513..=1024 bytes go to the system allocator, and their blocks
+/// to [`NB_SYS_BINS`] bins of their own after the `free` (issue 15: in larson's mix of sizes on both sides of 512 B, the
 /// branch "pool block or system block" went the wrong way half the time, in `malloc` and in
 /// `free`).
 pub const SYS_CACHE_MAX_REQUEST: usize = 1024;
@@ -73,8 +73,14 @@ pub const SYS_BIN_STEP_SHIFT: usize = 5;
 /// Bins for system blocks: requests up to [`SYS_CACHE_MAX_REQUEST`].
 pub const NB_SYS_BINS: usize =
     (SYS_CACHE_MAX_REQUEST - sys_bin_request(0)).div_ceil(1 << SYS_BIN_STEP_SHIFT) + 1;
-/// Bins of a thread cache: the pools' classes, then the system bins.
-pub const NB_BINS: usize = NB_SMALL_SIZE_CLASSES + NB_SYS_BINS;
+/// The bins [`bin_of_chunk`]'s arithmetic reaches: the pools' classes, then the system bins
+/// of 513..=1024 bytes. Path `Fast`'s `free` takes a value below this for a bin of one of them.
+pub const NB_LINEAR_BINS: usize = NB_SMALL_SIZE_CLASSES + NB_SYS_BINS;
+/// Bins for glibc's blocks of 1025..=[`LARGE_BIN_MAX_REQUEST`] bytes ("large bins", after the
+/// system bins): eight a doubling of the chunk's size, from 1 152 to 16 384 bytes.
+pub const NB_LARGE_BINS: usize = 32;
+/// Bins of a thread cache: the pools' classes, the system bins, then the large bins.
+pub const NB_BINS: usize = NB_LINEAR_BINS + NB_LARGE_BINS;
 
 /// The request a system bin is filled with: glibc makes it a chunk of exactly
 /// `SYS_MIN_CHUNK + 32k` bytes (the bin's smallest), which its `free` puts back in bin `k`.
@@ -137,10 +143,10 @@ pub fn bin_of_request(size: usize) -> usize {
     debug_assert!(size <= SYS_CACHE_MAX_REQUEST);
     let t = &BIN_OF_REQUEST.0;
     let b = usize::from(t[((size + 7) >> 3) & (t.len() - 1)].load(Ordering::Relaxed));
-    // SAFETY: every entry is a pool class or a system bin, below NB_BINS (the initialiser and
+    // SAFETY: every entry is a pool class or a system bin, below NB_LINEAR_BINS (the initialiser and
     // `split_carrier` store nothing else; the entries past SYS_CACHE_MAX_REQUEST / 8 are 0).
     // Told so, the compiler checks no bin's index where a thread cache takes the bin.
-    unsafe { core::hint::assert_unchecked(b < NB_BINS) };
+    unsafe { core::hint::assert_unchecked(b < NB_LINEAR_BINS) };
     b
 }
 
@@ -234,7 +240,7 @@ pub(crate) fn split_carrier(carrier_class: usize) {
 const _: () = assert!(SYS_CACHE_MAX_REQUEST / 8 < 256 && NB_BINS < 256);
 
 /// The bin of a glibc chunk whose size field (the word before the block) is `h`, or a value of
-/// at least [`NB_BINS`] for a chunk no system bin keeps (smaller than [`SYS_MIN_CHUNK`], or
+/// at least [`NB_LINEAR_BINS`] for a chunk no system bin keeps (smaller than [`SYS_MIN_CHUNK`], or
 /// larger than the last bin's). Without a branch. The field's three flag bits fall below the
 /// shift; an mmapped chunk (flag 2) is a whole number of pages, larger than every bin's.
 #[inline(always)]
@@ -244,8 +250,88 @@ pub const fn bin_of_chunk(h: usize) -> usize {
 
 const _: () = assert!(NB_SYS_BINS == 17);
 const _: () = assert!(sys_bin_request(NB_SYS_BINS - 1) >= SYS_CACHE_MAX_REQUEST);
-const _: () = assert!(bin_of_request_by_arithmetic(SYS_CACHE_MAX_REQUEST) == NB_BINS - 1);
-const _: () = assert!(bin_of_chunk(SYS_MIN_CHUNK + (NB_SYS_BINS << SYS_BIN_STEP_SHIFT)) == NB_BINS);
+const _: () = assert!(bin_of_request_by_arithmetic(SYS_CACHE_MAX_REQUEST) == NB_LINEAR_BINS - 1);
+const _: () =
+    assert!(bin_of_chunk(SYS_MIN_CHUNK + (NB_SYS_BINS << SYS_BIN_STEP_SHIFT)) == NB_LINEAR_BINS);
+
+// The large bins. glibc serves a request above 1 KiB from its arena's free lists, under the
+// arena's lock, in ~150 instructions and a cache miss or two each way; its own tcache stops at
+// 1 032 bytes. mimalloc-bench's rptest (8..16 000 B, 87 % of its requests above 512 B, most
+// frees cross-thread) spent a third of its CPU time there (issue 15, perf's cpu-clock samples).
+// A thread cache keeps such blocks as it keeps those of 513..=1024 B, in bins that grow with the
+// size: bin `j` holds chunks of [`large_bin_chunk`]`(j)` up to the next bin's smallest, so every
+// block in it holds `large_bin_chunk(j) - 8` bytes, the request its miss asks glibc for. The
+// rounding costs at most an eighth of a block (a sixteenth on average).
+
+/// Chunk sizes of the large bins' geometric series: `(8 + g % 8) << (7 + g / 8)`, from 1 024
+/// (`g = 0`) by eighths of a doubling.
+const fn large_series(g: usize) -> usize {
+    (8 + g % 8) << (7 + g / 8)
+}
+
+/// The index in [`large_series`] of the last term at most `c` (`c` at least 1 024).
+#[inline(always)]
+const fn large_series_index(c: usize) -> usize {
+    let e = (usize::BITS - 1 - c.leading_zeros()) as usize - 10;
+    8 * e + ((c >> (e + 7)) & 7)
+}
+
+/// The smallest chunk large bin `j` holds: 1 152 bytes for bin 0 (chunks of 1 040..=1 071 B
+/// are the last system bin's, and 1 072..=1 151 B no bin's), 16 384 for the last.
+pub const fn large_bin_chunk(j: usize) -> usize {
+    large_series(j + 1)
+}
+
+/// Largest request a large bin serves: its last bin's smallest chunk less glibc's header.
+pub const LARGE_BIN_MAX_REQUEST: usize = large_bin_chunk(NB_LARGE_BINS - 1) - 8;
+/// One past the largest chunk a large bin holds.
+const LARGE_BIN_CHUNK_END: usize = large_bin_chunk(NB_LARGE_BINS);
+
+/// The large bin of a request of `SYS_CACHE_MAX_REQUEST + 1 ..= LARGE_BIN_MAX_REQUEST` bytes:
+/// the first whose blocks all hold it (its glibc chunk, `size + 8` rounded up to 16, is at most
+/// the bin's smallest chunk).
+#[inline(always)]
+pub const fn large_bin_of_request(size: usize) -> usize {
+    debug_assert!(size > SYS_CACHE_MAX_REQUEST && size <= LARGE_BIN_MAX_REQUEST);
+    let chunk = (size + 8 + 15) & !15;
+    // One past the bin of the chunk below, whose smallest chunk is below `chunk`.
+    NB_LINEAR_BINS + large_series_index(chunk - 1)
+}
+
+/// The request a large bin's miss asks glibc for: a chunk of exactly the bin's smallest size,
+/// which its `free` puts back in the bin.
+#[inline(always)]
+pub const fn large_bin_request(bin: usize) -> usize {
+    large_bin_chunk(bin - NB_LINEAR_BINS) - 8
+}
+
+/// The large bin of a glibc chunk whose size field (the word before the block) is `h`, or
+/// `usize::MAX` for a chunk no large bin keeps: out of their sizes, or mmapped (flag 2: its
+/// usable size is its size less 16, not 8, so it would not hold its bin's requests).
+#[inline(always)]
+pub const fn large_bin_of_chunk(h: usize) -> usize {
+    let c = h & !7;
+    if h & 2 != 0 || c < large_bin_chunk(0) || c >= LARGE_BIN_CHUNK_END {
+        return usize::MAX;
+    }
+    NB_LINEAR_BINS + large_series_index(c) - 1
+}
+
+/// The system bin or large bin that keeps a glibc chunk whose size field is `h`, or a value of
+/// at least [`NB_BINS`] (for the walker: which bin a cached system block belongs in).
+pub const fn system_bin_of_chunk(h: usize) -> usize {
+    let b = bin_of_chunk(h);
+    if b >= NB_SMALL_SIZE_CLASSES && b < NB_LINEAR_BINS {
+        b
+    } else {
+        large_bin_of_chunk(h)
+    }
+}
+
+const _: () = assert!(LARGE_BIN_MAX_REQUEST == 16_376);
+const _: () = assert!(large_bin_of_request(SYS_CACHE_MAX_REQUEST + 1) == NB_LINEAR_BINS);
+const _: () = assert!(large_bin_of_request(LARGE_BIN_MAX_REQUEST) == NB_BINS - 1);
+const _: () = assert!(SYS_MIN_CHUNK + (NB_SYS_BINS << SYS_BIN_STEP_SHIFT) <= large_bin_chunk(0));
 
 /// Size class of a request: `(size - 1) / 16`, with `size == 0` in class 0.
 #[inline(always)]
@@ -876,7 +962,7 @@ mod tests {
         let chunk = |n: usize| ((n + 8 + 15) & !15).max(32);
         for size in 0..=SYS_CACHE_MAX_REQUEST {
             let bin = bin_of_request_by_arithmetic(size);
-            assert!(bin < NB_BINS, "{size}");
+            assert!(bin < NB_LINEAR_BINS, "{size}");
             if size <= SMALL_REQUEST_THRESHOLD {
                 assert_eq!(bin, size_class(size), "{size}");
                 // The table: the class or, while it is merged, its carrier.
@@ -909,14 +995,56 @@ mod tests {
             1088,
             1 << 20,
         ] {
-            assert!(bin_of_chunk(h) >= NB_BINS, "{h:#x}");
+            assert!(bin_of_chunk(h) >= NB_LINEAR_BINS, "{h:#x}");
         }
         // The smallest mmapped chunk, a page.
-        assert!(bin_of_chunk(4096 | 2) >= NB_BINS);
+        assert!(bin_of_chunk(4096 | 2) >= NB_LINEAR_BINS);
         assert_eq!(bin_of_chunk(SYS_MIN_CHUNK | 1 | 4), NB_SMALL_SIZE_CLASSES);
-        assert_eq!(bin_of_chunk(1056 | 7), NB_BINS - 1);
+        assert_eq!(bin_of_chunk(1056 | 7), NB_LINEAR_BINS - 1);
         assert_eq!(select_below(1, 2, (7, 5), (8, 6)), (7, 5));
         assert_eq!(select_below(2, 2, (7, 5), (8, 6)), (8, 6));
         assert_eq!(select_below(usize::MAX, 2, (7, 5), (8, 6)), (8, 6));
+    }
+    /// Every C `malloc` of 1025..=16 376 bytes finds a large bin whose blocks all hold it, the
+    /// block its miss asks glibc for comes back to that bin, and the bin below would not do
+    /// (glibc's chunk of a request: `(n + 8)` rounded up to 16). Every chunk a large bin holds
+    /// (flags aside) has room for the bin's request; mmapped ones, and sizes out of the bins'
+    /// range or in the system bins', have no large bin.
+    #[test]
+    fn every_request_from_1025_to_16376_bytes_has_a_large_bin_that_its_own_blocks_return_to() {
+        let chunk = |n: usize| ((n + 8 + 15) & !15).max(32);
+        for size in SYS_CACHE_MAX_REQUEST + 1..=LARGE_BIN_MAX_REQUEST {
+            let bin = large_bin_of_request(size);
+            assert!((NB_LINEAR_BINS..NB_BINS).contains(&bin), "{size}");
+            let request = large_bin_request(bin);
+            assert!(request >= size, "{size}: {request}");
+            assert_eq!(large_bin_of_chunk(chunk(request)), bin, "{size}");
+            assert_eq!(system_bin_of_chunk(chunk(request) | 1 | 4), bin, "{size}");
+            if bin > NB_LINEAR_BINS {
+                assert!(large_bin_request(bin - 1) < size, "{size}");
+            }
+            // At most an eighth more than glibc's own chunk.
+            assert!(chunk(request) * 8 <= chunk(size) * 9, "{size}");
+        }
+        for c in (16..LARGE_BIN_CHUNK_END + 4096).step_by(16) {
+            let bin = large_bin_of_chunk(c | 1);
+            if bin == usize::MAX {
+                assert!(
+                    !(large_bin_chunk(0)..LARGE_BIN_CHUNK_END).contains(&c),
+                    "{c}"
+                );
+                continue;
+            }
+            assert!((NB_LINEAR_BINS..NB_BINS).contains(&bin), "{c}");
+            assert!(c - 8 >= large_bin_request(bin), "{c}");
+            assert_eq!(system_bin_of_chunk(c), bin, "{c}");
+            assert!(bin_of_chunk(c) >= NB_LINEAR_BINS, "{c}: a system bin's too");
+        }
+        assert_eq!(large_bin_of_chunk(4096 | 2), usize::MAX, "mmapped");
+        assert_eq!(large_bin_of_chunk(1136), usize::MAX);
+        assert_eq!(large_bin_of_chunk(LARGE_BIN_CHUNK_END), usize::MAX);
+        assert_eq!(system_bin_of_chunk(SYS_MIN_CHUNK), NB_SMALL_SIZE_CLASSES);
+        assert!(system_bin_of_chunk(1088) >= NB_BINS);
+        assert!(system_bin_of_chunk(0) >= NB_BINS);
     }
 }

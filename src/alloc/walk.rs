@@ -410,7 +410,7 @@ fn check_own_cache() -> Result<u32, Broken> {
                     // field is the word before it.
                     let h = unsafe { p.cast::<usize>().sub(1).read() };
                     ensure!(
-                        e == 0 && bin_of_chunk(h) == b,
+                        e == 0 && system_bin_of_chunk(h) == b,
                         "system bin {b} holds {p:p}, chunk word {h:#x}"
                     );
                 }

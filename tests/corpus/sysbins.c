@@ -1,6 +1,7 @@
-/* Blocks of every size around the pools' limit (512 B) and the thread caches' system bins'
- * (1024 B), through every malloc-family function, in four threads that hand half their blocks
- * to each other (so most frees are cross-thread) and then exit (their caches are flushed).
+/* Blocks of every size around the pools' limit (512 B), the thread caches' system bins'
+ * (1024 B) and their large bins' (16 376 B), through every malloc-family function, in four
+ * threads that hand half their blocks to each other (so most frees are cross-thread) and then
+ * exit (their caches are flushed).
  * Every block's bytes are checked before it is freed or reallocated: a block handed out twice,
  * or smaller than asked, shows as a wrong byte. Prints "ok" and exits 0, or names the first
  * fault and exits 1. With the argument "overflow", writes past 600-byte blocks and frees them. */
@@ -28,12 +29,12 @@ static void fail(const char *what, size_t n) {
 
 static uint64_t next(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 
-/* Mostly 400..1100 bytes, sometimes tiny or up to 4 KiB. */
+/* Mostly 400..1100 bytes, sometimes tiny or 1 025..20 480 (the large bins' sizes and more). */
 static size_t pick(uint64_t *s) {
     uint64_t r = next(s);
     switch (r % 8) {
     case 0: return r >> 40 & 63;
-    case 1: return 1025 + (r >> 40) % 3072;
+    case 1: return 1025 + (r >> 40) % 19456;
     default: return 400 + (r >> 40) % 700;
     }
 }
@@ -51,7 +52,8 @@ static int intact(const struct blk *b) {
 
 static unsigned char *get(uint64_t *s, size_t n) {
     void *p = NULL;
-    size_t align = (size_t)32 << (next(s) % 8);
+    /* 8 and 16 too: every block has them, so the thread caches serve those requests. */
+    size_t align = (size_t)8 << (next(s) % 10);
     /* Aligned requests of 0 bytes: jemalloc 5.3's memalign returns misaligned blocks. */
     size_t an = n ? n : 1;
     switch (next(s) % 10) {
@@ -150,14 +152,15 @@ int main(int argc, char **argv) {
             free(shared[i][j].p);
         }
     /* Every block is freed: what glibc still counts in use is what the main thread's caches
-     * keep (its system bins: at most 17 x 16 blocks of at most 1071 bytes; glibc's own tcache:
-     * at most 7 x 64 blocks of at most 1040). Exited threads' system bins must have been given
-     * back (12 threads' would be 3 MiB more). With another allocator behind us, glibc's heap
-     * does not move. */
+     * keep (its system bins: at most 17 x 16 blocks of at most 1071 bytes; its large bins, of
+     * 1 152..18 431 bytes, at most 32 KiB worth each, 2 to 16 blocks: under 1 000 000 bytes;
+     * glibc's own tcache: at most 7 x 64 blocks of at most 1040). Exited threads' bins must
+     * have been given back (12 threads' would be 15 MiB more). With another allocator behind
+     * us, glibc's heap does not move. */
     struct mallinfo2 after = mallinfo2();
     size_t kept = after.uordblks > before.uordblks ? after.uordblks - before.uordblks : 0;
     fprintf(stderr, "sysbins: glibc keeps %zu bytes in use\n", kept);
-    if (kept > (size_t)17 * 16 * 1071 + (size_t)7 * 64 * 1040 + (64 << 10))
+    if (kept > (size_t)17 * 16 * 1071 + 1000000 + (size_t)7 * 64 * 1040 + (64 << 10))
         fail("exited threads left blocks in their caches", kept);
     /* Leave blocks of every system bin freed in this thread's cache, for the statistics. */
     void *keep[64];
