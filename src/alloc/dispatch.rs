@@ -171,8 +171,9 @@ fn in_large_bins(size: usize) -> bool {
 }
 
 /// Path `Fast`, a pointer-only request above [`SYS_CACHE_MAX_REQUEST`] bytes: of the large
-/// bins' sizes, a pop from its bin or, on a miss, the system allocator's block for the bin's
-/// request (so that its `free` brings it back to this bin); otherwise [`large_fast`]. Only
+/// bins' sizes, a pop from its bin or, on a miss, a chain another thread left for the bin
+/// (`tcache::take_from_exchange`) or else the system allocator's block for the bin's request
+/// (so that its `free` brings it back to this bin); otherwise [`large_fast`]. Only
 /// pointer-only requests: their `free` is the one that fills the large bins (a Rust layout's
 /// block goes back to the system allocator at once, `free_sized`).
 #[inline(never)]
@@ -183,20 +184,28 @@ pub(crate) fn large_by_pointer(size: usize) -> *mut u8 {
         if !b.is_null() {
             return b;
         }
+        let b = tcache::take_from_exchange(bin);
+        if !b.is_null() {
+            return b;
+        }
         return large_fast(large_bin_request(bin));
     }
     large_fast(size)
 }
 
-/// Path `Fast`, the C `calloc` of `total` bytes of the large bins' sizes: a large bin's block,
-/// zeroed here, or on a miss the system allocator's `calloc` of the bin's request. `None` off
+/// Path `Fast`, the C `calloc` of `total` bytes of the large bins' sizes: a large bin's block
+/// (or one of a chain another thread left for it), zeroed here, or on a miss the system
+/// allocator's `calloc` of the bin's request. `None` off
 /// path `Fast`, without the large bins, and for other sizes.
 pub(crate) fn calloc_large(total: usize) -> Option<*mut u8> {
     if !(in_large_bins(total) && tcache::large_bins_on() && fast_path()) {
         return None;
     }
     let bin = large_bin_of_request(total);
-    let b = tcache::try_alloc(bin);
+    let mut b = tcache::try_alloc(bin);
+    if b.is_null() {
+        b = tcache::take_from_exchange(bin);
+    }
     if !b.is_null() {
         // SAFETY: a block of at least `total` bytes (its bin's request) that nobody uses.
         unsafe { core::ptr::write_bytes(b, 0, total) };

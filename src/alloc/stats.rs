@@ -49,7 +49,8 @@ pub struct Stats {
     /// for its next `malloc` of their size (see `tcache`'s system bins).
     pub system_cached: usize,
     /// Large blocks (1025..=16 376 bytes, glibc's) that the program freed and thread caches
-    /// keep for its next request of their size (see `tcache`'s large bins).
+    /// keep for its next request of their size, or left for other threads (see `tcache`'s
+    /// large bins).
     pub large_cached: usize,
     /// Blocks waiting in the memcheck quarantine.
     pub quarantined: usize,
@@ -92,7 +93,8 @@ pub fn stats() -> Stats {
     s.bytes_from_os = s.arenas_live * ARENA_SIZE;
     s.system_allocs = tcache::system_allocs();
     s.system_cached = tcache::cached_system_blocks(NB_SMALL_SIZE_CLASSES..NB_LINEAR_BINS);
-    s.large_cached = tcache::cached_system_blocks(NB_LINEAR_BINS..NB_BINS);
+    s.large_cached =
+        tcache::cached_system_blocks(NB_LINEAR_BINS..NB_BINS) + tcache::exchange_blocks();
     s.quarantined = in_quarantine.iter().sum();
     s.thread_caches = COUNTERS.thread_caches.load(Ordering::Relaxed) as usize;
     s

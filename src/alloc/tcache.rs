@@ -32,7 +32,10 @@
 //! for the bin's smallest chunk, so that the block comes back to the same bin. glibc's own
 //! tcache stops at 1 032 bytes, and above it every request took its arena's lock and free lists
 //! (issue 15: rptest, 87 % of whose requests are above 512 B, spent a third of its CPU time
-//! there). A bin holds at most 32 KiB worth ([`LARGE_BIN_BYTES`]).
+//! there). A bin holds at most 32 KiB worth ([`LARGE_BIN_BYTES`]); one that overflows leaves
+//! half of it for other threads in the bin's [`EXCHANGE`] slot if that is empty, and a bin that
+//! runs empty looks there before it asks glibc (a thread that frees the blocks another
+//! allocates would otherwise give them all back to glibc, and the other take them all anew).
 //!
 //! Thread exit: a pthread key destructor flushes every bin to the central heap and marks the
 //! cache dead, so frees that happen later in that thread's teardown go straight to the central
@@ -471,9 +474,12 @@ unsafe fn free_no_room(tc: &mut TCache, class: usize) {
     }
     let mut bin = tc.bin(class);
     if active {
-        // A system bin gives half back (to glibc, a block at a time) and keeps the rest.
+        // A system bin gives half back (to glibc, a block at a time) and keeps the rest; a
+        // large bin offers that half to the other threads first ([`EXCHANGE`]).
         let n = len(&bin);
-        give_back(&mut bin, class, n as usize / 2);
+        if class < NB_LINEAR_BINS || !offer_to_exchange(&mut bin, class, n as usize / 2) {
+            give_back(&mut bin, class, n as usize / 2);
+        }
         set_cap(&bin, bin_limit(class), n - n / 2);
         return;
     }
@@ -559,6 +565,130 @@ fn give_back_all(bin: &mut Bin, class: usize, mut n: usize) {
         // word and ended by null (its last block came last from a chain that was).
         unsafe { pool::central_free(class, chain, n) };
     }
+}
+
+/// One chain of free glibc blocks a large bin: what a thread whose bin overflowed left for a
+/// thread whose bin of those sizes ran empty (issue 15: in rptest each thread frees the blocks
+/// the other allocated, and with the blocks in thread caches one thread's bins filled while
+/// the other's emptied: a third of its large requests missed, against one in twenty alone).
+/// A slot holds 0 or a chain of 1 to [`SYS_BIN_LIMIT`]` / 2` blocks of its bin, linked through
+/// their first word and null-terminated, as its first block's address plus the count (in the
+/// 4 bits a 16-aligned address leaves), so that nothing but the chain's owner reads a block.
+/// Lock-free and ABA-free: a chain goes in only into an empty slot (a compare-and-swap from
+/// 0) and comes out whole (a swap with 0). At most 32 chains of at most half a bin: 474 864
+/// bytes of chunks in all. A fork child keeps them (its memory is a copy); exited threads leave
+/// them for the living.
+static EXCHANGE: [core::sync::atomic::AtomicUsize; NB_LARGE_BINS] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; NB_LARGE_BINS];
+
+const _: () = assert!(SYS_BIN_LIMIT / 2 < ALIGNMENT as u32);
+
+/// Moves the first `n` blocks of large bin `class` into its [`EXCHANGE`] slot if the slot is
+/// empty; false (nothing moved) if not, or for no block. The bin's room is the caller's.
+fn offer_to_exchange(bin: &mut Bin, class: usize, n: usize) -> bool {
+    let slot = &EXCHANGE[class - NB_LINEAR_BINS];
+    if n == 0 || slot.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    let chain = *bin.head;
+    let mut last = chain;
+    for _ in 1..n {
+        // SAFETY: the bin holds at least n linked blocks.
+        last = unsafe { *last.cast::<*mut u8>() };
+    }
+    // SAFETY: `last` is the n-th block: the chain ends there, the rest stays in the bin.
+    let rest = unsafe { core::mem::replace(&mut *last.cast::<*mut u8>(), null_mut()) };
+    // Release: the links are written before another thread swaps the chain out.
+    let packed = chain as usize | n;
+    if slot
+        .compare_exchange(0, packed, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
+        // Another thread filled it meanwhile: the chain stays in the bin, relinked.
+        // SAFETY: as above.
+        unsafe { *last.cast::<*mut u8>() = rest };
+        return false;
+    }
+    *bin.head = rest;
+    true
+}
+
+/// Takes the chain out of large bin `class`'s [`EXCHANGE`] slot: its first block and count,
+/// or `None` when the slot is empty. The chain is then the caller's alone.
+fn swap_out(class: usize) -> Option<(*mut u8, usize)> {
+    // Acquire: pairs with the Release that put the chain in.
+    let packed = EXCHANGE[class - NB_LINEAR_BINS].swap(0, Ordering::Acquire);
+    (packed != 0).then_some((
+        (packed & !(ALIGNMENT - 1)) as *mut u8,
+        packed & (ALIGNMENT - 1),
+    ))
+}
+
+/// A large bin's miss in this thread: the chain in the bin's [`EXCHANGE`] slot, if any, its
+/// first block for the caller and the rest into the (empty) bin; null if the slot is empty or
+/// the cache is not active (then the caller asks glibc).
+#[inline(never)]
+pub fn take_from_exchange(class: usize) -> *mut u8 {
+    if EXCHANGE[class - NB_LINEAR_BINS].load(Ordering::Relaxed) == 0 {
+        return null_mut();
+    }
+    with_tc(|tc| {
+        // SAFETY: this thread's cache; no reference to it escapes this closure.
+        let tc = unsafe { &mut *tc.get() };
+        if tc.state != TC_ACTIVE {
+            return null_mut();
+        }
+        let Some((chain, n)) = swap_out(class) else {
+            return null_mut();
+        };
+        let bin = tc.bin(class);
+        debug_assert!(bin.head.is_null() && n >= 1 && n as u32 <= bin_limit(class));
+        // SAFETY: the chain is this thread's now, its blocks linked through their first word.
+        *bin.head = unsafe { *chain.cast::<*mut u8>() };
+        set_cap(&bin, bin_limit(class), n as u32 - 1);
+        chain
+    })
+}
+
+/// Blocks waiting in the [`EXCHANGE`] slots (racy snapshot, for statistics: the counts alone,
+/// no block is read).
+pub fn exchange_blocks() -> usize {
+    EXCHANGE
+        .iter()
+        .map(|slot| slot.load(Ordering::Relaxed) & (ALIGNMENT - 1))
+        .sum()
+}
+
+/// Calls `check` with each [`EXCHANGE`] slot's bin and chain (first block and count), the
+/// chain taken out of its slot meanwhile, so that no other thread uses it; then puts it back,
+/// or gives its blocks to glibc if another thread filled the slot meanwhile (and a chain that
+/// failed the check is left out). For the walker.
+pub(crate) fn check_exchange<E>(
+    mut check: impl FnMut(usize, *mut u8, usize) -> Result<(), E>,
+) -> Result<(), E> {
+    for (j, slot) in EXCHANGE.iter().enumerate() {
+        let class = NB_LINEAR_BINS + j;
+        let Some((chain, n)) = swap_out(class) else {
+            continue;
+        };
+        let verdict = check(class, chain, n);
+        let back =
+            slot.compare_exchange(0, chain as usize | n, Ordering::Release, Ordering::Relaxed);
+        // A chain that failed the check is not walked again: it stays out, lost.
+        if back.is_err() && verdict.is_ok() {
+            let mut b = chain;
+            while !b.is_null() {
+                // SAFETY: this chain's blocks are live glibc blocks nobody else uses; each
+                // link is read before its block goes back.
+                let next = unsafe { *b.cast::<*mut u8>() };
+                // SAFETY: as above.
+                unsafe { sys::free(b) };
+                b = next;
+            }
+        }
+        verdict?;
+    }
+    Ok(())
 }
 
 /// Registers the cache (destructor and stats list). False if that is impossible here (no key).

@@ -88,6 +88,7 @@ pub(crate) fn walk() -> Result<HeapReport, Broken> {
     check_usable_list(live)?;
     let own_cache_trips = check_own_cache()?;
     let (transfer_batches, transfer_blocks) = check_transfer()?;
+    check_exchange()?;
     check_request_map(&per_class)?;
     let mut report = check_class_counters(&per_class)?;
     report.arenas = live;
@@ -424,6 +425,40 @@ fn check_own_cache() -> Result<u32, Broken> {
             );
         }
         Ok(tc.trips)
+    })
+}
+
+/// The large bins' exchange (`tcache::check_exchange`): each chain holds 1 to half a bin's
+/// limit of glibc blocks of its bin (not ours, their chunk of the bin's sizes), null-terminated
+/// at the count its slot gives.
+fn check_exchange() -> Result<(), Broken> {
+    tcache::check_exchange(|b, chain, n| {
+        let most = (tcache::bin_limit(b) / 2) as usize;
+        ensure!(
+            (1..=most).contains(&n),
+            "exchange of large bin {b}: a chain of {n} blocks, outside 1..={most}"
+        );
+        let mut p = chain;
+        for i in 0..n {
+            ensure!(
+                !p.is_null(),
+                "exchange of large bin {b}: its chain ends after {i} blocks, not {n}"
+            );
+            // SAFETY: a block of a chain the walker took out of its slot: a live glibc block,
+            // its chunk's size field the word before it.
+            let h = unsafe { p.cast::<usize>().sub(1).read() };
+            ensure!(
+                meta::page_entry(p) == 0 && system_bin_of_chunk(h) == b,
+                "exchange of large bin {b} holds {p:p}, chunk word {h:#x}"
+            );
+            // SAFETY: chained blocks are linked through their first word.
+            p = unsafe { *p.cast::<*mut u8>() };
+        }
+        ensure!(
+            p.is_null(),
+            "exchange of large bin {b}: its chain goes on past {n} blocks"
+        );
+        Ok(())
     })
 }
 
