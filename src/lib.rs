@@ -25,7 +25,9 @@
 //!                                              ▼                     ▼
 //!                       thread cache (one bin per class)       system malloc (glibc)
 //!                       natively, behind the C malloc, + 17 system bins: glibc's blocks of
-//!                       513..1024 B that the program freed, for its next malloc of their size
+//!                       513..1024 B that the program freed, for its next malloc of their size,
+//!                       + 32 large bins (1025..16 376 B, 8 a doubling; an overflow leaves
+//!                       half in the bin's exchange slot, for another thread's miss)
 //!                                              │ batches: a bin over its cap goes back
 //!                                              ▼ whole, kept for the next refill
 //!                 central heap: per-class transfer batches (≤ 32, ≤ 64 KiB) and used-pool

@@ -448,20 +448,24 @@ unsafe fn free_system_counted(p: *mut u8) {
 
 /// Frees a block that is not ours on path `Fast`: with the large bins on, a glibc block of
 /// their sizes into its bin (its chunk's size field, the word before it, says which), else
-/// [`free_system`].
+/// [`free_system`], counted while they are off (`tcache::count_large_free`: they go on once a
+/// thread's frees are heavy in such blocks).
 ///
 /// # Safety
 /// `p` is a live system block or a bootstrap block.
 #[inline(always)]
 unsafe fn free_foreign(p: *mut u8) {
-    if tcache::large_bins_on() {
+    if tcache::large_bins_allowed() {
         // SAFETY: plain glibc behind us: the word before a live glibc block is its chunk's
         // size; before a bootstrap block, a zero word of the buffer (of no bin).
         let bin = large_bin_of_chunk(unsafe { p.cast::<usize>().sub(1).read() });
         if bin < NB_BINS {
-            // SAFETY: a live glibc block of the bin's sizes that nobody uses any more.
-            unsafe { tcache::free(p, bin) };
-            return;
+            if tcache::large_bins_on() {
+                // SAFETY: a live glibc block of the bin's sizes that nobody uses any more.
+                unsafe { tcache::free(p, bin) };
+                return;
+            }
+            tcache::count_large_free();
         }
     }
     // SAFETY: forwarded.

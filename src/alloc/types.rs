@@ -642,12 +642,19 @@ pub(crate) struct TCache {
     /// (issue 15: a process-wide `fetch_add` on every large `malloc` made larson 1.5-2x glibc).
     /// Read by `stats` from other threads (relaxed), written only by the owner.
     pub(crate) system_allocs: core::sync::atomic::AtomicUsize,
-    /// Pool blocks freed by `meta::FreeMode::Branchy`'s `free` since the last check of
-    /// `tcache::count_system_free`, and system blocks so far: what that check weighs.
+    /// Pool blocks freed by `meta::FreeMode::Branchy`'s `free` so far (wrapping), and system
+    /// blocks: what `tcache::count_system_free`'s check weighs, from the count at its last
+    /// window (`system_mark`).
     pub(crate) pool_frees: u64,
+    pub(crate) system_mark: u64,
     pub(crate) system_frees: u32,
     /// Consecutive windows of `tcache::count_system_free` that were heavy in system blocks.
     pub(crate) heavy_windows: u32,
+    /// As `system_mark`, `system_frees` and `heavy_windows`, for the frees of glibc blocks of
+    /// the large bins' sizes while they are off (`tcache::count_large_free`).
+    pub(crate) large_mark: u64,
+    pub(crate) large_frees: u32,
+    pub(crate) large_heavy_windows: u32,
     /// Blocks the next refill of each pool class's bin asks the central heap for, 0 before the
     /// first (`tcache::refill`'s slow start). Invariant: 0, or between `tcache::FIRST_BATCH`
     /// and half the bin's limit.

@@ -383,6 +383,10 @@ fn check_own_cache() -> Result<u32, Broken> {
                 );
                 continue;
             }
+            ensure!(
+                b < NB_LINEAR_BINS || tcache::large_bins_on() || bin.head.is_null(),
+                "large bin {b} holds blocks, but the large bins are off"
+            );
             let limit = tcache::bin_limit(b);
             ensure!(
                 room <= cap && cap <= limit,
@@ -433,6 +437,10 @@ fn check_own_cache() -> Result<u32, Broken> {
 /// at the count its slot gives.
 fn check_exchange() -> Result<(), Broken> {
     tcache::check_exchange(|b, chain, n| {
+        ensure!(
+            tcache::large_bins_on(),
+            "exchange of large bin {b} holds a chain, but the large bins are off"
+        );
         let most = (tcache::bin_limit(b) / 2) as usize;
         ensure!(
             (1..=most).contains(&n),
