@@ -430,28 +430,37 @@ pub fn count_system_free() {
 #[cold]
 #[inline(never)]
 fn weigh_system_frees(tc: &mut TCache) {
-    let pool = tc.pool_frees.wrapping_sub(tc.system_mark);
-    tc.system_mark = tc.pool_frees;
-    if pool >= SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
-        tc.heavy_windows = 0;
-        return;
-    }
-    tc.heavy_windows = tc.heavy_windows.saturating_add(1);
+    let heavy = weigh_window(tc.pool_frees, &mut tc.system_mark, &mut tc.heavy_windows);
     // Only if the arena lock is free: a `free` can run where it is held, in another fork
     // prepare handler after ours (which takes it) or a child handler before ours (which frees
     // it); the next window tries again.
-    if tc.heavy_windows >= SWITCH_HEAVY_WINDOWS {
+    if heavy >= SWITCH_HEAVY_WINDOWS {
         if let Some(_g) = arena::ARENA_LOCK.try_lock() {
             meta::switch_unbranched();
         }
     }
 }
 
+/// Closes a window of [`SWITCH_WINDOW`] frees of glibc blocks: weighs them against the pool
+/// blocks freed since `mark` (the count `pool_frees` had at the last window, moved on to
+/// it now). Returns the windows in a row that were heavy, this one included (`heavy`, 0
+/// after a light one: at least [`SWITCH_POOL_FREES_PER_SYSTEM_FREE`] pool blocks a glibc one).
+fn weigh_window(pool_frees: u64, mark: &mut u64, heavy: &mut u32) -> u32 {
+    let pool = pool_frees.wrapping_sub(core::mem::replace(mark, pool_frees));
+    *heavy = if pool >= SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
+        0
+    } else {
+        heavy.saturating_add(1)
+    };
+    *heavy
+}
+
 /// Consecutive windows that must each be heavy in glibc blocks of the large bins' sizes (as
 /// [`count_system_free`] weighs them: more than one in nine frees) before the large bins go on
-/// (1 024 such frees). espresso frees 323 000 of them among 33 M pool blocks (1 %), and with
+/// (4 096 such frees). espresso frees 323 000 of them among 33 M pool blocks (1 %), and with
 /// the large bins on its peak RSS was 1.48 x glibc's (the blocks they held and their
-/// rounding, ~1 MiB on a peak of 2.3); rptest's are 65 % of its frees.
+/// rounding, ~1 MiB on a peak of 2.3); its bursts made 16 heavy windows in a row, never 64.
+/// rptest's are 65 % of its frees.
 const LARGE_SWITCH_HEAVY_WINDOWS: u32 = 64;
 
 /// Counts a `free` of a glibc block that a large bin would keep, while the large bins are off
@@ -468,14 +477,12 @@ pub fn count_large_free() {
         if tc.large_frees % SWITCH_WINDOW != 0 {
             return;
         }
-        let pool = tc.pool_frees.wrapping_sub(tc.large_mark);
-        tc.large_mark = tc.pool_frees;
-        if pool >= SWITCH_WINDOW as u64 * SWITCH_POOL_FREES_PER_SYSTEM_FREE {
-            tc.large_heavy_windows = 0;
-            return;
-        }
-        tc.large_heavy_windows = tc.large_heavy_windows.saturating_add(1);
-        if tc.large_heavy_windows >= LARGE_SWITCH_HEAVY_WINDOWS {
+        let heavy = weigh_window(
+            tc.pool_frees,
+            &mut tc.large_mark,
+            &mut tc.large_heavy_windows,
+        );
+        if heavy >= LARGE_SWITCH_HEAVY_WINDOWS {
             LARGE_BINS.store(true, Ordering::Relaxed);
         }
     })

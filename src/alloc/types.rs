@@ -598,12 +598,15 @@ pub(crate) const TC_BYPASS: u8 = 2;
 /// push into a bin with no room, or into a cache that is not active, takes the slow path),
 /// except inside the owner's slow path, where it may be one below 0 (wrapping); while it is
 /// not, `room` and `cap` are 0 and the list is empty. The cap is at most the bin's limit
-/// (`tcache::bin_limit`): a system bin's cap is its limit, a pool class's is set by each refill
+/// (`tcache::bin_limit`): a system or large bin's cap is its limit, a pool class's is set by each refill
 /// and give-back (`tcache`'s "Caps"). A pool class's bin holds
 /// free blocks of the class, out of their pools (counted in the class's `nused`); system bin
 /// `k` (index `NB_SMALL_SIZE_CLASSES + k`) holds blocks that the program freed and glibc still
 /// counts as in use, each a chunk of `SYS_MIN_CHUNK + 32k` to `SYS_MIN_CHUNK + 32k + 31` bytes
-/// (see [`bin_of_chunk`]), pushed only while `meta::unbranched()`.
+/// (see [`bin_of_chunk`]), pushed only while `meta::unbranched()`; large bin `j` (index
+/// `NB_LINEAR_BINS + j`) likewise holds glibc's blocks whose chunk is of its sizes
+/// ([`large_bin_of_chunk`]), pushed only while `tcache::large_bins_on()`. A system or large
+/// bin's cap is its limit.
 ///
 /// A view: the heads and the rooms of a cache's bins are two arrays (`TCache::heads`,
 /// `TCache::rooms`), so that the fast paths reach a bin's head and room with the bin's index
