@@ -171,8 +171,8 @@ fn in_large_bins(size: usize) -> bool {
 }
 
 /// Path `Fast`, a pointer-only request above [`SYS_CACHE_MAX_REQUEST`] bytes: of the large
-/// bins' sizes, a pop from its bin or, on a miss, a chain another thread left for the bin
-/// (`tcache::take_from_exchange`) or else the system allocator's block for the bin's request
+/// bins' sizes, a pop from its bin or from a chain another thread left for the bin
+/// (`tcache::try_alloc_large`), or else the system allocator's block for the bin's request
 /// (so that its `free` brings it back to this bin); otherwise [`large_fast`]. Only
 /// pointer-only requests: their `free` is the one that fills the large bins (a Rust layout's
 /// block goes back to the system allocator at once, `free_sized`).
@@ -180,11 +180,7 @@ fn in_large_bins(size: usize) -> bool {
 pub(crate) fn large_by_pointer(size: usize) -> *mut u8 {
     if in_large_bins(size) && tcache::large_bins_on() {
         let bin = large_bin_of_request(size);
-        let b = tcache::try_alloc(bin);
-        if !b.is_null() {
-            return b;
-        }
-        let b = tcache::take_from_exchange(bin);
+        let b = tcache::try_alloc_large(bin);
         if !b.is_null() {
             return b;
         }
@@ -202,10 +198,7 @@ pub(crate) fn calloc_large(total: usize) -> Option<*mut u8> {
         return None;
     }
     let bin = large_bin_of_request(total);
-    let mut b = tcache::try_alloc(bin);
-    if b.is_null() {
-        b = tcache::take_from_exchange(bin);
-    }
+    let b = tcache::try_alloc_large(bin);
     if !b.is_null() {
         // SAFETY: a block of at least `total` bytes (its bin's request) that nobody uses.
         unsafe { core::ptr::write_bytes(b, 0, total) };
@@ -456,6 +449,8 @@ unsafe fn free_system_counted(p: *mut u8) {
 #[inline(always)]
 unsafe fn free_foreign(p: *mut u8) {
     if tcache::large_bins_allowed() {
+        // Read here, not taken from `free_fast_unbranched`: there a pointer of the arenas'
+        // range, even one of no arena's page, reads a stand-in word (`meta`'s `INSIDE_CHUNK`).
         // SAFETY: plain glibc behind us: the word before a live glibc block is its chunk's
         // size; before a bootstrap block, a zero word of the buffer (of no bin).
         let bin = large_bin_of_chunk(unsafe { p.cast::<usize>().sub(1).read() });

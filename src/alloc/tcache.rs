@@ -535,8 +535,11 @@ unsafe fn free_no_room(tc: &mut TCache, class: usize) {
         // A system bin gives half back (to glibc, a block at a time) and keeps the rest; a
         // large bin offers that half to the other threads first ([`EXCHANGE`]).
         let n = len(&bin);
-        if class < NB_LINEAR_BINS || !offer_to_exchange(&mut bin, class, n as usize / 2) {
-            give_back(&mut bin, class, n as usize / 2);
+        let chain = detach(&mut bin, n as usize / 2);
+        if class < NB_LINEAR_BINS || !offer_to_exchange(class, chain, n as usize / 2) {
+            // SAFETY: a system or large bin holds live glibc blocks that nobody uses;
+            // detached, so given back once.
+            unsafe { free_system_chain(chain) };
         }
         set_cap(&bin, bin_limit(class), n - n / 2);
         return;
@@ -576,31 +579,44 @@ fn give_back(bin: &mut Bin, class: usize, n: usize) {
     if n == 0 {
         return;
     }
+    let chain = detach(bin, n);
     if class >= NB_SMALL_SIZE_CLASSES {
-        for _ in 0..n {
-            let b = *bin.head;
-            // SAFETY: the bin holds at least n linked blocks.
-            *bin.head = unsafe { *b.cast::<*mut u8>() };
-            // SAFETY: a system bin holds live glibc blocks that nobody uses; popped, so given
-            // back once.
-            unsafe { sys::free(b) };
-        }
-        return;
+        // SAFETY: a system bin holds live glibc blocks that nobody uses; detached, so given
+        // back once.
+        return unsafe { free_system_chain(chain) };
     }
+    // SAFETY: the n blocks are free blocks of `class`, linked through their first word (the
+    // chain may be kept whole as a transfer batch and handed to another thread).
+    unsafe { pool::central_free(class, chain, n) };
+}
+
+/// Cuts the first `n` (at least 1) blocks off a bin's list, and returns them: a chain linked
+/// through their first word and ended by null. The bin's `room` is the caller's.
+fn detach(bin: &mut Bin, n: usize) -> *mut u8 {
     let chain = *bin.head;
     let mut last = chain;
     for _ in 1..n {
         // SAFETY: the bin holds at least n linked blocks.
         last = unsafe { *last.cast::<*mut u8>() };
     }
-    // SAFETY: `last` is the n-th block; what follows it stays cached, and the chain given back
-    // ends at `last` (it may be kept whole as a transfer batch and handed to another thread).
-    unsafe {
-        *bin.head = *last.cast::<*mut u8>();
-        *last.cast::<*mut u8>() = core::ptr::null_mut();
+    // SAFETY: `last` is the n-th block: the chain ends there, what follows it stays cached.
+    *bin.head = unsafe { core::mem::replace(&mut *last.cast::<*mut u8>(), null_mut()) };
+    chain
+}
+
+/// Gives every block of a chain back to the system allocator, one at a time.
+///
+/// # Safety
+/// `chain` is null or a null-terminated chain of live glibc blocks, linked through their
+/// first word, that nobody uses any more.
+unsafe fn free_system_chain(mut b: *mut u8) {
+    while !b.is_null() {
+        // SAFETY: as the caller guarantees; the link is read before its block goes back.
+        let next = unsafe { *b.cast::<*mut u8>() };
+        // SAFETY: as above, given back once.
+        unsafe { sys::free(b) };
+        b = next;
     }
-    // SAFETY: the n blocks are free blocks of `class`, linked through their first word.
-    unsafe { pool::central_free(class, chain, n) };
 }
 
 /// Gives a bin's whole list of `n` blocks back: a system bin's to the system allocator, a
@@ -641,34 +657,16 @@ static EXCHANGE: [core::sync::atomic::AtomicUsize; NB_LARGE_BINS] =
 
 const _: () = assert!(SYS_BIN_LIMIT / 2 < ALIGNMENT as u32);
 
-/// Moves the first `n` blocks of large bin `class` into its [`EXCHANGE`] slot if the slot is
-/// empty; false (nothing moved) if not, or for no block. The bin's room is the caller's.
-fn offer_to_exchange(bin: &mut Bin, class: usize, n: usize) -> bool {
+/// Puts a chain of `n` blocks of large bin `class` (detached from a bin: null-terminated, at
+/// most half its limit) into the bin's [`EXCHANGE`] slot if the slot is empty; false (the
+/// chain is still the caller's) if not.
+fn offer_to_exchange(class: usize, chain: *mut u8, n: usize) -> bool {
     let slot = &EXCHANGE[class - NB_LINEAR_BINS];
-    if n == 0 || slot.load(Ordering::Relaxed) != 0 {
-        return false;
-    }
-    let chain = *bin.head;
-    let mut last = chain;
-    for _ in 1..n {
-        // SAFETY: the bin holds at least n linked blocks.
-        last = unsafe { *last.cast::<*mut u8>() };
-    }
-    // SAFETY: `last` is the n-th block: the chain ends there, the rest stays in the bin.
-    let rest = unsafe { core::mem::replace(&mut *last.cast::<*mut u8>(), null_mut()) };
     // Release: the links are written before another thread swaps the chain out.
-    let packed = chain as usize | n;
-    if slot
-        .compare_exchange(0, packed, Ordering::Release, Ordering::Relaxed)
-        .is_err()
-    {
-        // Another thread filled it meanwhile: the chain stays in the bin, relinked.
-        // SAFETY: as above.
-        unsafe { *last.cast::<*mut u8>() = rest };
-        return false;
-    }
-    *bin.head = rest;
-    true
+    slot.load(Ordering::Relaxed) == 0
+        && slot
+            .compare_exchange(0, chain as usize | n, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Takes the chain out of large bin `class`'s [`EXCHANGE`] slot: its first block and count,
@@ -682,11 +680,23 @@ fn swap_out(class: usize) -> Option<(*mut u8, usize)> {
     ))
 }
 
+/// The large bins' pop: a block of large bin `class` from this thread's cache or, when the bin
+/// is empty, from the chain another thread left in its [`EXCHANGE`] slot; null when neither
+/// has one (then the caller asks glibc for the bin's request).
+#[inline(always)]
+pub fn try_alloc_large(class: usize) -> *mut u8 {
+    let b = try_alloc(class);
+    if !b.is_null() {
+        return b;
+    }
+    take_from_exchange(class)
+}
+
 /// A large bin's miss in this thread: the chain in the bin's [`EXCHANGE`] slot, if any, its
 /// first block for the caller and the rest into the (empty) bin; null if the slot is empty or
 /// the cache is not active (then the caller asks glibc).
 #[inline(never)]
-pub fn take_from_exchange(class: usize) -> *mut u8 {
+fn take_from_exchange(class: usize) -> *mut u8 {
     if EXCHANGE[class - NB_LINEAR_BINS].load(Ordering::Relaxed) == 0 {
         return null_mut();
     }
@@ -734,15 +744,8 @@ pub(crate) fn check_exchange<E>(
             slot.compare_exchange(0, chain as usize | n, Ordering::Release, Ordering::Relaxed);
         // A chain that failed the check is not walked again: it stays out, lost.
         if back.is_err() && verdict.is_ok() {
-            let mut b = chain;
-            while !b.is_null() {
-                // SAFETY: this chain's blocks are live glibc blocks nobody else uses; each
-                // link is read before its block goes back.
-                let next = unsafe { *b.cast::<*mut u8>() };
-                // SAFETY: as above.
-                unsafe { sys::free(b) };
-                b = next;
-            }
+            // SAFETY: a chain that passed the check: live glibc blocks nobody else uses.
+            unsafe { free_system_chain(chain) };
         }
         verdict?;
     }
