@@ -881,14 +881,14 @@ fn small_alloc(class: usize, size: usize, zeroed: bool) -> *mut u8 {
     debug_assert!(!track::memcheck());
     let _serial = serial::serialize();
     if config::debug_mode() {
-        let b = pool::central_alloc(class, 1).0;
+        let b = pool::central_alloc(class, 1, 1).0;
         if b.is_null() {
             return null_mut();
         }
         // SAFETY: b is a block of `class`, large enough for size + DEBUG_OVERHEAD.
         return unsafe { guards::on_alloc(b, size, class, zeroed) };
     }
-    let (b, n) = pool::central_alloc(class, 1);
+    let (b, n) = pool::central_alloc(class, 1, 1);
     if n == 0 {
         return null_mut();
     }

@@ -79,6 +79,23 @@ unsafe fn pool_take(pool: *mut PoolHeader, m: *mut PoolHeader) -> *mut u8 {
     }
 }
 
+/// Carves the pool's next virgin block onto the chain `head` (linked through first words) and
+/// returns the new head (native geometries; `nused` is the caller's).
+///
+/// # Safety
+/// Class lock held, `m == meta(pool)`, and the pool has a virgin block left
+/// (`nextoffset <= maxnextoffset`).
+#[inline(always)]
+unsafe fn carve_virgin(pool: *mut PoolHeader, m: *mut PoolHeader, head: *mut u8) -> *mut u8 {
+    // SAFETY: forwarded; the block is inside the pool and free, so its first word is ours.
+    unsafe {
+        let b = pool.cast::<u8>().add((*m).nextoffset as usize);
+        (*m).nextoffset += (*m).stride;
+        *b.cast::<*mut u8>() = head;
+        b
+    }
+}
+
 /// Puts one block back into its pool (native geometries: onto the free list).
 ///
 /// # Safety
@@ -204,9 +221,9 @@ unsafe fn take_block(cls: &ClassState, class: usize) -> *mut u8 {
 /// Takes up to `n` blocks of `class`, linked through their first word, and returns
 /// (head, count). A batch request (`n > 1`, thread-cache refills, never under memcheck) is
 /// served whole from the transfer stack when it has one (its count may differ from `n`), else
-/// from pools a whole free list and a run of virgin blocks at a time; while the class has at
-/// most [`SHARED_POOLS`] pools, the run of virgin blocks is short ([`virgin_run`]).
-pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
+/// from pools: a whole free list at a time, then the rest of a pool's virgin blocks
+/// ([`carve_rest`]: up to `most` blocks in all, past `n`).
+pub(crate) fn central_alloc(class: usize, n: usize, most: usize) -> (*mut u8, usize) {
     let cls = &CLASSES[class];
     let _g = serial::lock_class(&cls.lock);
     if n > 1 {
@@ -218,9 +235,7 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     let mut head: *mut u8 = null_mut();
     let mut got = 0;
     if n > 1 && !track::memcheck() {
-        // SAFETY: class lock held.
-        let mut virgin = virgin_run(class, unsafe { *cls.pools.get() });
-        while got < n && virgin != 0 {
+        while got < n {
             // SAFETY: class lock held; natively the metadata is the in-pool header.
             unsafe {
                 let (pool, m) = first_used_pool(cls, class);
@@ -235,14 +250,8 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
                     head = b;
                     got += 1;
                 }
-                let stride = (*m).stride;
-                while got < n && virgin != 0 && (*m).nextoffset <= (*m).maxnextoffset {
-                    let b = pool.cast::<u8>().add((*m).nextoffset as usize);
-                    (*m).nextoffset += stride;
-                    *b.cast::<*mut u8>() = head;
-                    head = b;
-                    got += 1;
-                    virgin -= 1;
+                if got < n {
+                    (head, got) = carve_rest(pool, m, head, got, most);
                 }
                 (*m).nused += (got - before) as u32;
                 if !pool_has_free(m) {
@@ -270,32 +279,43 @@ pub(crate) fn central_alloc(class: usize, n: usize) -> (*mut u8, usize) {
     (head, got)
 }
 
-/// While a class has at most this many pools, a refill carves few of their virgin blocks
-/// ([`virgin_run`]).
-pub(crate) const SHARED_POOLS: usize = 4;
-
-/// Most virgin blocks one refill of `class` carves while the class has `pools` pools.
+/// Carves the rest of a pool's virgin blocks onto the chain `head` of `got` blocks, up to
+/// `most` blocks in all, and returns the new head and count. A refill that carves a pool's
+/// virgin blocks carves all of them (`most` is the bin's `tcache::piece`, which the blocks of a
+/// fresh pool fit), so no two live threads are handed blocks of one pool's virgin run:
+/// mimalloc's threads own their pages, and a pool's virgin run stands for that here.
 ///
-/// A pool costs a page the moment it is opened, however few of its blocks are used; a thread
-/// cache that carves a pool's blocks ahead into its bin leaves none for the next thread, which
-/// opens a pool of its own. In a program whose threads each use a class for a few blocks (the
-/// larger classes of mimalloc-bench's glibc-thread: 1-4 live blocks a thread, a pool holding
-/// 8-15), every thread then held a pool of every such class: 59 pools at exit, and 240 KiB
-/// resident in the arena, where without thread caches 34 pools served (issue 15, peak RSS).
-/// So while a class has at most [`SHARED_POOLS`] pools, a refill carves an eighth of a pool
-/// (at least 2 blocks; 31 of 16 B) and leaves the rest for the other threads, which share the
-/// class's first pools: 45 pools, 184 KiB. A class with more pools than that is in heavy use,
-/// where one pool more or less is no matter and the whole run saves refills: the binary trees
-/// of `ci/bench ir` re-carve thousands of pools, and an eighth everywhere cost them 4 % more
-/// instructions an operation (prodcons 6 %). Blocks on free lists are not limited: they are
-/// in touched pages already, and free-list runs are what refills mostly take.
-#[inline]
-fn virgin_run(class: usize, pools: usize) -> usize {
-    if pools > SHARED_POOLS {
-        usize::MAX
-    } else {
-        (PoolHeader::capacity(config::stride(class)) / 8).max(2)
+/// Two threads that carved one pool in turn held blocks a few bytes apart, and a thread that
+/// wrote its block while the other wrote its neighbour pulled the line, or the next one (the
+/// prefetchers fetch lines around a miss), from the other core. mimalloc-bench's glibc-thread
+/// (two threads running the same sequence, every byte of each block written) ran bimodally,
+/// 110-205 M iterations in its 2 s as the threads' start-up carves happened to interleave:
+/// 1.33 × mimalloc's time in the median. With runs cut at pairs of lines (128 B, the blocks
+/// moved to start on one) it stayed at 1.27 ×; with the rest of the pool it is 0.98 ×, never
+/// in the slow mode (issue 15, twenty-first round). The cost, a pool a thread for each class
+/// it carves, did not show in peak RSS (glibc-thread 1.097 × glibc against 1.098, 16 load
+/// phases): refills took most of a pool's virgin blocks in turn anyway. The fourteenth round's
+/// short runs while a class had at most 4 pools, which let threads holding a few blocks share
+/// a class's first pool, are gone.
+///
+/// # Safety
+/// Class lock held, `m == meta(pool)` (native geometries).
+#[inline(always)]
+unsafe fn carve_rest(
+    pool: *mut PoolHeader,
+    m: *mut PoolHeader,
+    mut head: *mut u8,
+    mut got: usize,
+    most: usize,
+) -> (*mut u8, usize) {
+    // SAFETY: forwarded; `carve_virgin` is called only while a virgin block is left.
+    unsafe {
+        while got < most && (*m).nextoffset <= (*m).maxnextoffset {
+            head = carve_virgin(pool, m, head);
+            got += 1;
+        }
     }
+    (head, got)
 }
 
 /// Gives back a chain of `n` blocks of `class` linked through their first word (or, when

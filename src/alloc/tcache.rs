@@ -100,7 +100,7 @@ thread_local! {
 }
 
 /// Most blocks a bin holds before it gives blocks back (its cap's bound): for a pool class
-/// 8 KiB worth, between 16 and 256 blocks (at most 256 KiB cached per thread); for a system
+/// 8 KiB worth, between 16 and 512 blocks (at most 256 KiB cached per thread); for a system
 /// bin [`SYS_BIN_LIMIT`]; for a large bin [`LARGE_BIN_BYTES`] worth. A table, so the slow
 /// paths never divide.
 static BIN_LIMIT: [u32; NB_BINS] = {
@@ -108,13 +108,10 @@ static BIN_LIMIT: [u32; NB_BINS] = {
     let mut c = 0;
     while c < NB_SMALL_SIZE_CLASSES {
         let n = (8 << 10) / class_size(c);
-        t[c] = if n < 16 {
-            16
-        } else if n > 256 {
-            256
-        } else {
-            n as u32
-        };
+        t[c] = if n < 16 { 16 } else { n as u32 };
+        // A refill that carves a pool takes the rest of it (`pool::carve_rest`), at most a
+        // `piece`: the rest of a fresh pool must fit, or the next refill is another thread's.
+        assert!(PoolHeader::capacity(class_size(c)) < t[c] as usize / 2 + 1);
         c += 1;
     }
     let mut b = NB_LINEAR_BINS;
@@ -306,7 +303,7 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
     }
     let want = next_batch(tc, class) as usize;
     tc.trips = tc.trips.wrapping_add(1);
-    let (chain, got) = pool::central_alloc(class, want);
+    let (chain, got) = pool::central_alloc(class, want, piece(class) as usize);
     if got == 0 {
         return null_mut();
     }
@@ -334,12 +331,11 @@ fn refill(tc: &mut TCache, class: usize) -> *mut u8 {
 
 /// The first refill of a pool class's bin in a thread asks for this many blocks, each later one
 /// for twice the last, up to half the bin's limit (tcmalloc's slow start). A thread that uses a
-/// class for a few blocks takes a few, and threads share the class's pools: when every refill
-/// asked for half the limit (2 to 4 KiB worth, most of a pool), every thread took a pool of
-/// every class it touched, and mimalloc-bench's glibc-thread (two threads, 4-32 768 B, mostly
-/// small) left 92 pools at exit where it now leaves 59 (issue 15). A refill that finds a
-/// transfer batch (another thread's bin, given back whole) takes it whatever its size: those
-/// blocks are carved already, and taking them touches no new page.
+/// class for a few blocks takes a few of a pool's free list. A refill that carves virgin
+/// blocks takes the rest of the pool whatever it asked (`pool::carve_rest`: no two threads
+/// carve one pool), and one that finds a transfer batch (another thread's bin, given back
+/// whole) takes it whatever its size: those blocks are carved already, and taking them touches
+/// no new page.
 pub(crate) const FIRST_BATCH: u16 = 4;
 
 /// The size of this refill of `class`'s bin, and the next one's.
@@ -352,7 +348,7 @@ fn next_batch(tc: &mut TCache, class: usize) -> u16 {
 }
 
 fn central_one(class: usize) -> *mut u8 {
-    let (b, got) = pool::central_alloc(class, 1);
+    let (b, got) = pool::central_alloc(class, 1, 1);
     if got == 0 {
         null_mut()
     } else {
