@@ -79,23 +79,6 @@ unsafe fn pool_take(pool: *mut PoolHeader, m: *mut PoolHeader) -> *mut u8 {
     }
 }
 
-/// Carves the pool's next virgin block onto the chain `head` (linked through first words) and
-/// returns the new head (native geometries; `nused` is the caller's).
-///
-/// # Safety
-/// Class lock held, `m == meta(pool)`, and the pool has a virgin block left
-/// (`nextoffset <= maxnextoffset`).
-#[inline(always)]
-unsafe fn carve_virgin(pool: *mut PoolHeader, m: *mut PoolHeader, head: *mut u8) -> *mut u8 {
-    // SAFETY: forwarded; the block is inside the pool and free, so its first word is ours.
-    unsafe {
-        let b = pool.cast::<u8>().add((*m).nextoffset as usize);
-        (*m).nextoffset += (*m).stride;
-        *b.cast::<*mut u8>() = head;
-        b
-    }
-}
-
 /// Puts one block back into its pool (native geometries: onto the free list).
 ///
 /// # Safety
@@ -308,10 +291,15 @@ unsafe fn carve_rest(
     mut got: usize,
     most: usize,
 ) -> (*mut u8, usize) {
-    // SAFETY: forwarded; `carve_virgin` is called only while a virgin block is left.
+    // SAFETY: class lock held; each block carved is inside the pool (`nextoffset <=
+    // maxnextoffset`) and virgin, so its first word is ours for the link.
     unsafe {
+        let stride = (*m).stride;
         while got < most && (*m).nextoffset <= (*m).maxnextoffset {
-            head = carve_virgin(pool, m, head);
+            let b = pool.cast::<u8>().add((*m).nextoffset as usize);
+            (*m).nextoffset += stride;
+            *b.cast::<*mut u8>() = head;
+            head = b;
             got += 1;
         }
     }
